@@ -1,0 +1,44 @@
+# Two commands on a fresh Debian machine:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: setup system-deps demo test lint format bench clean
+
+# System packages: PostGIS for the database; GDAL's tools, Chromium and npm for the tests.
+# Installed with apt when we may (root or passwordless sudo), otherwise we say what to run.
+system-deps:
+	@bash .ci/system-deps $(SYSTEM_DEPS)
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# PyTorch first and pinned: these releases are the ones this machine kind serves.
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: SYSTEM_DEPS = postgis
+demo: system-deps setup
+	$(BIN)/streetaudit demo
+
+test: SYSTEM_DEPS = postgis test
+test: system-deps setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint:
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python bench/densify.py
+
+clean:
+	rm -rf $(VENV) .streetaudit

@@ -1,0 +1,99 @@
+"""Test harness: one throwaway PostGIS cluster per session, a fresh migrated database per module.
+
+The cluster is started by the same code users run (`streetaudit db up`), so the harness
+also tests it. Missing PostgreSQL/PostGIS fails loudly: a database test that silently
+skips is a test that never ran.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from streetaudit.sql.cluster import LocalCluster
+from streetaudit.sql.errors import DatabaseSetupError
+from streetaudit.sql.migrate import migrate
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TEMPLATE = "sa_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(tmp_path_factory.mktemp("pg"), fast_unsafe=True)
+    try:
+        cluster.up()
+    except DatabaseSetupError as error:
+        pytest.fail(f"cannot start the test PostGIS cluster: {error}", pytrace=False)
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_cluster: LocalCluster) -> str:
+    """A migrated database every test module clones (cloning is ~10x faster than migrating)."""
+    with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    url = pg_cluster.url(TEMPLATE)
+    migrate(url)
+    return url
+
+
+def new_database(cluster: LocalCluster, template: str = TEMPLATE) -> str:
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return cluster.url(name)
+
+
+@pytest.fixture(scope="module")
+def db_url(pg_cluster: LocalCluster, template_url: str) -> str:
+    """A fresh, migrated database for this test module."""
+    return new_database(pg_cluster)
+
+
+@pytest.fixture
+def fresh_db_url(pg_cluster: LocalCluster, template_url: str) -> str:
+    """A fresh, migrated database for one test that must start empty."""
+    return new_database(pg_cluster)
+
+
+@pytest.fixture
+def empty_db_url(pg_cluster: LocalCluster) -> str:
+    """A database with no migrations applied."""
+    name = f"e_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg_cluster.url(name)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, db_url: str, tmp_path: Path):
+    """Run `streetaudit ARGS` in-process against this module's database."""
+    from streetaudit.flows.cli import app
+
+    monkeypatch.setenv("STREETAUDIT_DATABASE_URL", db_url)
+    monkeypatch.setenv("STREETAUDIT_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+
+    def run(*args: str, env: dict[str, str] | None = None):
+        return runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
+
+    return run
