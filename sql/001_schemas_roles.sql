@@ -2,7 +2,9 @@
 -- `streetaudit` holds the tables the pipeline writes; `api` holds only what readers
 -- (analysts, pg_tileserv, QGIS) may see. Idempotent, like every migration.
 
-CREATE EXTENSION IF NOT EXISTS postgis;
+-- Explicitly in public: the superuser of the private cluster is called streetaudit, so
+-- "$user" in the default search_path would otherwise put PostGIS in our table schema.
+CREATE EXTENSION IF NOT EXISTS postgis SCHEMA public;
 
 CREATE SCHEMA IF NOT EXISTS streetaudit;
 CREATE SCHEMA IF NOT EXISTS api;

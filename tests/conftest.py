@@ -97,3 +97,12 @@ def cli(monkeypatch: pytest.MonkeyPatch, db_url: str, tmp_path: Path):
         return runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One ephemeral Prefect server for the whole session (it takes ~10 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,43 @@
+"""`synthetic`: drawn street scenes with their true label maps, for the demo and tests.
+
+No key, no network: each view is drawn from a seed made of point id and heading, so a rerun
+draws the same picture. The true Cityscapes label map travels beside the image as
+`<name>.labels.png` (same path, suffix replaced), which the segmentation stage's `masks`
+backend reads by file name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from streetaudit.flows.providers.base import Http, Image, NoImagery, Provider, SamplePoint, View
+from streetaudit.flows.synthetic_scene import draw_scene, scene_seed
+
+LABELS_SUFFIX = ".labels.png"
+
+
+def render(point: SamplePoint, view: View) -> Image:
+    seed = scene_seed(point.id, view.heading)
+    scene = draw_scene(seed, view.width, view.height, heritage=point.in_heritage)
+    # A summer date (April to October), so cleaning's winter rule keeps synthetic views.
+    captured = datetime(2023, 4 + seed % 7, 1 + seed % 28, tzinfo=UTC)
+    return Image(
+        data=scene.jpeg(),
+        extension="jpg",
+        pano_id=f"synthetic-{point.id}",
+        captured_at=captured,
+        lon=point.lon,
+        lat=point.lat,
+        width=view.width,
+        height=view.height,
+        sidecars={LABELS_SUFFIX: scene.labels_png()},
+    )
+
+
+class SyntheticProvider(Provider):
+    name = "synthetic"
+    uses_http = False
+
+    async def fetch(self, http: Http | None, point: SamplePoint, view: View) -> Image | NoImagery:
+        return await asyncio.to_thread(render, point, view)

@@ -1,0 +1,130 @@
+"""The command line: help everywhere, the private cluster lifecycle, errors, the demo, a flow run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from streetaudit.flows.cli import app
+from streetaudit.sql.cluster import LocalCluster
+
+
+def all_command_paths() -> list[list[str]]:
+    paths = []
+
+    def walk(command, prefix: list[str]) -> None:
+        paths.append(prefix)
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                walk(sub, [*prefix, name])
+
+    walk(get_command(app), [])
+    return paths
+
+
+def test_every_command_has_help() -> None:
+    runner = CliRunner()
+    paths = all_command_paths()
+    assert ["db", "up"] in paths and ["points", "densify"] in paths and ["demo"] in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output
+    for name, command in get_command(app).commands.items():
+        assert command.help or command.short_help, name
+
+
+def test_db_commands_manage_a_private_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STREETAUDIT_DATABASE_URL", raising=False)
+    monkeypatch.setenv("STREETAUDIT_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    status = runner.invoke(app, ["db", "status"])
+    assert status.exit_code == 1 and "no private cluster" in status.output
+    up = runner.invoke(app, ["db", "up"])
+    try:
+        assert up.exit_code == 0, up.output
+        assert "001_schemas_roles.sql" in up.output
+        assert runner.invoke(app, ["db", "status"]).exit_code == 0
+        url = runner.invoke(app, ["db", "url"]).output.strip().splitlines()[-1]
+        assert url.startswith("postgresql://") and "127.0.0.1" in url
+        with psycopg.connect(url) as conn:
+            settings = dict(
+                conn.execute(
+                    "SELECT name, setting FROM pg_settings WHERE name IN ('listen_addresses', 'data_directory')"
+                ).fetchall()
+            )
+            assert settings["listen_addresses"] == "127.0.0.1"
+            pgdata = LocalCluster(tmp_path / "data").state().pgdata
+            assert settings["data_directory"] == pgdata
+        if os.geteuid() == 0:  # the server must not run as root
+            assert Path(pgdata).stat().st_uid != 0
+        reader = runner.invoke(app, ["db", "url", "--reader"]).output.strip().splitlines()[-1]
+        with psycopg.connect(reader) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == "streetaudit_reader"
+        migrate = runner.invoke(app, ["db", "migrate"])
+        assert "up to date" in migrate.output
+        # A second `db up` reuses the running cluster.
+        assert runner.invoke(app, ["db", "up"]).exit_code == 0
+    finally:
+        down = runner.invoke(app, ["db", "down"])
+    assert down.exit_code == 0 and "stopped" in down.output
+    assert runner.invoke(app, ["db", "status"]).exit_code == 1
+    LocalCluster(tmp_path / "data").destroy()
+
+
+def test_bad_input_exits_non_zero_naming_the_file(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.geojson"
+    bad.write_text("not geojson")
+    result = cli("roads", "load", bad)
+    assert result.exit_code == 2
+    assert "broken.geojson" in result.output and "cannot read" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_interval_exits_non_zero(cli) -> None:
+    result = cli("points", "densify", "--interval", "-3")
+    assert result.exit_code == 2 and "--interval" in result.output
+
+
+def test_console_script_reports_errors_without_traceback(db_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "STREETAUDIT_DATABASE_URL": db_url}
+    script = Path(sys.executable).parent / "streetaudit"
+    result = subprocess.run(
+        [str(script), "areas", "load", str(tmp_path / "missing.gpkg"), "--name-field", "n"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "missing.gpkg: no such file" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_demo_loads_helsinki_and_summarises(cli, db_url: str) -> None:
+    from streetaudit.flows.demo import summary
+
+    result = cli("demo")
+    assert result.exit_code == 0, result.output
+    s = summary(db_url)
+    assert s["roads"] > 500 and s["points"] > 1000 and 0 < s["points_in_core"] < s["points"]
+    assert f"{s['points']} points" in result.output
+    assert f"{s['points_in_core']} inside the heritage core" in result.output
+
+
+def test_points_flow_runs_under_prefect(prefect_harness, db_url: str) -> None:
+    from streetaudit.flows.points import points_flow
+
+    result = points_flow(db_url, interval=45.0)
+    with psycopg.connect(db_url) as conn:
+        n, bad = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE abs(distance_m - 45 * seq) > 1e-9) FROM streetaudit.sample_point"
+        ).fetchone()
+    assert result["points"] == n and bad == 0
