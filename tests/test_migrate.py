@@ -78,7 +78,7 @@ def test_failing_migration_rolls_back_alone(empty_db_url: str, tmp_path: Path) -
     (directory / "998_half.sql").write_text(
         "CREATE TABLE streetaudit.half_done (id int);\nSELECT no_such_function();"
     )
-    with pytest.raises(MigrationError, match="998_half.sql"):
+    with pytest.raises(MigrationError, match=r"998_half\.sql"):
         migrate(empty_db_url, directory)
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT to_regclass('streetaudit.half_done')").fetchone()[0] is None

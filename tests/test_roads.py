@@ -141,7 +141,7 @@ def test_missing_file_is_a_clear_error(fresh_db_url: str, tmp_path: Path) -> Non
 def test_unreadable_file_is_a_clear_error_and_writes_nothing(fresh_db_url: str, tmp_path: Path) -> None:
     path = tmp_path / "garbage.geojson"
     path.write_text("{ this is not json")
-    with pytest.raises(InputError, match="garbage.geojson: cannot read"):
+    with pytest.raises(InputError, match=r"garbage\.geojson: cannot read"):
         load_roads(fresh_db_url, path)
     with psycopg.connect(fresh_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM streetaudit.road").fetchone()[0] == 0
@@ -150,7 +150,7 @@ def test_unreadable_file_is_a_clear_error_and_writes_nothing(fresh_db_url: str, 
 def test_file_without_crs_is_refused(fresh_db_url: str, tmp_path: Path) -> None:
     path = write(sample_roads().iloc[:2], tmp_path / "nocrs.shp")
     path.with_suffix(".prj").unlink()
-    with pytest.raises(InputError, match="nocrs.shp: the file has no coordinate reference system"):
+    with pytest.raises(InputError, match=r"nocrs\.shp: the file has no coordinate reference system"):
         load_roads(fresh_db_url, path)
 
 

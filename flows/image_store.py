@@ -1,0 +1,120 @@
+"""Where collected images live: a local folder (default) or any fsspec URL.
+
+A file is written under a temporary name and renamed into place, so a process killed at any
+moment leaves either the whole file or none at the final path; the database row saying `ok`
+is written only after that. Local temporaries go to `<root>/.tmp/<host>-<pid>/`; the next
+run removes those of processes that no longer exist.
+
+`image.uri` holds, for local storage, the absolute file path (no `file://`), and otherwise
+the full fsspec URL; either opens with `fsspec.open(uri)`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path, PurePosixPath
+
+import fsspec
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ImageSettings(BaseSettings):
+    """`STREETAUDIT_IMAGES_URL` (a path or fsspec URL such as `s3://bucket/images`) overrides
+    the default `$STREETAUDIT_DATA_DIR/images`."""
+
+    model_config = SettingsConfigDict(env_prefix="STREETAUDIT_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path(".streetaudit")
+    images_url: str | None = None
+
+    @field_validator("images_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    def root(self) -> str:
+        if self.images_url:
+            return self.images_url
+        return str((self.data_dir.expanduser().resolve() / "images"))
+
+
+def view_key(provider: str, point_id: int, heading: float, extension: str) -> str:
+    """Stable relative path of a view: a rerun writes the same view to the same place."""
+    return f"{provider}/{point_id // 1000:05d}/{point_id}_{heading:g}.{extension}"
+
+
+def sidecar_key(key: str, suffix: str) -> str:
+    """`.../123_0.jpg` with suffix `.labels.png` -> `.../123_0.labels.png`."""
+    return str(PurePosixPath(key).with_suffix(suffix))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ImageStore:
+    def __init__(self, root: str | None = None):
+        root = root or ImageSettings().root()
+        if root.startswith("file://"):
+            root = root[len("file://") :]
+        self.local = "://" not in root
+        if self.local:
+            self.root = str(Path(root).expanduser().resolve())
+            self.fs = None
+        else:
+            self.root = root.rstrip("/")
+            self.fs, _ = fsspec.core.url_to_fs(self.root)
+        self._tmp = f"{socket.gethostname()}-{os.getpid()}"
+
+    def uri(self, key: str) -> str:
+        return f"{self.root}/{key}" if not self.local else str(Path(self.root) / key)
+
+    def put(self, key: str, data: bytes) -> str:
+        """Write all of `data`, then rename into place; returns the URI."""
+        final = self.uri(key)
+        if self.local:
+            tmp_dir = Path(self.root) / ".tmp" / self._tmp
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            Path(final).parent.mkdir(parents=True, exist_ok=True)
+            tmp = tmp_dir / uuid.uuid4().hex
+            tmp.write_bytes(data)
+            os.replace(tmp, final)
+        else:
+            tmp = f"{final}.tmp-{uuid.uuid4().hex}"
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, final)
+        return final
+
+    def exists(self, uri: str) -> bool:
+        return Path(uri).exists() if self.local else self.fs.exists(uri)
+
+    def sweep_stale_temps(self) -> int:
+        """Remove temporaries of processes on this host that died mid-write (kill -9)."""
+        if not self.local:
+            return 0
+        tmp_root = Path(self.root) / ".tmp"
+        removed = 0
+        host = socket.gethostname()
+        for folder in tmp_root.glob(f"{host}-*") if tmp_root.exists() else []:
+            pid = folder.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                removed += sum(1 for _ in folder.iterdir())
+                shutil.rmtree(folder, ignore_errors=True)
+        return removed
+
+    def release(self) -> None:
+        """Drop this process's (empty) temporary folder."""
+        if self.local:
+            folder = Path(self.root) / ".tmp" / self._tmp
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
