@@ -33,11 +33,13 @@ COMMENT ON TABLE streetaudit.heritage_area IS
 
 CREATE TABLE IF NOT EXISTS streetaudit.sample_point (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    road_id bigint NOT NULL REFERENCES streetaudit.road (id) ON DELETE CASCADE,
+    road_id bigint NOT NULL,
     seq integer NOT NULL CHECK (seq >= 0),
     distance_m double precision NOT NULL CHECK (distance_m >= 0),
     geom geometry(Point, 4326) NOT NULL,
-    UNIQUE (road_id, seq)
+    -- Named, because densify_roads drops and re-creates them around bulk inserts.
+    CONSTRAINT sample_point_road_fk FOREIGN KEY (road_id) REFERENCES streetaudit.road (id) ON DELETE CASCADE,
+    CONSTRAINT sample_point_road_seq_key UNIQUE (road_id, seq)
 );
 CREATE INDEX IF NOT EXISTS sample_point_geom_idx ON streetaudit.sample_point USING gist (geom);
 COMMENT ON TABLE streetaudit.sample_point IS

@@ -46,20 +46,25 @@ CREATE INDEX IF NOT EXISTS area_tile_geom_idx ON streetaudit.area_tile USING gis
 CREATE TABLE IF NOT EXISTS streetaudit.tile_layer (
     id text PRIMARY KEY,
     properties text[] NOT NULL,
+    property_types text[] NOT NULL,
     minzoom integer NOT NULL,
     maxzoom integer NOT NULL,
     geometry_type text NOT NULL
 );
 INSERT INTO streetaudit.tile_layer VALUES
-    ('api.segments', ARRAY['road_id', 'name', 'kind', 'length_m', 'n_points', 'building_mean', 'building_std', 'road_mean', 'road_std', 'sky_mean', 'sky_std', 'greenery_mean', 'greenery_std', 'sidewalk_mean', 'sidewalk_std', 'car_mean', 'car_std'], 0, 22, 'line'),
-    ('api.points', ARRAY['point_id', 'road_id', 'n_images', 'building', 'road', 'sky', 'greenery', 'sidewalk', 'car'], 14, 22, 'point'),
-    ('api.areas', ARRAY['area_id', 'area_name', 'kind', 'n_points', 'building_mean', 'building_std', 'building_median', 'road_mean', 'road_std', 'road_median', 'sky_mean', 'sky_std', 'sky_median', 'greenery_mean', 'greenery_std', 'greenery_median', 'sidewalk_mean', 'sidewalk_std', 'sidewalk_median', 'car_mean', 'car_std', 'car_median'], 0, 22, 'polygon')
+    ('api.segments', ARRAY['name', 'kind', 'length_m', 'n_points', 'building_mean', 'building_std', 'road_mean', 'road_std', 'sky_mean', 'sky_std', 'greenery_mean', 'greenery_std', 'sidewalk_mean', 'sidewalk_std', 'car_mean', 'car_std'],
+     ARRAY['String', 'String', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number'], 0, 22, 'line'),
+    ('api.points', ARRAY['road_id', 'n_images', 'building', 'road', 'sky', 'greenery', 'sidewalk', 'car'],
+     ARRAY['Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number'], 14, 22, 'point'),
+    ('api.areas', ARRAY['area_name', 'kind', 'n_points', 'building_mean', 'building_std', 'building_median', 'road_mean', 'road_std', 'road_median', 'sky_mean', 'sky_std', 'sky_median', 'greenery_mean', 'greenery_std', 'greenery_median', 'sidewalk_mean', 'sidewalk_std', 'sidewalk_median', 'car_mean', 'car_std', 'car_median'],
+     ARRAY['String', 'String', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number', 'Number'], 0, 22, 'polygon')
 ON CONFLICT (id) DO UPDATE
-    SET properties = EXCLUDED.properties, minzoom = EXCLUDED.minzoom,
+    SET properties = EXCLUDED.properties, property_types = EXCLUDED.property_types, minzoom = EXCLUDED.minzoom,
         maxzoom = EXCLUDED.maxzoom, geometry_type = EXCLUDED.geometry_type;
 CREATE OR REPLACE VIEW api.tile_layers AS
-    SELECT id, properties, minzoom, maxzoom, geometry_type FROM streetaudit.tile_layer;
-COMMENT ON VIEW api.tile_layers IS 'Attributes (the feature id first) and zoom range of each tile function in api.';
+    SELECT id, properties, property_types, minzoom, maxzoom, geometry_type FROM streetaudit.tile_layer;
+COMMENT ON VIEW api.tile_layers IS
+    'Attributes (MVT types String/Number) and zoom range of each tile function in api; the feature id (road_id, point_id, area_id) is the MVT feature id.';
 
 -- Roads with their statistics. Below zoom 12 simplified geometry and means only.
 CREATE OR REPLACE FUNCTION api.segments(z integer, x integer, y integer, properties text DEFAULT NULL)
