@@ -57,6 +57,11 @@ def find_bindir(configured: Path | None = None) -> Path:
     )
 
 
+def runuser() -> str:
+    """util-linux's runuser lives in /usr/sbin, which a root PATH may lack (cron, CI)."""
+    return shutil.which("runuser") or "/usr/sbin/runuser"
+
+
 def postgis_available(bindir: Path) -> bool:
     """PostGIS ships a control file in the server's share directory."""
     pg_config = bindir / "pg_config"
@@ -325,7 +330,7 @@ class LocalCluster:
     @staticmethod
     def _reachable(path: Path, os_user: str) -> bool:
         path.mkdir(parents=True, exist_ok=True)
-        probe = subprocess.run(["runuser", "-u", os_user, "--", "test", "-x", str(path)], check=False)
+        probe = subprocess.run([runuser(), "-u", os_user, "--", "test", "-x", str(path)], check=False)
         return probe.returncode == 0
 
     @staticmethod
@@ -347,7 +352,7 @@ class LocalCluster:
             os_user = state.os_user if state else self._os_user()
         command = [str(self.bindir / argv[0]), *argv[1:]]
         if os_user is not None and os.geteuid() == 0:
-            command = ["runuser", "-u", os_user, "--", *command]
+            command = [runuser(), "-u", os_user, "--", *command]
         result = subprocess.run(command, capture_output=True, text=True, check=False, cwd="/")
         if check and result.returncode != 0:
             raise DatabaseSetupError(
