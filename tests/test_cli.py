@@ -128,3 +128,22 @@ def test_points_flow_runs_under_prefect(prefect_harness, db_url: str) -> None:
             "SELECT count(*), count(*) FILTER (WHERE abs(distance_m - 45 * seq) > 1e-9) FROM streetaudit.sample_point"
         ).fetchone()
     assert result["points"] == n and bad == 0
+
+
+def test_plain_commands_need_no_prefect_server(db_url: str, tmp_path: Path) -> None:
+    """Only `streetaudit run …` talks to Prefect; a dead Prefect API must not matter elsewhere."""
+    frame_path = tmp_path / "one.geojson"
+    frame_path.write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+        '"geometry": {"type": "LineString", "coordinates": [[24.94, 60.17], [24.95, 60.17]]}}]}'
+    )
+    env = {
+        **os.environ,
+        "STREETAUDIT_DATABASE_URL": db_url,
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",  # nothing listens there
+    }
+    script = Path(sys.executable).parent / "streetaudit"
+    for args in (["roads", "load", str(frame_path)], ["points", "densify"]):
+        result = subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+    assert "sample points every 30 m" in result.stdout
