@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from streetaudit.sql.errors import StreetauditError
+from streetaudit.sql.errors import DatabaseSetupError, StreetauditError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -92,8 +92,13 @@ def db_up() -> None:
 def db_down() -> None:
     """Stop the private cluster (its data stays)."""
     from streetaudit.sql.connect import local_cluster
+    from streetaudit.sql.settings import DatabaseSettings
 
-    stopped = local_cluster().stop()
+    settings = DatabaseSettings()
+    if settings.database_url:
+        console.print("STREETAUDIT_DATABASE_URL is set: that server is not ours to stop.")
+        return
+    stopped = local_cluster(settings).stop()
     console.print("stopped" if stopped else "not running")
 
 
@@ -105,7 +110,14 @@ def db_status() -> None:
 
     settings = DatabaseSettings()
     if settings.database_url:
-        console.print("using STREETAUDIT_DATABASE_URL")
+        import psycopg
+
+        try:
+            with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+                version = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
+        except psycopg.Error as error:
+            raise DatabaseSetupError(f"STREETAUDIT_DATABASE_URL does not answer: {error}") from error
+        console.print(f"using STREETAUDIT_DATABASE_URL: reachable, PostGIS {version}")
         return
     cluster = local_cluster(settings)
     state = cluster.state()

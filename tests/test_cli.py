@@ -147,3 +147,12 @@ def test_plain_commands_need_no_prefect_server(db_url: str, tmp_path: Path) -> N
         result = subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode == 0, result.stderr
     assert "sample points every 30 m" in result.stdout
+
+
+def test_db_status_checks_an_external_server(cli) -> None:
+    result = cli("db", "status")
+    assert result.exit_code == 0 and "reachable, PostGIS 3" in result.output
+    down = cli("db", "down")
+    assert down.exit_code == 0 and "not ours to stop" in down.output
+    dead = cli("db", "status", env={"STREETAUDIT_DATABASE_URL": "postgresql://x@127.0.0.1:9/none"})
+    assert dead.exit_code == 2 and "does not answer" in dead.output
