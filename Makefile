@@ -19,9 +19,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
-setup: $(BIN)/.installed
+# The map page's MapLibre GL comes from npm (package-lock.json) and is served by the API.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
 
-demo: SYSTEM_DEPS = postgis
+setup: $(BIN)/.installed node_modules/.package-lock.json
+
+demo: SYSTEM_DEPS = postgis npm
 demo: system-deps setup
 	$(BIN)/streetaudit demo
 
@@ -39,6 +43,7 @@ format:
 
 bench: setup
 	$(BIN)/python bench/densify.py
+	$(BIN)/python bench/tiles.py
 
 clean:
-	rm -rf $(VENV) .streetaudit
+	rm -rf $(VENV) .streetaudit node_modules

@@ -6,7 +6,8 @@ request half a kilometre from the street, so the Baidu provider converts to what
 `coordtype` declares. Outside China both offsets are zero (as the providers do).
 
 The forward transforms are the published closed-form formulas; GCJ-02 → WGS84 has no closed
-form, so it is inverted iteratively to well under a millimetre.
+form, so it is inverted iteratively to well under a millimetre; BD-09 → GCJ-02 is the
+published closed form, good to a few decimetres.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import psycopg
 from rich.console import Console
 
 from streetaudit.flows.areas import load_areas
+from streetaudit.flows.errors import InputError
 from streetaudit.flows.points import densify
 from streetaudit.flows.roads import load_roads
 
@@ -78,5 +79,115 @@ def step_roads_and_points(url: str, console: Console, *, interval: float) -> Non
     )
 
 
+def step_collect(url: str, console: Console) -> None:
+    """Street-view images: a real provider when its key is set, else drawn synthetic scenes.
+
+    Capped so the demo stays quick: some points inside each heritage core plus a spread
+    sample of the whole city, so the later comparison has both sides.
+    """
+    from streetaudit.flows.collect import collect, summary_line
+    from streetaudit.flows.providers import configured_provider, open_provider
+
+    console.rule("[bold]street-view images")
+    provider = configured_provider()
+    if provider is None:
+        provider = "synthetic"
+        console.print(
+            "[bold yellow]No provider key is set (STREETAUDIT_BAIDU_AK, STREETAUDIT_GOOGLE_KEY or "
+            "STREETAUDIT_MAPILLARY_TOKEN), so the imagery below is SYNTHETIC: drawn street scenes, "
+            "not photographs. Every number computed from it illustrates the pipeline, not Helsinki.[/]"
+        )
+        core_points, all_points = 30, 100
+    else:
+        console.print(f"using provider {provider} (key from the environment), capped to a few points")
+        core_points, all_points = 10, 25
+    max_w, max_h = open_provider(provider).max_size
+    size = (min(1024, max_w), min(512, max_h))
+    with psycopg.connect(url) as conn:
+        cores = [
+            r[0]
+            for r in conn.execute("SELECT DISTINCT name FROM streetaudit.heritage_area WHERE kind = 'core'")
+        ]
+    for area in cores:
+        report = collect(url, provider, size=size, limit=core_points, where_area=area, progress=False)
+        console.print(f"inside {area}: {summary_line(report)}", highlight=False)
+    report = collect(url, provider, size=size, limit=all_points, progress=False)
+    console.print(f"whole city: {summary_line(report)}", highlight=False)
+    console.print("clean them with `streetaudit images clean` (winter, broken, tiny, duplicate views)")
+
+
+def step_segment(url: str, console: Console) -> None:
+    """Segmentation, offline: synthetic views come with true label maps, which the `masks`
+    backend imports (so the demo's shares are exact); real photographs need a model, used
+    only when its weights are already cached."""
+    from streetaudit.flows.segment import segment
+    from streetaudit.models.label_sets import ELEMENTS
+
+    console.rule("[bold]segmentation")
+    with psycopg.connect(url) as conn:
+        synthetic, other = conn.execute(
+            """SELECT count(*) FILTER (WHERE provider = 'synthetic'), count(*) FILTER (WHERE provider <> 'synthetic')
+               FROM streetaudit.image WHERE status = 'ok'"""
+        ).fetchone()
+    if synthetic:
+        console.print("synthetic views: importing their true label maps (backend masks)")
+        report = segment(url, backend="masks", batch_size=32, progress=False)
+    elif other:
+        try:
+            report = segment(url, batch_size=8, progress=False)
+        except InputError as error:
+            console.print(f"no segmentation: {error}", highlight=False)
+            return
+    else:
+        console.print("no images to segment")
+        return
+    console.print(
+        f"model {report.model_id} ({report.model_name}): {report.done} images segmented, "
+        f"{report.skipped} already done, {report.failed} failed; {report.images_per_s:.0f} images/s",
+        highlight=False,
+    )
+    with psycopg.connect(url) as conn:
+        means = conn.execute(
+            """SELECT avg(building), avg(road), avg(sky), avg(greenery), avg(sidewalk), avg(car)
+               FROM streetaudit.segmentation WHERE model_id = %s AND error IS NULL""",
+            (report.model_id,),
+        ).fetchone()
+    if means[0] is not None:
+        shares = ", ".join(f"{name} {value:.1%}" for name, value in zip(ELEMENTS, means, strict=True))
+        console.print(f"mean shares: {shares}")
+
+
+def step_stats(url: str, console: Console) -> None:
+    """Statistics, the core-vs-rest table, the plots, and how to open the map."""
+    from streetaudit.flows.plots import plot_stats
+    from streetaudit.flows.stats import comparison_table, refresh_stats
+    from streetaudit.sql.settings import DatabaseSettings
+
+    console.rule("[bold]statistics, plots and the map")
+    with psycopg.connect(url) as conn:
+        models = conn.execute(
+            "SELECT count(*) FROM streetaudit.model WHERE task = 'segmentation'"
+        ).fetchone()[0]
+    if not models:
+        console.print("no segmentation results yet, so no statistics (run the segmentation step first)")
+        return
+    report = refresh_stats(url)
+    console.print(
+        f"stats from model {report.model_name}: {report.points} points with data, "
+        f"{report.segments} segments, {report.areas} heritage areas"
+    )
+    console.print(comparison_table(report.comparisons))
+    out = DatabaseSettings().data_dir / "demo" / "plots"
+    for path in plot_stats(url, out):
+        console.print(f"plot: {path}")
+    console.print(
+        "map and API: run [bold]streetaudit serve[/] and open http://127.0.0.1:8000/map "
+        "(tiles: /index.json, statistics: /stats/areas, OGC API: /ogc)"
+    )
+
+
 def run_demo(url: str, console: Console, *, interval: float = 30.0) -> None:
     step_roads_and_points(url, console, interval=interval)
+    step_collect(url, console)
+    step_segment(url, console)
+    step_stats(url, console)

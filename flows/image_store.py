@@ -39,7 +39,7 @@ class ImageSettings(BaseSettings):
     def root(self) -> str:
         if self.images_url:
             return self.images_url
-        return str((self.data_dir.expanduser().resolve() / "images"))
+        return str(self.data_dir.expanduser().resolve() / "images")
 
 
 def view_key(provider: str, point_id: int, heading: float, extension: str) -> str:

@@ -186,6 +186,38 @@ def read_comparison(url: str) -> list[dict]:
         return cur.execute("SELECT * FROM api.area_comparison").fetchall()
 
 
+def comparison_table(rows: list[dict], *, area_id: int | None = None):
+    """A rich table of one comparison (default: all cores together vs the rest)."""
+    from rich import box
+    from rich.table import Table
+
+    def f(value, spec: str = ".3f") -> str:
+        return "–" if value is None else format(value, spec)
+
+    chosen = [r for r in rows if r["area_id"] == area_id]
+    title = chosen[0]["area_name"] if chosen else "no comparison"
+    table = Table(
+        title=f"{title} vs rest of the city",
+        caption="d: Cohen's d; p: Welch t / Mann–Whitney U, Holm-adjusted over the six elements",
+        title_justify="left",
+        box=box.SIMPLE,
+    )
+    for column in ("element", "n core/rest", "core", "rest", "diff", "d", "Welch p", "MW p"):
+        table.add_column(column, justify="left" if column == "element" else "right")
+    for r in chosen:
+        table.add_row(
+            r["element"],
+            f"{r['n_core']}/{r['n_rest']}",
+            f(r["mean_core"]),
+            f(r["mean_rest"]),
+            f(r["mean_diff"], "+.3f"),
+            f(r["cohens_d"], "+.2f"),
+            f(r["welch_p_holm"], ".2g"),
+            f(r["mannwhitney_p_holm"], ".2g"),
+        )
+    return table
+
+
 @flow(name="stats", log_prints=True)
 def stats_flow(url: str, model: str | None = None) -> dict:
     report = refresh_stats(url, model=model)

@@ -93,17 +93,20 @@ def _draw_windows(rng, rgb, x0, x1, top, bottom) -> None:
 
 
 def _draw_ground(rng, labels, rgb, yy, xx, horizon, width) -> None:
-    below = np.broadcast_to(yy >= horizon, labels.shape)
-    labels[below] = SIDEWALK
-    rgb[below] = np.array([165, 160, 150])
+    """Sidewalk below the horizon, a road narrowing to a vanishing point, lane markings."""
+    below_labels, below_rgb = labels[horizon:], rgb[horizon:]
+    below_labels[:] = SIDEWALK
+    below_rgb[:] = np.array([165, 160, 150])
+    depth = yy[horizon:] - horizon
     centre = width * rng.uniform(0.4, 0.6)
     spread = rng.uniform(1.2, 2.2)
-    road = below & (np.abs(xx - centre) <= spread * (yy - horizon) + 4)
-    labels[road] = ROAD
-    rgb[road] = np.array([80, 80, 85])
+    off = np.abs(xx - centre)
+    road = off <= spread * depth + 4
+    below_labels[road] = ROAD
+    below_rgb[road] = np.array([80, 80, 85])
     # Lane markings: part of the road class.
-    marks = road & (np.abs(xx - centre) <= 0.03 * (yy - horizon) + 1) & ((yy.astype(int) // 12) % 2 == 0)
-    rgb[marks] = np.array([230, 230, 220])
+    marks = road & (off <= 0.03 * depth + 1) & ((depth.astype(int) // 12) % 2 == 0)
+    below_rgb[marks] = np.array([230, 230, 220])
 
 
 def _draw_tree(rng, labels, rgb, yy, xx, horizon, width, height) -> None:
@@ -111,12 +114,19 @@ def _draw_tree(rng, labels, rgb, yy, xx, horizon, width, height) -> None:
     base = horizon + rng.uniform(0.0, 0.08) * height
     radius = rng.uniform(0.06, 0.14) * height
     cy = base - radius * rng.uniform(1.4, 2.0)
-    trunk = (np.abs(xx - cx) <= radius * 0.12) & (yy >= cy) & (yy <= base)
-    crown = ((xx - cx) / (radius * 1.1)) ** 2 + ((yy - cy) / radius) ** 2 <= 1.0
-    labels[trunk] = VEGETATION
-    rgb[trunk] = np.array([90, 65, 40])
-    labels[crown] = VEGETATION
-    rgb[crown] = np.array([60, 120, 50]) + rng.integers(-20, 20, size=3)
+    # Work inside the tree's bounding box only.
+    y0, y1 = max(0, int(cy - radius)), min(height, int(base) + 1)
+    x0, x1 = max(0, int(cx - radius * 1.1)), min(width, int(cx + radius * 1.1) + 1)
+    if y0 >= y1 or x0 >= x1:
+        return
+    ys, xs = yy[y0:y1], xx[:, x0:x1]
+    box_labels, box_rgb = labels[y0:y1, x0:x1], rgb[y0:y1, x0:x1]
+    trunk = (np.abs(xs - cx) <= radius * 0.12) & (ys >= cy) & (ys <= base)
+    crown = ((xs - cx) / (radius * 1.1)) ** 2 + ((ys - cy) / radius) ** 2 <= 1.0
+    box_labels[trunk] = VEGETATION
+    box_rgb[trunk] = np.array([90, 65, 40])
+    box_labels[crown] = VEGETATION
+    box_rgb[crown] = np.array([60, 120, 50]) + rng.integers(-20, 20, size=3)
 
 
 def _draw_car(rng, labels, rgb, horizon, width, height) -> None:

@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from streetaudit.models.backend import BackendError, SegmentationBackend
+from streetaudit.models.backend import BackendError, SegmentationBackend, upsampled_argmax
 from streetaudit.models.label_sets import from_labels, resolve
 from streetaudit.models.weights import checkpoint_dir, load_hf
 
@@ -44,7 +43,9 @@ class HFBackend(SegmentationBackend):
             AutoModelForSemanticSegmentation,
             AutoModelForUniversalSegmentation,
         )
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
         model = model or DEFAULT_MODEL
         folder = checkpoint_dir(model)
         self.source = str(folder) if folder else (f"{model}@{revision}" if revision else model)
@@ -54,14 +55,16 @@ class HFBackend(SegmentationBackend):
         try:
             network = load_hf(loader, model, cache_dir=cache_dir, revision=revision)
         except ValueError as error:  # a checkpoint of another task (classification, detection)
-            raise BackendError(f"--model {model}: not a semantic segmentation checkpoint ({error})") from error
+            raise BackendError(
+                f"--model {model}: not a semantic segmentation checkpoint ({error})"
+            ) from error
         # The checkpoint's own preprocessing; only the input size may be overridden (speed vs detail).
         size = {"size": {"height": int(input_size[0]), "width": int(input_size[1])}} if input_size else {}
         self.processor = load_hf(AutoImageProcessor, model, cache_dir=cache_dir, revision=revision, **size)
 
         labels = [network.config.id2label[i] for i in range(len(network.config.id2label))]
         if label_set is not None:
-            chosen = resolve(label_set, terrain=terrain)
+            chosen = resolve(label_set, terrain=terrain, element_classes=element_classes)
             if len(chosen) != len(labels):
                 raise BackendError(
                     f"--label-set {label_set}: {len(chosen)} classes, but the model predicts {len(labels)}"
@@ -86,7 +89,14 @@ class HFBackend(SegmentationBackend):
         return self.source.rsplit("/", 1)[-1] if "/" in self.source else self.source
 
     def pixel_values(self, batch: torch.Tensor) -> torch.Tensor:
-        pixels = self.processor(images=batch, return_tensors="pt", device=self.device)["pixel_values"]
+        # Resizing to the size the image already has changes no value but costs as much as
+        # the rest of preprocessing; skip it then.
+        size = getattr(self.processor, "size", None)
+        same = (getattr(size, "height", None), getattr(size, "width", None)) == tuple(batch.shape[-2:])
+        extra = {"do_resize": False} if same else {}
+        pixels = self.processor(images=batch, return_tensors="pt", device=self.device, **extra)[
+            "pixel_values"
+        ]
         pixels = pixels.to(self.device, non_blocking=True)
         return pixels.contiguous(memory_format=torch.channels_last) if self.cuda else pixels
 
@@ -106,8 +116,7 @@ class HFBackend(SegmentationBackend):
         height, width = batch.shape[-2:]
         with self.autocast():
             scores = self.scores(self.pixel_values(batch))
-            scores = F.interpolate(scores, size=(height, width), mode="bilinear", align_corners=False)
-            return scores.argmax(dim=1)
+            return upsampled_argmax(scores, height, width)
 
 
 def _size_of(processor: Any) -> Any:

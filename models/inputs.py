@@ -75,8 +75,12 @@ class MaskReader:
         mask_uri = self.locate(uri)
         with Image.open(io.BytesIO(read_bytes(mask_uri))) as image:
             if image.mode not in ("L", "P", "I", "I;16"):
-                raise ValueError(f"{mask_uri}: a label map must be a one-channel PNG of class ids, not {image.mode}")
-            array = np.asarray(image).astype(np.int64)
+                raise ValueError(
+                    f"{mask_uri}: a label map must be a one-channel PNG of class ids, not {image.mode}"
+                )
+            array = np.array(image)  # a writable copy, as torch.from_numpy wants
+        if array.dtype != np.uint8:  # 16-bit or 32-bit ids; uint8 stays small across processes
+            array = array.astype(np.int32)
         return torch.from_numpy(array), mask_uri
 
 
@@ -144,6 +148,6 @@ def make_loader(
         num_workers=workers,
         collate_fn=collate,
         pin_memory=pin_memory,
-        prefetch_factor=4 if workers else None,
+        prefetch_factor=2 if workers else None,
         persistent_workers=False,
     )

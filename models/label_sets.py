@@ -9,9 +9,9 @@ which includes grass) is added only when asked, because studies disagree on it.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -254,20 +254,33 @@ def from_labels(
             index.setdefault(normalise(label), []).append(i)
         ids = {}
         for element in ELEMENTS:
-            wanted = set(_SYNONYMS[element]) | (_SYNONYMS["terrain"] if element == "greenery" and terrain else set())
+            wanted = set(_SYNONYMS[element]) | (
+                _SYNONYMS["terrain"] if element == "greenery" and terrain else set()
+            )
             ids[element] = tuple(sorted(i for n in wanted for i in index.get(n, ())))
     _check_complete(key, labels, ids)
     return LabelSet(key, labels, ids, terrain)
 
 
-def resolve(spec: str | Sequence[str], *, terrain: bool = False) -> LabelSet:
+def resolve(
+    spec: str | Sequence[str],
+    *,
+    terrain: bool = False,
+    element_classes: Mapping[str, Sequence[str]] | None = None,
+) -> LabelSet:
     """A label set from a built-in name, a text file of class names (one per line), or a list."""
+    name = None
     if isinstance(spec, str):
         path = Path(spec).expanduser()
         if path.is_file():
             names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-            return from_labels(names, name=path.stem, terrain=terrain)
-        if "," in spec:
-            return from_labels([s.strip() for s in spec.split(",")], terrain=terrain)
-        return builtin(spec, terrain=terrain)
-    return from_labels(spec, terrain=terrain)
+            name = path.stem
+        elif "," in spec:
+            names = [s.strip() for s in spec.split(",")]
+        elif element_classes is None:
+            return builtin(spec, terrain=terrain)
+        else:
+            names = list(builtin(spec, terrain=terrain).labels)
+    else:
+        names = list(spec)
+    return from_labels(names, name=name, terrain=terrain, element_classes=element_classes)

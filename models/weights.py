@@ -16,10 +16,6 @@ import torch
 from streetaudit.models.backend import BackendError, WeightsUnavailable
 
 
-def looks_like_path(model: str) -> bool:
-    return model.startswith(("/", ".", "~")) or os.sep in model and Path(model).expanduser().exists()
-
-
 def checkpoint_dir(model: str) -> Path | None:
     """The local checkpoint folder `model` names, or None when it is a hub id."""
     path = Path(model).expanduser()

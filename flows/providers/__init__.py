@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.providers.base import Provider
 from streetaudit.flows.providers.settings import ProviderSettings
@@ -11,7 +13,7 @@ PROVIDERS = ("baidu", "google", "mapillary", "folder", "synthetic")
 
 def open_provider(spec: str, settings: ProviderSettings | None = None) -> Provider:
     """`spec` is a provider name, or `folder:/path` for the folder provider."""
-    settings = settings or ProviderSettings()
+    settings = settings or provider_settings()
     name, _, argument = spec.partition(":")
     if name == "baidu":
         from streetaudit.flows.providers.baidu import BaiduProvider
@@ -36,9 +38,18 @@ def open_provider(spec: str, settings: ProviderSettings | None = None) -> Provid
     raise InputError(f"--provider must be one of {', '.join(PROVIDERS)} (or folder:/path), got {spec!r}")
 
 
+def provider_settings() -> ProviderSettings:
+    try:
+        return ProviderSettings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = f"STREETAUDIT_{str(first['loc'][0]).upper()}"
+        raise InputError(f"{name}: {first['msg']}") from None
+
+
 def configured_provider(settings: ProviderSettings | None = None) -> str | None:
     """The first real provider whose key is set, for the demo; None means use `synthetic`."""
-    settings = settings or ProviderSettings()
+    settings = settings or provider_settings()
     for name, key in (("baidu", "baidu_ak"), ("google", "google_key"), ("mapillary", "mapillary_token")):
         if settings.secret(key):
             return name

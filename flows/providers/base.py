@@ -153,7 +153,9 @@ class Http:
         except httpx.TimeoutException as error:
             raise ProviderError(f"{what}: timed out ({type(error).__name__})", retryable=True) from None
         except httpx.TransportError as error:
-            raise ProviderError(f"{what}: connection failed ({type(error).__name__})", retryable=True) from None
+            raise ProviderError(
+                f"{what}: connection failed ({type(error).__name__})", retryable=True
+            ) from None
         status = response.status_code
         if status == 429:
             wait = retry_after_seconds(response.headers.get("retry-after"))

@@ -83,3 +83,19 @@ def fill_synthetic(
                     copy.write_row((image_id, model_id, *map(float, row), counts, 1000, None))
         conn.commit()
     return SyntheticReport(model_id, len(images), len(images))
+
+
+def helsinki_with_synthetic(
+    url: str, *, interval: float = 30.0, seeds: tuple[int, ...] = (5, 6)
+) -> list[int]:
+    """Real OSM roads of central Helsinki, its heritage core, sample points, and one synthetic
+    model per seed (the last one is the most recent). Returns the model ids in seed order."""
+    from streetaudit.flows.areas import load_areas
+    from streetaudit.flows.demo import DEMO_KINDS, helsinki_core, helsinki_pbf
+    from streetaudit.flows.points import densify
+    from streetaudit.flows.roads import load_roads
+
+    load_roads(url, helsinki_pbf(), kinds=DEMO_KINDS, source="demo:helsinki-osm")
+    load_areas(url, helsinki_core(), name_field="name", source="demo:helsinki-core")
+    densify(url, interval=interval)
+    return [fill_synthetic(url, seed=seed, model_name=f"synthetic-{seed}").model_id for seed in seeds]

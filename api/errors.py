@@ -1,0 +1,56 @@
+"""API errors: a few classes and one table mapping each to its HTTP status.
+
+Bad input is always a 4xx with a `detail` saying what was wrong; a 500 is a bug.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+class ApiError(Exception):
+    """Base: the message is shown to the client as `detail`."""
+
+
+class BadRequest(ApiError):
+    """A parameter is malformed or out of range."""
+
+
+class NotFound(ApiError):
+    """No such layer (or other named thing)."""
+
+
+class Unavailable(ApiError):
+    """The database or a served asset is not there; retrying later may help."""
+
+
+STATUS_CODES: dict[type[Exception], int] = {
+    BadRequest: 400,
+    NotFound: 404,
+    Unavailable: 503,
+    psycopg.OperationalError: 503,
+}
+
+
+def _handler(status: int):
+    async def handle(request: Request, error: Exception) -> JSONResponse:
+        detail = str(error) if isinstance(error, ApiError) else "database unavailable"
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    return handle
+
+
+async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in error.errors()
+    )
+    return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=400)
+
+
+def add_exception_handlers(app: FastAPI) -> None:
+    for cls, status in STATUS_CODES.items():
+        app.add_exception_handler(cls, _handler(status))
+    app.add_exception_handler(RequestValidationError, _validation)

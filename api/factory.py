@@ -1,0 +1,106 @@
+"""create_app(): the streetaudit API (tiles, stats, map, OGC API Features, health)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from streetaudit.api import health, stats, tiles
+from streetaudit.api import map as map_page
+from streetaudit.api.catalog import load_layers
+from streetaudit.api.database import Database
+from streetaudit.api.errors import add_exception_handlers
+from streetaudit.api.settings import ApiSettings
+from streetaudit.api.tilecache import TileCache
+
+log = logging.getLogger(__name__)
+WORLD = [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
+
+
+def _bounds_loader(db: Database):
+    """Extent of the published segments, recomputed only when the data version changes."""
+    cache: dict[int, list[float]] = {}
+
+    async def bounds() -> list[float]:
+        version = (await db.version()).version
+        if version not in cache:
+            async with db.pool.connection() as conn:
+                row = await (
+                    await conn.execute(
+                        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                        "FROM (SELECT ST_Extent(geom) AS e FROM api.segment_stats) AS x"
+                    )
+                ).fetchone()
+            cache.clear()
+            cache[version] = [float(v) for v in row] if row and row[0] is not None else WORLD
+        return cache[version]
+
+    return bounds
+
+
+def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
+    """The app for database `url`; connections act as settings.role (streetaudit_reader)."""
+    settings = settings or ApiSettings()
+    db = Database(url, settings)
+    ogc = None
+    if settings.ogc:
+        from streetaudit.api.ogc import MOUNT_PATH, ogc_app
+
+        ogc = ogc_app()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await db.open()
+        async with db.pool.connection() as conn:
+            app.state.layers = await load_layers(conn)
+        app.state.ogc_enabled = False
+        if ogc is not None:
+            from streetaudit.api.ogc import close_ogc, open_ogc
+
+            await open_ogc(ogc, url, settings.role)
+            app.state.ogc_enabled = True
+        try:
+            yield
+        finally:
+            if ogc is not None:
+                await close_ogc(ogc)
+            await db.close()
+
+    app = FastAPI(
+        title="streetaudit",
+        description="Vector tiles (pg_tileserv-compatible), statistics and a map of a city's streetscape.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.layers = {}
+    app.state.bounds = _bounds_loader(db)
+    app.state.tile_cache = TileCache(settings.tile_cache_mb * 2**20) if settings.tile_cache_mb > 0 else None
+    app.state.ogc_enabled = False
+    app.state.map_ready = map_page.maplibre_ready(settings.maplibre_dir)
+    add_exception_handlers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=512)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origin_list,
+        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["ETag", "Cache-Control"],
+    )
+    app.include_router(health.router)
+    app.include_router(stats.router)
+    app.include_router(map_page.router)
+    app.mount("/static/app", StaticFiles(directory=map_page.STATIC_DIR), name="static-app")
+    app.mount(
+        "/static/maplibre", StaticFiles(directory=settings.maplibre_dir, check_dir=False), name="maplibre"
+    )
+    if ogc is not None:
+        app.mount(MOUNT_PATH, ogc, name="ogc")
+    # Last: /{layer}.json and friends would otherwise shadow the fixed paths above.
+    app.include_router(tiles.router)
+    return app

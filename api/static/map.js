@@ -1,0 +1,95 @@
+// streetaudit map: segments coloured by a chosen element statistic, heritage areas and
+// sample points (from zoom 14), all from this server's TileJSON endpoints.
+"use strict";
+
+const COLOURS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"];
+const elementSelect = document.getElementById("element");
+const statisticSelect = document.getElementById("statistic");
+
+function colourRamp(property, max) {
+  const stops = [];
+  COLOURS.forEach((c, i) => stops.push((max * i) / (COLOURS.length - 1), c));
+  return ["case", ["==", ["get", property], null], "#bbbbbb",
+          ["interpolate", ["linear"], ["to-number", ["get", property]], ...stops]];
+}
+
+function rampMax(statistic) {
+  return statistic === "std" ? 0.3 : 0.6;
+}
+
+function renderLegend(element, statistic) {
+  const max = rampMax(statistic);
+  const ticks = [0, max / 2, max].map((v) => `<span>${v.toFixed(2)}</span>`).join("");
+  document.getElementById("legend").innerHTML =
+    `<div>${element} share, ${statistic === "std" ? "std. deviation" : "mean"} per segment</div>` +
+    `<div class="bar" style="background: linear-gradient(to right, ${COLOURS.join(",")})"></div>` +
+    `<div class="ticks">${ticks}</div>` +
+    `<div class="row"><span class="swatch" style="background:#bbbbbb"></span>no data</div>` +
+    `<div class="row"><span class="swatch" style="background:#d9480f33;border-color:#d9480f"></span>heritage area</div>` +
+    `<div class="row"><span class="swatch" style="border-radius:50%;background:#fff"></span>sample point (zoom ≥ 14)</div>`;
+}
+
+function tileJson(layer) {
+  return new URL(`${layer}/tilejson.json`, window.location.href).href;
+}
+
+const map = new maplibregl.Map({
+  container: "map",
+  style: {
+    version: 8,
+    sources: {
+      segments: { type: "vector", url: tileJson("api.segments") },
+      areas: { type: "vector", url: tileJson("api.areas") },
+      points: { type: "vector", url: tileJson("api.points") },
+    },
+    layers: [
+      { id: "background", type: "background", paint: { "background-color": "#f4f1ea" } },
+      { id: "areas-fill", type: "fill", source: "areas", "source-layer": "api.areas",
+        paint: { "fill-color": "#d9480f", "fill-opacity": 0.15 } },
+      { id: "areas-line", type: "line", source: "areas", "source-layer": "api.areas",
+        paint: { "line-color": "#d9480f", "line-width": 2 } },
+      { id: "segments", type: "line", source: "segments", "source-layer": "api.segments",
+        layout: { "line-cap": "round", "line-join": "round" },
+        paint: { "line-color": colourRamp("greenery_mean", 0.6),
+                 "line-width": ["interpolate", ["linear"], ["zoom"], 10, 1, 16, 5] } },
+      { id: "points", type: "circle", source: "points", "source-layer": "api.points", minzoom: 14,
+        paint: { "circle-radius": 3, "circle-color": colourRamp("greenery", 0.6),
+                 "circle-stroke-color": "#333", "circle-stroke-width": 0.5 } },
+    ],
+  },
+  center: [24.945, 60.17],
+  zoom: 14,
+  attribution: false,
+});
+window.streetauditMap = map;
+
+function applyElement() {
+  const element = elementSelect.value;
+  const statistic = statisticSelect.value;
+  const max = rampMax(statistic);
+  map.setPaintProperty("segments", "line-color", colourRamp(`${element}_${statistic}`, max));
+  map.setPaintProperty("points", "circle-color", colourRamp(element, 0.6));
+  renderLegend(element, statistic);
+}
+elementSelect.addEventListener("change", applyElement);
+statisticSelect.addEventListener("change", applyElement);
+renderLegend("greenery", "mean");
+
+// Centre on the data once the segments' TileJSON (with its bounds) is known.
+map.once("sourcedata", () => {
+  const source = map.getSource("segments");
+  const bounds = source && source.bounds;
+  if (bounds && bounds[0] > -180) {
+    map.jumpTo({ center: [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2], zoom: 14.5 });
+  }
+});
+
+map.on("click", (event) => {
+  const hit = map.queryRenderedFeatures(event.point, { layers: ["points", "segments", "areas-fill"] })[0];
+  document.getElementById("info").textContent = hit
+    ? Object.entries(hit.properties)
+        .map(([k, v]) => `${k}: ${typeof v === "number" ? Number(v.toFixed(3)) : v}`)
+        .join("\n")
+    : "Click a segment, point or area.";
+});
+map.on("idle", () => { window.streetauditIdle = true; });

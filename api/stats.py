@@ -1,0 +1,125 @@
+"""/stats/...: the statistics views as JSON or CSV (`?format=csv` or `Accept: text/csv`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from datetime import datetime
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
+
+from streetaudit.api.errors import BadRequest
+
+router = APIRouter(prefix="/stats", tags=["statistics"])
+
+ELEMENTS = ("building", "road", "sky", "greenery", "sidewalk", "car")
+_AREA_COLUMNS = ["area_id", "area_name", "kind", "n_points"] + [
+    f"{e}_{s}" for e in ELEMENTS for s in ("mean", "std", "p25", "median", "p75", "min", "max")
+]
+_SEGMENT_COLUMNS = ["road_id", "name", "kind", "length_m", "n_points"] + [
+    f"{e}_{s}" for e in ELEMENTS for s in ("mean", "std")
+]
+# Fixed column lists: nothing from the request is placed in these statements.
+_AREAS_SQL = f"SELECT {', '.join(_AREA_COLUMNS)} FROM api.area_stats ORDER BY area_id NULLS LAST"
+_COMPARISON_SQL = "SELECT * FROM api.area_comparison"
+_SEGMENTS_SQL = (
+    f"SELECT {', '.join(_SEGMENT_COLUMNS)} FROM api.segment_stats "
+    "WHERE (%(bbox)s::float8[] IS NULL OR geom && ST_MakeEnvelope("
+    "(%(bbox)s::float8[])[1], (%(bbox)s::float8[])[2], (%(bbox)s::float8[])[3], (%(bbox)s::float8[])[4], 4326)) "
+    "ORDER BY road_id LIMIT %(limit)s"
+)
+
+
+def parse_bbox(value: str | None) -> list[float] | None:
+    """`minx,miny,maxx,maxy` in degrees (EPSG:4326)."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 4:
+        raise BadRequest(f"bbox must be minx,miny,maxx,maxy (4 numbers), got {value[:80]!r}")
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        raise BadRequest(f"bbox must be 4 comma-separated numbers, got {value[:80]!r}") from None
+    if not all(math.isfinite(n) for n in numbers):
+        raise BadRequest("bbox numbers must be finite")
+    minx, miny, maxx, maxy = numbers
+    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+        raise BadRequest(
+            "bbox must satisfy -180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90 (degrees, EPSG:4326)"
+        )
+    return numbers
+
+
+def _wants_csv(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        if fmt not in ("json", "csv"):
+            raise BadRequest(f"format must be json or csv, got {fmt[:20]!r}")
+        return fmt == "csv"
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def _plain(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _respond(rows: list[dict], columns: list[str], as_csv: bool, name: str) -> Response:
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if row[c] is None else _plain(row[c]) for c in columns])
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    return JSONResponse([{c: _plain(row[c]) for c in columns} for row in rows])
+
+
+async def _fetch(request: Request, query: str, params: dict | None = None) -> tuple[list[dict], list[str]]:
+    async with request.app.state.db.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        rows = await cur.fetchall()
+        columns = [d.name for d in cur.description]
+    return rows, columns
+
+
+@router.get("/areas", summary="Per heritage area and the rest of the city (api.area_stats)")
+async def areas(request: Request, format: str | None = Query(None, description="json or csv")) -> Response:
+    as_csv = _wants_csv(request, format)
+    rows, columns = await _fetch(request, _AREAS_SQL)
+    return _respond(rows, columns, as_csv, "area_stats")
+
+
+@router.get("/comparison", summary="Core areas vs the rest (api.area_comparison)")
+async def comparison(
+    request: Request, format: str | None = Query(None, description="json or csv")
+) -> Response:
+    as_csv = _wants_csv(request, format)
+    rows, columns = await _fetch(request, _COMPARISON_SQL)
+    return _respond(rows, columns, as_csv, "area_comparison")
+
+
+@router.get("/segments", summary="Per road segment (api.segment_stats), optionally within a bbox")
+async def segments(
+    request: Request,
+    bbox: str | None = Query(None, description="minx,miny,maxx,maxy in degrees (EPSG:4326)"),
+    limit: int = Query(1000, ge=1, description="Most rows returned"),
+    format: str | None = Query(None, description="json or csv"),
+) -> Response:
+    as_csv = _wants_csv(request, format)
+    box = parse_bbox(bbox)
+    cap = request.app.state.settings.stats_row_limit
+    if limit > cap:
+        raise BadRequest(f"limit must be at most {cap}, got {limit}")
+    rows, columns = await _fetch(request, _SEGMENTS_SQL, {"bbox": box, "limit": limit})
+    return _respond(rows, columns, as_csv, "segment_stats")

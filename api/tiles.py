@@ -1,0 +1,199 @@
+"""pg_tileserv-compatible tile endpoints: /index.json, /{layer}.json, TileJSON and XYZ tiles.
+
+Caching: a tile's ETag is its layer, address, properties and the data version, which
+only `streetaudit stats refresh` changes; so If-None-Match is answered without running
+the tile function, and tile URLs that carry `?v=<current version>` (as our TileJSON
+writes them) may be cached for a day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from fastapi import APIRouter, Request, Response
+from psycopg import sql
+
+from streetaudit.api.catalog import Layer, load_layers
+from streetaudit.api.errors import BadRequest, NotFound
+
+MAX_ZOOM = 30
+MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
+_INTEGER = re.compile(r"^[0-9]{1,10}$")
+
+router = APIRouter(tags=["tiles"])
+
+
+async def get_layer(request: Request, layer_id: str) -> Layer:
+    layers = request.app.state.layers
+    if layer_id not in layers:
+        # A layer created after start-up is found on its first request.
+        async with request.app.state.db.pool.connection() as conn:
+            request.app.state.layers = layers = await load_layers(conn)
+    if layer_id not in layers:
+        known = ", ".join(sorted(layers)) or "none"
+        raise NotFound(f"unknown layer {layer_id[:100]!r}; layers: {known}")
+    return layers[layer_id]
+
+
+def parse_tile(z: str, x: str, y: str) -> tuple[int, int, int]:
+    for name, value in (("z", z), ("x", x), ("y", y)):
+        if not _INTEGER.match(value):
+            raise BadRequest(f"{name} must be a non-negative integer, got {value[:40]!r}")
+    zi, xi, yi = int(z), int(x), int(y)
+    if zi > MAX_ZOOM:
+        raise BadRequest(f"z must be between 0 and {MAX_ZOOM}, got {zi}")
+    if xi >= 2**zi or yi >= 2**zi:
+        raise BadRequest(f"x and y must be between 0 and {2**zi - 1} at zoom {zi}, got x={xi}, y={yi}")
+    return zi, xi, yi
+
+
+def parse_properties(layer: Layer, value: str | None) -> str | None:
+    """The comma-separated attribute list, checked against the layer's; None keeps all."""
+    if value is None:
+        return None
+    names = list(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
+    unknown = [n for n in names if n not in layer.properties]
+    if unknown:
+        raise BadRequest(
+            f"unknown properties for {layer.id}: {', '.join(repr(u[:60]) for u in unknown[:5])}; "
+            f"available: {', '.join(layer.properties)}"
+        )
+    if not layer.takes_properties:
+        raise BadRequest(f"{layer.id} does not take properties=")
+    return ",".join(names)
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+@router.get("/index.json", summary="Tile layers (pg_tileserv format)")
+async def index(request: Request) -> dict:
+    async with request.app.state.db.pool.connection() as conn:
+        request.app.state.layers = layers = await load_layers(conn)
+    base = base_url(request)
+    return {
+        layer.id: {
+            "type": "function",
+            "id": layer.id,
+            "schema": layer.schema,
+            "name": layer.name,
+            "description": layer.description,
+            "detailurl": f"{base}/{layer.id}.json",
+        }
+        for layer in layers.values()
+    }
+
+
+@router.get("/{layer_id}.json", summary="One layer (pg_tileserv format)")
+async def layer_detail(request: Request, layer_id: str) -> dict:
+    layer = await get_layer(request, layer_id)
+    base = base_url(request)
+    return {
+        "type": "function",
+        "id": layer.id,
+        "schema": layer.schema,
+        "name": layer.name,
+        "description": layer.description,
+        "arguments": layer.arguments,
+        "properties": [{"name": n, "type": t} for n, t in layer.fields.items()],
+        "minzoom": layer.minzoom,
+        "maxzoom": layer.maxzoom,
+        "tileurl": f"{base}/{layer.id}/{{z}}/{{x}}/{{y}}.pbf",
+        "tilejson": f"{base}/{layer.id}/tilejson.json",
+    }
+
+
+@router.get("/{layer_id}/tilejson.json", summary="TileJSON 3.0.0 for MapLibre")
+async def tilejson(request: Request, layer_id: str, response: Response) -> dict:
+    layer = await get_layer(request, layer_id)
+    version = await request.app.state.db.version()
+    bounds = await request.app.state.bounds()
+    response.headers["Cache-Control"] = f"public, max-age={request.app.state.settings.max_age}"
+    return {
+        "tilejson": "3.0.0",
+        "name": layer.id,
+        "description": layer.description,
+        "version": "1.0.0",
+        "scheme": "xyz",
+        "tiles": [f"{base_url(request)}/{layer.id}/{{z}}/{{x}}/{{y}}.pbf?v={version.version}"],
+        "minzoom": layer.minzoom,
+        "maxzoom": layer.maxzoom,
+        "bounds": bounds,
+        "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, max(layer.minzoom, 14)],
+        "vector_layers": [
+            {
+                "id": layer.id,
+                "description": layer.description,
+                "minzoom": layer.minzoom,
+                "maxzoom": layer.maxzoom,
+                "fields": layer.fields,
+            }
+        ],
+    }
+
+
+def tile_etag(layer: Layer, z: int, x: int, y: int, properties: str | None, version: int) -> str:
+    key = f"{layer.id}/{z}/{x}/{y}?{properties or ''}#{version}"
+    return f'W/"{version}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}"'
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    bare = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == bare for tag in if_none_match.split(","))
+
+
+@router.get(
+    "/{layer_id}/{z}/{x}/{y}.pbf",
+    summary="A Mapbox vector tile",
+    response_class=Response,
+    responses={200: {"content": {MVT_MEDIA_TYPE: {}}}, 304: {"description": "Not modified"}},
+)
+async def tile(
+    request: Request,
+    layer_id: str,
+    z: str,
+    x: str,
+    y: str,
+    properties: str | None = None,
+    v: str | None = None,
+) -> Response:
+    layer = await get_layer(request, layer_id)
+    zi, xi, yi = parse_tile(z, x, y)
+    props = parse_properties(layer, properties)
+    db = request.app.state.db
+    settings = request.app.state.settings
+    known = await db.version()
+    etag = tile_etag(layer, zi, xi, yi, props, known.version)
+    headers = {"ETag": etag, "Cache-Control": _cache_control(settings, v, known.version)}
+    if _matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    cache = request.app.state.tile_cache
+    data = cache.get(etag) if cache is not None else None
+    if data is None:
+        call = sql.SQL("SELECT d.version, {}(%s, %s, %s{}) FROM api.data_version AS d").format(
+            sql.Identifier(layer.schema, layer.name), sql.SQL(", %s" if layer.takes_properties else "")
+        )
+        params = (zi, xi, yi, props) if layer.takes_properties else (zi, xi, yi)
+        async with db.pool.connection() as conn:
+            version, data = await (await conn.execute(call, params, prepare=True)).fetchone()
+        data = bytes(data or b"")
+        if version != known.version:
+            # Refreshed since we last looked: label the tile with the version it came from.
+            db.forget_version()
+            etag = tile_etag(layer, zi, xi, yi, props, version)
+            headers = {"ETag": etag, "Cache-Control": _cache_control(settings, v, version)}
+        if cache is not None:
+            cache.put(etag, data)
+    return Response(content=data, media_type=MVT_MEDIA_TYPE, headers=headers)
+
+
+def _cache_control(settings, v: str | None, version: int) -> str:
+    if v is not None and v == str(version):
+        return f"public, max-age={settings.versioned_max_age}, immutable"
+    return f"public, max-age={settings.max_age}"

@@ -1,0 +1,267 @@
+"""Benchmark: vector tiles from our API against raw ST_AsMVT SQL and against tipg.
+
+Run: `python bench/tiles.py` (starts a throwaway cluster unless --url is given). Data:
+the demo's real OSM roads of central Helsinki with sample points every --interval metres
+and one seeded synthetic segmentation model, refreshed into the `api` views. Then, for
+every tile covering the data at z10, z12 and z14, in the same run:
+
+- ours: GET /api.segments/{z}/{x}/{y}.pbf from `uvicorn streetaudit.api.app:app`
+  (a separate process, --workers of them), no If-None-Match, Accept-Encoding: identity;
+- raw: the textbook query, ST_AsMVT over ST_AsMVTGeom(ST_Transform(geom, 3857)) of
+  api.segment_stats with the same attributes, sent by psycopg straight to PostGIS;
+- tipg: GET /ogc/collections/api.segment_stats/tiles/WebMercatorQuad/{z}/{x}/{y}
+  from the same server (tipg mounted at /ogc), same attributes;
+- ours+cache: as ours, from a second server with the in-process tile cache on (the
+  first has it off, so "ours" measures the database every time).
+
+Each is driven by --concurrency client threads for --seconds; tiles/s is requests over
+wall time, latency is per request. The ratios printed are ours / raw and ours / tipg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psycopg
+
+from streetaudit.flows.seeded_results import helsinki_with_synthetic
+from streetaudit.flows.stats import ELEMENTS, refresh_stats
+from streetaudit.sql.cluster import LocalCluster
+from streetaudit.sql.migrate import migrate
+
+ZOOMS = (10, 12, 14)
+PROPERTIES = ["name", "kind", "length_m", "n_points"] + [
+    f"{e}_{s}" for e in ELEMENTS for s in ("mean", "std")
+]
+RAW_SQL = f"""
+SELECT ST_AsMVT(q, 'segments', 4096, 'geom') FROM (
+    SELECT road_id, {", ".join(PROPERTIES)},
+           ST_AsMVTGeom(ST_Transform(geom, 3857), ST_TileEnvelope(%(z)s, %(x)s, %(y)s), 4096, 64, true) AS geom
+    FROM api.segment_stats
+    WHERE geom && ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => 64.0 / 4096), 4326)
+) AS q
+"""
+
+
+def tiles_covering(bounds: tuple[float, float, float, float], z: int) -> list[tuple[int, int, int]]:
+    def tile(lon: float, lat: float) -> tuple[int, int]:
+        n = 2**z
+        return int((lon + 180) / 360 * n), int(
+            (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+        )
+
+    x0, y0 = tile(bounds[0], bounds[3])
+    x1, y1 = tile(bounds[2], bounds[1])
+    return [(z, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+
+
+def drive(fetch: Callable[[tuple[int, int, int]], bytes], tiles, concurrency: int, seconds: float) -> dict:
+    """Run `fetch` over the tiles round-robin from `concurrency` threads for `seconds`."""
+    latencies: list[float] = []
+    sizes: dict[tuple[int, int, int], int] = {}
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def worker(offset: int) -> None:
+        i = offset
+        mine = []
+        while time.perf_counter() < stop:
+            t = tiles[i % len(tiles)]
+            start = time.perf_counter()
+            data = fetch(t)
+            mine.append(time.perf_counter() - start)
+            sizes[t] = len(data)
+            i += 1
+        with lock:
+            latencies.extend(mine)
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - began
+    lat = np.array(latencies)
+    return {
+        "tps": len(lat) / wall,
+        "p50": float(np.percentile(lat, 50)) * 1000,
+        "p95": float(np.percentile(lat, 95)) * 1000,
+        "max_kb": max(sizes.values()) / 1024,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(url: str, cache_mb: int, workers: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "STREETAUDIT_API_DATABASE_URL": url,
+        "STREETAUDIT_API_TILE_CACHE_MB": str(cache_mb),
+        "STREETAUDIT_API_POOL_MAX": "16",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "streetaudit.api.app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit("the API server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="Use this (empty or demo) database instead of a throwaway cluster.")
+    parser.add_argument("--interval", type=float, default=30.0, help="Metres between sample points.")
+    parser.add_argument("--seconds", type=float, default=3.0, help="Seconds per method and zoom.")
+    parser.add_argument("--concurrency", type=int, default=4, help="Client threads.")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the API.")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = None
+        url = args.url
+        if url is None:
+            cluster = LocalCluster(Path(tmp), fast_unsafe=True)
+            url = cluster.up()
+            migrate(url)
+            helsinki_with_synthetic(url, interval=args.interval, seeds=(1,))
+        refresh_stats(url)
+        with psycopg.connect(url) as conn:
+            bounds = conn.execute(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                "FROM (SELECT ST_Extent(geom) AS e FROM api.segment_stats) AS x"
+            ).fetchone()
+            roads = conn.execute("SELECT count(*) FROM api.segment_stats").fetchone()[0]
+        proc, base = start_server(url, 0, args.workers)
+        cached_proc, cached_base = start_server(url, 64, args.workers)
+        try:
+            run(url, base, cached_base, bounds, roads, args)
+        finally:
+            for p in (proc, cached_proc):
+                p.terminate()
+                p.wait(timeout=10)
+            if cluster is not None:
+                cluster.destroy()
+
+
+def run(url: str, base: str, cached_base: str, bounds, roads: int, args) -> None:
+    local = threading.local()
+
+    def client() -> httpx.Client:
+        if not hasattr(local, "http"):
+            local.http = httpx.Client(headers={"Accept-Encoding": "identity"}, timeout=30)
+        return local.http
+
+    def conn() -> psycopg.Connection:
+        if not hasattr(local, "db"):
+            local.db = psycopg.connect(url, autocommit=True)
+            local.db.execute("SET ROLE streetaudit_reader")
+        return local.db
+
+    def ours(t):
+        r = client().get(f"{base}/api.segments/{t[0]}/{t[1]}/{t[2]}.pbf")
+        r.raise_for_status()
+        return r.content
+
+    def raw(t):
+        return bytes(
+            conn().execute(RAW_SQL, {"z": t[0], "x": t[1], "y": t[2]}, prepare=True).fetchone()[0] or b""
+        )
+
+    def cached(t):
+        r = client().get(f"{cached_base}/api.segments/{t[0]}/{t[1]}/{t[2]}.pbf")
+        r.raise_for_status()
+        return r.content
+
+    props = ",".join(["road_id", *PROPERTIES])
+
+    def tipg(t):
+        r = client().get(
+            f"{base}/ogc/collections/api.segment_stats/tiles/WebMercatorQuad/{t[0]}/{t[1]}/{t[2]}",
+            params={"properties": props},
+        )
+        r.raise_for_status()
+        return r.content
+
+    tipg_ok = True
+    try:
+        tipg((14, *tiles_covering(bounds, 14)[0][1:]))
+    except httpx.HTTPError as error:
+        tipg_ok = False
+        print(f"tipg tiles unavailable: {error}")
+
+    print(
+        f"data: {roads} road segments of central Helsinki; concurrency {args.concurrency}, "
+        f"{args.workers} API worker(s), {args.seconds:g} s each"
+    )
+    header = (
+        f"{'zoom':>4} {'tiles':>5} | {'method':<10} {'tiles/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'max KB':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    summary = []
+    for z in ZOOMS:
+        tiles = tiles_covering(bounds, z)
+        methods = {"ours": ours, "raw": raw} | ({"tipg": tipg} if tipg_ok else {}) | {"ours+cache": cached}
+        for fetch in methods.values():  # warm caches and prepared statements
+            for t in tiles:
+                fetch(t)
+        results = {
+            name: drive(fetch, tiles, args.concurrency, args.seconds) for name, fetch in methods.items()
+        }
+        for name, r in results.items():
+            print(
+                f"{z:>4} {len(tiles):>5} | {name:<10} {r['tps']:>8.1f} {r['p50']:>7.1f} {r['p95']:>7.1f} {r['max_kb']:>7.1f}"
+            )
+        gz = max(len(gzip.compress(ours(t), 6)) for t in tiles) / 1024
+        ratio = {k: results["ours"]["tps"] / results[k]["tps"] for k in ("raw", "tipg") if k in results}
+        ratio["raw, with the cache"] = results["ours+cache"]["tps"] / results["raw"]["tps"]
+        summary.append((z, ratio, gz, results["ours"]))
+    print()
+    for z, ratio, gz, ours_r in summary:
+        parts = ", ".join(f"ours/{k} throughput {v:.2f}x" for k, v in ratio.items())
+        print(
+            f"z{z}: {parts}; ours p95 {ours_r['p95']:.1f} ms; largest tile {ours_r['max_kb']:.0f} KB ({gz:.0f} KB gzipped)"
+        )
+    print("goals: ours >= 0.8x raw, >= 2x tipg; z10 city tile p95 < 50 ms and < 500 KB")
+
+
+if __name__ == "__main__":
+    main()

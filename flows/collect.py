@@ -1,0 +1,582 @@
+"""Stage 3: fetch street-view images for the sample points, concurrently and resumably.
+
+One asyncio loop runs a producer (sample points, a page at a time, minus the views already
+stored), `concurrency` workers (provider requests through one token bucket, retried with
+exponential backoff and full jitter, Retry-After honoured) and one writer (rows upserted in
+small batches). Queues are bounded, so memory stays flat however many points there are.
+
+Resuming: a view whose row is `ok`, `missing` or `excluded` is never requested again; an
+`error` view only with `retry_errors`. A file is stored completely (temp + rename) before
+its row is written, so a killed run leaves no row pointing at a partial file; views that
+were in flight are simply fetched again by the next run (same path, so no orphans).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import logging
+import random
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import certifi
+import httpx
+import psycopg
+from PIL import Image as PILImage
+from prefect import flow
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from streetaudit.flows.errors import InputError
+from streetaudit.flows.image_store import ImageStore, sidecar_key, view_key
+from streetaudit.flows.providers import open_provider
+from streetaudit.flows.providers.base import (
+    Http,
+    Image,
+    NoImagery,
+    Provider,
+    ProviderError,
+    SamplePoint,
+    TokenBucket,
+    View,
+    redact,
+)
+from streetaudit.sql.errors import StreetauditError
+
+DONE = ("ok", "missing", "excluded")
+_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WebP"}
+
+
+class CollectSettings(BaseSettings):
+    """Retry and batching knobs (`STREETAUDIT_COLLECT_*`); the defaults suit the real APIs."""
+
+    model_config = SettingsConfigDict(env_prefix="STREETAUDIT_COLLECT_", env_file=".env", extra="ignore")
+
+    attempts: int = Field(5, ge=1)
+    backoff: float = Field(0.5, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    retry_after_max: float = Field(300.0, ge=0)
+    timeout: float = Field(30.0, gt=0)
+    batch: int = Field(32, ge=1)
+    page: int = Field(256, ge=1)
+
+
+def collect_settings() -> CollectSettings:
+    try:
+        return CollectSettings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = f"STREETAUDIT_COLLECT_{str(first['loc'][0]).upper()}"
+        raise InputError(f"{name}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+@dataclass
+class CollectReport:
+    provider: str
+    ok: int = 0
+    missing: int = 0
+    error: int = 0
+    skipped: int = 0
+    points: int = 0
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    stopped: str | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def fetched(self) -> int:
+        return self.ok + self.missing + self.error
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+class CollectStopped(StreetauditError):
+    """The provider refused the key or the quota is spent: every further request would fail."""
+
+    def __init__(self, message: str, report: CollectReport):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class _Row:
+    point: SamplePoint
+    view: View
+    status: str
+    attempts: int
+    detail: str | None = None
+    image: Image | None = None
+    uri: str | None = None
+    sha256: str | None = None
+    size: tuple[int, int] | None = None
+
+
+_POINTS_SQL = """
+SELECT p.id, ST_X(p.geom), ST_Y(p.geom),
+       EXISTS (SELECT 1 FROM streetaudit.heritage_area AS a
+               WHERE a.kind = 'core' AND ST_Intersects(a.geom, p.geom)),
+       coalesce((SELECT array_agg(i.heading) FROM streetaudit.image AS i
+                 WHERE i.point_id = p.id AND i.provider = %(provider)s AND i.status = ANY(%(done)s)),
+                '{}')
+FROM streetaudit.sample_point AS p
+WHERE {selection}
+  AND (%(area)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM streetaudit.heritage_area AS a WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom)))
+ORDER BY p.id
+LIMIT %(page)s
+"""
+
+_UPSERT_SQL = """
+INSERT INTO streetaudit.image AS i
+    (point_id, provider, pano_id, heading, pitch, fov, width, height, captured_at, geom,
+     uri, sha256, bytes, status, detail, attempts, fetched_at)
+VALUES (%(point_id)s, %(provider)s, %(pano_id)s, %(heading)s, %(pitch)s, %(fov)s, %(width)s, %(height)s,
+        %(captured_at)s,
+        CASE WHEN %(lon)s::float8 IS NULL THEN NULL
+             ELSE ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) END,
+        %(uri)s, %(sha256)s, %(bytes)s, %(status)s, %(detail)s, %(attempts)s, now())
+ON CONFLICT (point_id, provider, heading) DO UPDATE SET
+    pano_id = EXCLUDED.pano_id, pitch = EXCLUDED.pitch, fov = EXCLUDED.fov, width = EXCLUDED.width,
+    height = EXCLUDED.height, captured_at = EXCLUDED.captured_at, geom = EXCLUDED.geom, uri = EXCLUDED.uri,
+    sha256 = EXCLUDED.sha256, bytes = EXCLUDED.bytes, status = EXCLUDED.status, detail = EXCLUDED.detail,
+    attempts = i.attempts + EXCLUDED.attempts, fetched_at = EXCLUDED.fetched_at
+WHERE i.status = 'error'
+"""
+
+
+def image_complete(data: bytes, extension: str) -> bool:
+    """A JPEG ends with its EOI marker, a PNG with IEND: a cut-off body does not."""
+    if extension == "jpg":
+        return data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+    if extension == "png":
+        return data[-12:-8] == b"\x00\x00\x00\x00" and data[-8:-4] == b"IEND"
+    return True
+
+
+def _validate(headings, pitch, fov, size, limit, concurrency, rate, provider: Provider) -> list[float]:
+    headings = [float(h) for h in headings]
+    if not headings:
+        raise InputError("--headings needs at least one heading")
+    if any(not 0 <= h < 360 for h in headings):
+        raise InputError(f"--headings must lie in [0, 360) degrees, got {headings}")
+    if len(set(headings)) != len(headings):
+        raise InputError(f"--headings has duplicates: {headings}")
+    if not -90 <= pitch <= 90:
+        raise InputError(f"--pitch must lie in [-90, 90] degrees, got {pitch}")
+    if not 0 < fov <= 360:
+        raise InputError(f"--fov must lie in (0, 360] degrees, got {fov}")
+    width, height = size
+    if width < 1 or height < 1:
+        raise InputError(f"--size must be positive, got {width}x{height}")
+    max_w, max_h = provider.max_size
+    if width > max_w or height > max_h:
+        raise InputError(
+            f"--size {width}x{height} exceeds what provider {provider.name} serves ({max_w}x{max_h})"
+        )
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1 point, got {limit}")
+    if concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1, got {concurrency}")
+    if rate is not None and not rate > 0:
+        raise InputError(f"--rate must be a positive number of requests per second, got {rate}")
+    return headings
+
+
+def _check_area(url: str, area: str | None) -> None:
+    if area is None:
+        return
+    with psycopg.connect(url) as conn:
+        names = [r[0] for r in conn.execute("SELECT DISTINCT name FROM streetaudit.heritage_area ORDER BY 1")]
+    if area not in names:
+        known = ", ".join(names[:10]) or "none loaded"
+        raise InputError(f"--where-area: no heritage area named {area!r} (known: {known})")
+
+
+class _RedactFilter(logging.Filter):
+    """httpx logs every request URL at INFO, and URLs carry keys."""
+
+    def __init__(self, secrets: tuple[str, ...]):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), self.secrets)
+        record.args = ()
+        return True
+
+
+class _Collector:
+    def __init__(
+        self, url, provider: Provider, views, *, limit, area, concurrency, rate, retry_errors, progress
+    ):
+        self.url = url
+        self.provider = provider
+        self.views = views
+        self.limit = limit
+        self.area = area
+        self.concurrency = concurrency
+        self.retry_errors = retry_errors
+        self.settings = collect_settings()
+        self.bucket = TokenBucket(rate)
+        self.store = ImageStore()
+        self.secrets = provider.secrets()
+        self.report = CollectReport(provider.name)
+        self.progress = progress
+        self.stop_reason: str | None = None
+        self.https: list[Http] = []
+
+    # -- the points and views still to fetch ----------------------------------------------
+    async def _chosen_ids(self, conn: psycopg.AsyncConnection) -> list[int] | None:
+        """With a limit: N points spread over the city (a fixed hash order), same on every rerun."""
+        if self.limit is None:
+            return None
+        cursor = await conn.execute(
+            """SELECT p.id FROM streetaudit.sample_point AS p
+               WHERE %(area)s::text IS NULL OR EXISTS (
+                   SELECT 1 FROM streetaudit.heritage_area AS a
+                   WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom))
+               ORDER BY hashint8(p.id), p.id LIMIT %(limit)s""",
+            {"area": self.area, "limit": self.limit},
+        )
+        return sorted(r[0] for r in await cursor.fetchall())
+
+    async def count_points(self) -> int:
+        async with await psycopg.AsyncConnection.connect(self.url) as conn:
+            cursor = await conn.execute(
+                """SELECT count(*) FROM streetaudit.sample_point AS p
+                   WHERE %(area)s::text IS NULL OR EXISTS (
+                       SELECT 1 FROM streetaudit.heritage_area AS a
+                       WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom))""",
+                {"area": self.area},
+            )
+            total = (await cursor.fetchone())[0]
+        return min(total, self.limit) if self.limit else total
+
+    async def pages(self) -> AsyncIterator[list[tuple[SamplePoint, set[float]]]]:
+        done = list(DONE) if self.retry_errors else [*DONE, "error"]
+        page = self.settings.page
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            chosen = await self._chosen_ids(conn)
+            after, offset = 0, 0
+            while True:
+                params = {"provider": self.provider.name, "done": done, "area": self.area, "page": page}
+                if chosen is None:
+                    selection, params["after"] = "p.id > %(after)s", after
+                else:
+                    if offset >= len(chosen):
+                        return
+                    selection, params["ids"] = "p.id = ANY(%(ids)s)", chosen[offset : offset + page]
+                    offset += page
+                cursor = await conn.execute(_POINTS_SQL.replace("{selection}", selection), params)
+                rows = await cursor.fetchall()
+                if not rows and chosen is None:
+                    return
+                if rows:
+                    after = rows[-1][0]
+                    yield [(SamplePoint(r[0], r[1], r[2], r[3]), set(r[4])) for r in rows]
+
+    async def produce(self, queue: asyncio.Queue, on_skip) -> None:
+        async for page in self.pages():
+            for point, done in page:
+                self.report.points += 1
+                for view in self.views:
+                    if self.stop_reason:
+                        return
+                    if view.heading in done:
+                        on_skip()
+                    else:
+                        await queue.put((point, view))
+
+    # -- fetching one view ------------------------------------------------------------------
+    def _backoff(self, attempt: int, error: ProviderError) -> float:
+        if error.retry_after is not None:
+            return min(error.retry_after, self.settings.retry_after_max) + random.uniform(0, 0.1)
+        ceiling = min(self.settings.backoff_max, self.settings.backoff * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+    async def fetch_view(self, http: Http, point: SamplePoint, view: View) -> _Row:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = await self.provider.fetch(http, point, view)
+                if isinstance(result, NoImagery):
+                    return _Row(point, view, "missing", attempt, detail=redact(result.reason, self.secrets))
+                if not image_complete(result.data, result.extension):
+                    raise ProviderError(
+                        f"{self.provider.name}: truncated {_FORMATS.get(result.extension, result.extension)} "
+                        f"({len(result.data)} bytes, no end marker)",
+                        retryable=True,
+                    )
+                return await asyncio.to_thread(self.store_image, point, view, result, attempt)
+            except ProviderError as error:
+                detail = redact(error.detail, self.secrets)
+                if error.fatal:
+                    self.stop_reason = self.stop_reason or detail
+                    return _Row(point, view, "error", attempt, detail=detail)
+                if not error.retryable or attempt >= self.settings.attempts:
+                    suffix = f" after {attempt} attempts" if error.retryable else ""
+                    return _Row(point, view, "error", attempt, detail=detail + suffix)
+                self.report.retries += 1
+                await asyncio.sleep(self._backoff(attempt, error))
+            except (httpx.HTTPError, OSError) as error:
+                detail = redact(f"{self.provider.name}: {type(error).__name__}: {error}", self.secrets)
+                return _Row(point, view, "error", attempt, detail=detail)
+
+    def store_image(self, point: SamplePoint, view: View, image: Image, attempt: int) -> _Row:
+        try:
+            with PILImage.open(io.BytesIO(image.data)) as opened:
+                size = opened.size
+        except (OSError, SyntaxError, ValueError):
+            return _Row(point, view, "error", attempt, detail=f"{self.provider.name}: undecodable image")
+        key = view_key(self.provider.name, point.id, view.heading, image.extension)
+        for suffix, data in image.sidecars.items():
+            self.store.put(sidecar_key(key, suffix), data)
+        uri = self.store.put(key, image.data)
+        return _Row(
+            point,
+            view,
+            "ok",
+            attempt,
+            image=image,
+            uri=uri,
+            sha256=hashlib.sha256(image.data).hexdigest(),
+            size=size,
+        )
+
+    async def work(self, http: Http, queue: asyncio.Queue, results: asyncio.Queue) -> None:
+        while True:
+            item = await queue.get()
+            try:
+                if item is None:
+                    return
+                if not self.stop_reason:
+                    await results.put(await self.fetch_view(http, *item))
+            finally:
+                queue.task_done()
+
+    # -- writing rows -----------------------------------------------------------------------
+    def _params(self, row: _Row) -> dict:
+        image = row.image
+        return {
+            "point_id": row.point.id,
+            "provider": self.provider.name,
+            "pano_id": image.pano_id if image else None,
+            "heading": row.view.heading,
+            "pitch": row.view.pitch,
+            "fov": row.view.fov,
+            "width": row.size[0] if row.size else None,
+            "height": row.size[1] if row.size else None,
+            "captured_at": image.captured_at if image else None,
+            "lon": image.lon if image else None,
+            "lat": image.lat if image else None,
+            "uri": row.uri,
+            "sha256": row.sha256,
+            "bytes": len(image.data) if image else None,
+            "status": row.status,
+            "detail": row.detail,
+            "attempts": row.attempts,
+        }
+
+    async def write(self, results: asyncio.Queue, on_written) -> None:
+        async with await psycopg.AsyncConnection.connect(self.url) as conn:
+            finished = False
+            while not finished:
+                batch = [await results.get()]
+                while len(batch) < self.settings.batch:
+                    try:
+                        batch.append(results.get_nowait())
+                    except asyncio.QueueEmpty:
+                        break
+                if batch[-1] is None:
+                    finished = True
+                    batch.pop()
+                rows = [r for r in batch if r is not None]
+                if rows:
+                    async with conn.cursor() as cursor:
+                        await cursor.executemany(_UPSERT_SQL, [self._params(r) for r in rows])
+                    await conn.commit()
+                    on_written(rows)
+
+    def count(self, rows: list[_Row]) -> None:
+        for row in rows:
+            setattr(self.report, row.status, getattr(self.report, row.status) + 1)
+            if row.image:
+                self.report.bytes += len(row.image.data)
+            if row.status == "error":
+                reason = (row.detail or "").split(" after ")[0][:80]
+                self.report.errors[reason] = self.report.errors.get(reason, 0) + 1
+
+    # -- the run ----------------------------------------------------------------------------
+    def clients(self) -> list[httpx.AsyncClient]:
+        """One small client per worker: a shared pool scans all its connections on every
+        request, which costs more CPU than the requests themselves at a few hundred per second."""
+        tls = ssl.create_default_context(cafile=certifi.where())
+        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+        return [
+            httpx.AsyncClient(timeout=self.settings.timeout, limits=limits, verify=tls)
+            for _ in range(self.concurrency)
+        ]
+
+    def requests(self) -> int:
+        return sum(http.requests for http in self.https)
+
+    async def run(self) -> CollectReport:
+        start = time.perf_counter()
+        await self.provider.prepare(self.url)
+        self.store.sweep_stale_temps()
+        total = len(self.views) * await self.count_points()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.concurrency * 2)
+        results: asyncio.Queue = asyncio.Queue(maxsize=self.settings.batch * 2)
+        with _progress(self.progress) as bar:
+            task = bar.add_task(f"collect {self.provider.name}", total=total, status="")
+
+            def refresh(advance: int) -> None:
+                r = self.report
+                rate = self.requests() / max(1e-9, time.perf_counter() - start)
+                bar.update(
+                    task,
+                    advance=advance,
+                    status=f"ok {r.ok}  missing {r.missing}  error {r.error}  skipped {r.skipped}  {rate:.1f} req/s",
+                )
+
+            def on_skip() -> None:
+                self.report.skipped += 1
+                refresh(1)
+
+            def on_written(rows: list[_Row]) -> None:
+                self.count(rows)
+                refresh(len(rows))
+
+            async with contextlib.AsyncExitStack() as stack:
+                self.https = [Http(await stack.enter_async_context(c), self.bucket) for c in self.clients()]
+                writer = asyncio.create_task(self.write(results, on_written))
+                workers = [asyncio.create_task(self.work(http, queue, results)) for http in self.https]
+                try:
+                    await self.produce(queue, on_skip)
+                    for _ in workers:
+                        await queue.put(None)
+                    await asyncio.gather(*workers)
+                    await results.put(None)
+                    await writer
+                finally:
+                    for t in [*workers, writer]:
+                        t.cancel()
+        self.store.release()
+        self.report.requests = self.requests()
+        self.report.seconds = time.perf_counter() - start
+        self.report.stopped = self.stop_reason
+        return self.report
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        disable=not enabled,
+    )
+
+
+def collect(
+    url: str,
+    provider: str,
+    *,
+    headings=(0, 90, 180, 270),
+    pitch: float = 0.0,
+    fov: float = 90.0,
+    size: tuple[int, int] = (1024, 512),
+    limit: int | None = None,
+    where_area: str | None = None,
+    concurrency: int = 8,
+    rate: float | None = None,
+    retry_errors: bool = False,
+    progress: bool = True,
+) -> CollectReport:
+    """Fetch every view not yet stored; see the module docstring for the guarantees."""
+    chosen = open_provider(provider)
+    headings = _validate(headings, pitch, fov, size, limit, concurrency, rate, chosen)
+    _check_area(url, where_area)
+    views = [View(h, pitch, fov, size[0], size[1]) for h in headings]
+    collector = _Collector(
+        url,
+        chosen,
+        views,
+        limit=limit,
+        area=where_area,
+        concurrency=concurrency,
+        rate=rate,
+        retry_errors=retry_errors,
+        progress=progress,
+    )
+    redactor = _RedactFilter(chosen.secrets())
+    httpx_logger = logging.getLogger("httpx")
+    httpx_logger.addFilter(redactor)
+    try:
+        report = asyncio.run(collector.run())
+    finally:
+        httpx_logger.removeFilter(redactor)
+    if report.stopped:
+        raise CollectStopped(
+            f"collection stopped: {report.stopped}; stored {report.ok} ok, {report.missing} missing, "
+            f"{report.error} error views before stopping",
+            report,
+        )
+    return report
+
+
+def summary_line(report: CollectReport) -> str:
+    views_per_s = report.fetched / report.seconds if report.seconds > 0 else 0.0
+    return (
+        f"{report.provider}: {report.ok} ok, {report.missing} missing, {report.error} error, "
+        f"{report.skipped} already stored; {report.points} points, {views_per_s:.1f} views/s, "
+        f"{report.requests} requests ({report.requests_per_second:.1f}/s, {report.retries} retries), "
+        f"{report.bytes / 1e6:.1f} MB in {report.seconds:.1f} s"
+    )
+
+
+@flow(name="collect", log_prints=True, retries=1, retry_delay_seconds=30)
+def collect_flow(
+    url: str,
+    provider: str,
+    headings: list[float] | None = None,
+    pitch: float = 0.0,
+    fov: float = 90.0,
+    size: tuple[int, int] = (1024, 512),
+    limit: int | None = None,
+    where_area: str | None = None,
+    concurrency: int = 8,
+    rate: float | None = None,
+    retry_errors: bool = False,
+) -> dict:
+    """The flow retries the whole run on failure; the rerun is cheap because it resumes."""
+    report = collect(
+        url,
+        provider,
+        headings=tuple(headings or (0, 90, 180, 270)),
+        pitch=pitch,
+        fov=fov,
+        size=tuple(size),
+        limit=limit,
+        where_area=where_area,
+        concurrency=concurrency,
+        rate=rate,
+        retry_errors=retry_errors,
+        progress=False,
+    )
+    print(summary_line(report))
+    for reason, n in sorted(report.errors.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  {n} x {reason}")
+    return {k: v for k, v in report.__dict__.items() if k != "errors"} | {"errors": dict(report.errors)}

@@ -1,0 +1,178 @@
+"""The whole pipeline in order: roads → points → collect → clean → segment → stats.
+
+`run_pipeline` is the plain function (the CLI and tests call it); `pipeline_flow` runs the
+same stages as Prefect tasks, with retries where failures are usually transient (network
+collection). Every stage is idempotent and resumable, so a rerun after a failure redoes
+only what is missing. Stage modules are imported when their stage runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+
+from streetaudit.flows.errors import InputError
+
+STAGES = ("roads", "points", "collect", "clean", "segment", "stats")
+
+
+@dataclass
+class PipelineOptions:
+    roads_path: str | None = None
+    road_kinds: list[str] | None = None
+    areas_path: str | None = None
+    area_name_field: str = "name"
+    interval: float = 30.0
+    provider: str | None = None
+    collect_limit: int | None = None
+    model: str | None = None
+    backend: str = "hf"
+    device: str = "auto"
+    batch_size: int = 8
+    segment_limit: int | None = None
+    stats_model: str | None = None
+    stages: tuple[str, ...] = STAGES
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise InputError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+        if "collect" in self.stages and not self.provider:
+            raise InputError("the collect stage needs --provider (or leave collect out with --stages)")
+
+
+def stage_roads(url: str, o: PipelineOptions) -> str:
+    if not o.roads_path:
+        return "roads: no file given; using the roads already loaded"
+    from streetaudit.flows.roads import load_roads
+
+    report = load_roads(url, Path(o.roads_path), kinds=o.road_kinds)
+    text = f"roads: {report.loaded} lines ({report.length_km:.1f} km)"
+    if o.areas_path:
+        from streetaudit.flows.areas import load_areas
+
+        areas = load_areas(url, Path(o.areas_path), name_field=o.area_name_field)
+        text += f"; heritage areas: {areas.loaded}"
+    return text
+
+
+def stage_points(url: str, o: PipelineOptions) -> str:
+    from streetaudit.flows.points import densify
+
+    report = densify(url, interval=o.interval)
+    return f"points: {report.points} ({report.inserted} new)"
+
+
+def stage_collect(url: str, o: PipelineOptions) -> str:
+    from streetaudit.flows.collect import collect
+
+    report = collect(url, o.provider, limit=o.collect_limit, progress=False)
+    return f"collect: {report}"
+
+
+def stage_clean(url: str, o: PipelineOptions) -> str:
+    from streetaudit.flows.clean import clean_images
+
+    return f"clean: {clean_images(url)}"
+
+
+def stage_segment(url: str, o: PipelineOptions) -> str:
+    from streetaudit.flows.segment import segment
+
+    report = segment(
+        url,
+        model=o.model,
+        backend=o.backend,
+        batch_size=o.batch_size,
+        device=o.device,
+        limit=o.segment_limit,
+        progress=False,
+    )
+    return f"segment: {report}"
+
+
+def stage_stats(url: str, o: PipelineOptions) -> str:
+    from streetaudit.flows.stats import refresh_stats
+
+    report = refresh_stats(url, model=o.stats_model)
+    return (
+        f"stats: model {report.model_id} ({report.model_name}), {report.points} points, "
+        f"{report.segments} segments with data; data version {report.version}"
+    )
+
+
+RUNNERS = {
+    "roads": stage_roads,
+    "points": stage_points,
+    "collect": stage_collect,
+    "clean": stage_clean,
+    "segment": stage_segment,
+    "stats": stage_stats,
+}
+
+
+def run_pipeline(url: str, options: PipelineOptions, report=print) -> list[str]:
+    """Run the chosen stages in pipeline order (whatever order they were given in)."""
+    options.check()
+    lines = []
+    for stage in STAGES:
+        if stage in options.stages:
+            lines.append(RUNNERS[stage](url, options))
+            report(lines[-1])
+    return lines
+
+
+# Network stages are retried: providers rate-limit and time out; the stages resume.
+_TASKS = {
+    stage: task(name=stage, retries=2 if stage == "collect" else 0, retry_delay_seconds=120)(runner)
+    for stage, runner in RUNNERS.items()
+}
+
+
+@flow(name="pipeline", log_prints=True, retries=1, retry_delay_seconds=600)
+def pipeline_flow(
+    url: str | None = None,
+    roads_path: str | None = None,
+    areas_path: str | None = None,
+    road_kinds: list[str] | None = None,
+    interval: float = 30.0,
+    provider: str | None = None,
+    collect_limit: int | None = None,
+    model: str | None = None,
+    backend: str = "hf",
+    device: str = "auto",
+    segment_limit: int | None = None,
+    stats_model: str | None = None,
+    stages: list[str] | None = None,
+) -> list[str]:
+    options = PipelineOptions(
+        roads_path=roads_path,
+        road_kinds=road_kinds,
+        areas_path=areas_path,
+        interval=interval,
+        provider=provider,
+        collect_limit=collect_limit,
+        model=model,
+        backend=backend,
+        device=device,
+        segment_limit=segment_limit,
+        stats_model=stats_model,
+        stages=tuple(stages or STAGES),
+    )
+    options.check()
+    if url is None:
+        # Deployments (prefect.yaml) keep secrets out of their parameters: the worker's
+        # STREETAUDIT_DATABASE_URL names the database.
+        from streetaudit.sql.connect import ready_database
+
+        url = ready_database()
+    lines = []
+    for stage in STAGES:
+        if stage in options.stages:
+            lines.append(_TASKS[stage](url, options))
+            print(lines[-1])
+    return lines

@@ -1,0 +1,346 @@
+"""Stage 4: semantic segmentation of the collected images into element shares in PostGIS.
+
+The model runs on whole batches on the device while DataLoader workers decode the next
+JPEGs and a writer thread COPYs finished rows (and saves masks), so the pipeline runs
+close to the model's own speed. Work is idempotent per (image, model): only images with
+no row for this model are read, and rows are inserted with ON CONFLICT DO NOTHING.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import torch
+from prefect import flow
+from psycopg.types.json import Jsonb
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from streetaudit.flows.errors import InputError
+from streetaudit.models.backend import (
+    BackendError,
+    SegmentationBackend,
+    class_histograms,
+    create_backend,
+    resolve_device,
+)
+from streetaudit.models.inputs import Batch, make_loader
+from streetaudit.models.label_sets import ELEMENTS, LabelSetError
+from streetaudit.sql.settings import DatabaseSettings
+
+COLUMNS = ("image_id", "model_id", *ELEMENTS, "histogram", "pixels", "mask_uri", "error")
+# Options of the pipeline itself; every other keyword goes to the backend.
+PIPELINE_OPTIONS = ("workers", "masks_dir", "retry_failed")
+
+
+@dataclass
+class SegmentReport:
+    model_id: int
+    model_name: str
+    backend: str
+    label_set: str
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+    device: str = "cpu"
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def segment(
+    url: str,
+    *,
+    model: str | None = None,
+    backend: str = "hf",
+    batch_size: int = 8,
+    device: str = "auto",
+    limit: int | None = None,
+    save_masks: bool = False,
+    progress: bool = True,
+    **backend_options: Any,
+) -> SegmentReport:
+    """Segment every 'ok' image that has no row for this model yet; returns counts and speed."""
+    pipeline = {k: backend_options.pop(k) for k in PIPELINE_OPTIONS if k in backend_options}
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if limit is not None and limit < 0:
+        raise InputError(f"--limit must be >= 0, got {limit}")
+    if pipeline.get("workers") is not None and int(pipeline["workers"]) < 0:
+        raise InputError(f"--workers must be >= 0 (0 decodes in the main process), got {pipeline['workers']}")
+    try:
+        target = resolve_device(device)
+        runner = create_backend(backend, model, target, **backend_options)
+    except (BackendError, LabelSetError) as error:
+        raise InputError(str(error)) from error
+
+    with psycopg.connect(url) as conn:
+        model_id = register_model(conn, runner)
+        if pipeline.get("retry_failed"):
+            conn.execute(
+                "DELETE FROM streetaudit.segmentation WHERE model_id = %s AND error IS NOT NULL", (model_id,)
+            )
+        skipped, todo = pending_images(conn, model_id, limit)
+        conn.commit()
+
+    report = SegmentReport(
+        model_id, runner.model_name, runner.name, runner.label_set.key, skipped=skipped, device=str(target)
+    )
+    if not todo:
+        return report
+    masks_dir = None
+    if save_masks and runner.name != "masks":
+        root = Path(pipeline.get("masks_dir") or DatabaseSettings().data_dir / "masks")
+        masks_dir = root / f"model-{model_id}"
+        masks_dir.mkdir(parents=True, exist_ok=True)
+    workers = pipeline.get("workers")
+    workers = default_workers(target) if workers is None else int(workers)
+    loader = make_loader(
+        todo, runner.reader(), batch_size=batch_size, workers=workers, pin_memory=runner.cuda
+    )
+    start = time.perf_counter()
+    run_batches(url, runner, model_id, loader, len(todo), report, masks_dir, progress)
+    report.seconds = time.perf_counter() - start
+    report.images_per_s = (report.done + report.failed) / report.seconds if report.seconds else 0.0
+    return report
+
+
+def default_workers(device: torch.device) -> int:
+    """Enough decoders to feed a GPU; on CPU, leave the cores to the model."""
+    cores = os.cpu_count() or 1
+    return max(1, min(16, cores - 2)) if device.type == "cuda" else max(1, min(4, cores // 2))
+
+
+def register_model(conn: psycopg.Connection, runner: SegmentationBackend) -> int:
+    """One model row per (backend, source, label set); histograms depend on its class list."""
+    labels = list(runner.label_set.labels)
+    model_id, stored = conn.execute(
+        """INSERT INTO streetaudit.model (task, name, backend, source, label_set, labels, parameters)
+           VALUES ('segmentation', %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (task, backend, source, label_set)
+           DO UPDATE SET name = EXCLUDED.name, parameters = EXCLUDED.parameters
+           RETURNING id, labels""",
+        (
+            runner.model_name,
+            runner.name,
+            runner.source,
+            runner.label_set.key,
+            labels,
+            Jsonb(runner.parameters),
+        ),
+    ).fetchone()
+    if list(stored) != labels:
+        conn.rollback()
+        raise InputError(
+            f"model {runner.source} ({runner.label_set.key}) is registered as model {model_id} with other "
+            "class names; its stored histograms would be misread. Use another checkpoint path or delete "
+            "that model's rows (DELETE FROM streetaudit.model WHERE id = ...)"
+        )
+    return model_id
+
+
+def pending_images(conn: psycopg.Connection, model_id: int, limit: int | None) -> tuple[int, list]:
+    skipped = conn.execute(
+        """SELECT count(*) FROM streetaudit.segmentation AS s JOIN streetaudit.image AS i ON i.id = s.image_id
+           WHERE s.model_id = %s AND i.status = 'ok'""",
+        (model_id,),
+    ).fetchone()[0]
+    todo = conn.execute(
+        """SELECT i.id, i.uri FROM streetaudit.image AS i
+           WHERE i.status = 'ok' AND i.uri IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM streetaudit.segmentation AS s
+                             WHERE s.image_id = i.id AND s.model_id = %s)
+           ORDER BY i.id LIMIT %s""",
+        (model_id, limit),
+    ).fetchall()
+    return skipped, todo
+
+
+def run_batches(
+    url: str,
+    runner: SegmentationBackend,
+    model_id: int,
+    loader,
+    total: int,
+    report: SegmentReport,
+    masks_dir: Path | None,
+    progress: bool,
+) -> None:
+    classes = len(runner.label_set)
+    # Start the workers (fork) before any thread of ours exists.
+    batches = iter(loader)
+    bar = Progress(
+        TextColumn("[bold]segment[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[speed]:.1f} images/s"),
+        TimeElapsedColumn(),
+        disable=not progress,
+    )
+    started = time.perf_counter()
+    with (
+        bar,
+        RowWriter(url, model_id, runner.label_set, masks_dir, imported=runner.name == "masks") as writer,
+    ):
+        task = bar.add_task("segment", total=total, speed=0.0)
+        for batch in batches:
+            results = predict_batch(runner, batch, classes, keep_maps=masks_dir is not None)
+            writer.put(batch, results)
+            report.done += sum(len(r[0]) for r in results)
+            report.failed += len(batch.errors)
+            report.errors.extend(list(batch.errors.items())[: max(0, 20 - len(report.errors))])
+            elapsed = time.perf_counter() - started
+            bar.update(task, advance=len(batch.ids), speed=(report.done + report.failed) / elapsed)
+
+
+def predict_batch(
+    runner: SegmentationBackend, batch: Batch, classes: int, *, keep_maps: bool
+) -> list[tuple[list[int], np.ndarray, int, np.ndarray | None]]:
+    """Per same-size group: positions, (n, classes) histograms, pixels per image, maps if kept."""
+    results = []
+    with torch.inference_mode():
+        for positions, tensor in batch.groups:
+            maps = runner.predict(tensor.to(runner.device, non_blocking=True))
+            histograms = class_histograms(maps, classes).cpu().numpy()
+            pixels = int(maps.shape[-2] * maps.shape[-1])
+            kept = None
+            if keep_maps:
+                kept = maps.to(torch.uint8 if classes <= 256 else torch.int32).cpu().numpy()
+            results.append((positions, histograms, pixels, kept))
+    return results
+
+
+class RowWriter:
+    """Writes result rows with COPY in a background thread, so the device never waits on the database.
+
+    Rows go through a temporary table and INSERT … ON CONFLICT DO NOTHING, so two runs
+    over the same images never fail or write twice.
+    """
+
+    def __init__(
+        self, url: str, model_id: int, label_set, masks_dir: Path | None, *, imported: bool = False
+    ) -> None:
+        self.url = url
+        self.imported = imported
+        self.model_id = model_id
+        self.label_set = label_set
+        self.masks_dir = masks_dir
+        self.queue: queue.Queue = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="segmentation-writer", daemon=True)
+        self.pool = ThreadPoolExecutor(4) if masks_dir else None
+
+    def __enter__(self) -> RowWriter:
+        self.conn = psycopg.connect(self.url)
+        self.conn.execute(
+            """CREATE TEMP TABLE segmentation_load (LIKE streetaudit.segmentation INCLUDING DEFAULTS)
+               ON COMMIT DELETE ROWS"""
+        )
+        self.conn.commit()
+        self.thread.start()
+        return self
+
+    def put(self, batch: Batch, results) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((batch, results))
+
+    def __exit__(self, *exc) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.pool:
+            self.pool.shutdown()
+        self.conn.close()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            items = [self.queue.get()]
+            while not self.queue.empty():  # coalesce what piled up into one COPY
+                items.append(self.queue.get())
+            done = items[-1] is None
+            rows = [row for item in items if item is not None for row in self.rows(*item)]
+            if rows and self.error is None:
+                try:
+                    self.write(rows)
+                except BaseException as error:  # surfaced to the main thread at its next put/exit
+                    self.error = error
+
+    def rows(self, batch: Batch, results) -> list[tuple]:
+        rows = []
+        for positions, histograms, pixels, maps in results:
+            shares = self.label_set.shares(histograms, np.full(len(positions), pixels))
+            ids = [batch.ids[p] for p in positions]
+            if maps is not None:
+                uris = list(self.pool.map(self.save_mask, ids, maps))
+            elif self.imported:  # an imported label map is its own mask
+                uris = [batch.sources[p] for p in positions]
+            else:
+                uris = [None] * len(positions)
+            for image_id, share, histogram, uri in zip(
+                ids, shares.tolist(), histograms.tolist(), uris, strict=True
+            ):
+                rows.append((image_id, self.model_id, *share, histogram, pixels, uri, None))
+        for image_id, error in batch.errors.items():
+            rows.append((image_id, self.model_id, *([None] * len(ELEMENTS)), None, None, None, error))
+        return rows
+
+    def save_mask(self, image_id: int, labels: np.ndarray) -> str:
+        from PIL import Image
+
+        path = self.masks_dir / f"{image_id}.png"
+        image = Image.fromarray(labels if labels.dtype == np.uint8 else labels.astype(np.uint16))
+        tmp = path.with_suffix(".tmp.png")
+        image.save(tmp, compress_level=1)
+        tmp.replace(path)
+        return str(path)
+
+    def write(self, rows: list[tuple]) -> None:
+        columns = ", ".join(COLUMNS)
+        with self.conn.transaction():
+            with self.conn.cursor().copy(f"COPY segmentation_load ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            self.conn.execute(
+                f"""INSERT INTO streetaudit.segmentation ({columns})
+                    SELECT {columns} FROM segmentation_load ON CONFLICT (image_id, model_id) DO NOTHING"""
+            )
+
+
+@flow(name="segment", log_prints=True)
+def segment_flow(
+    url: str,
+    model: str | None = None,
+    backend: str = "hf",
+    batch_size: int = 8,
+    device: str = "auto",
+    limit: int | None = None,
+    save_masks: bool = False,
+    options: dict[str, Any] | None = None,
+) -> dict:
+    report = segment(
+        url,
+        model=model,
+        backend=backend,
+        batch_size=batch_size,
+        device=device,
+        limit=limit,
+        save_masks=save_masks,
+        progress=False,
+        **(options or {}),
+    )
+    print(
+        f"model {report.model_id} ({report.model_name}, {report.label_set}): {report.done} segmented, "
+        f"{report.skipped} already done, {report.failed} failed; {report.images_per_s:.1f} images/s"
+    )
+    return report.__dict__

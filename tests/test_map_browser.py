@@ -1,0 +1,107 @@
+"""/map in headless Chromium: MapLibre (from npm, served by us) loads our tiles and draws features."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import sync_playwright
+
+from streetaudit.api.factory import create_app
+from streetaudit.api.map import maplibre_ready
+from streetaudit.api.settings import ApiSettings
+from streetaudit.flows.seeded_results import helsinki_with_synthetic
+from streetaudit.flows.stats import refresh_stats
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(db_url: str) -> Iterator[str]:
+    settings = ApiSettings(ogc=False)
+    if not maplibre_ready(settings.maplibre_dir):
+        pytest.fail(f"maplibre-gl is not installed under {settings.maplibre_dir}; run `npm ci` (make setup)")
+    helsinki_with_synthetic(db_url, seeds=(61,))
+    refresh_stats(db_url)
+    port = free_port()
+    config = uvicorn.Config(create_app(db_url, settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        pytest.fail("the API did not start")
+    yield base
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_map_page_loads_tiles_and_draws_features_without_errors(server):
+    errors: list[str] = []
+    tiles: list[str] = []
+    foreign: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+
+        def seen(request) -> None:
+            if ".pbf" in request.url:
+                tiles.append(request.url)
+            if not request.url.startswith(server) and not request.url.startswith(("data:", "blob:")):
+                foreign.append(request.url)
+
+        page.on("request", seen)
+        page.goto(f"{server}/map")
+        page.wait_for_function(
+            """() => window.streetauditIdle && window.streetauditMap
+                 && window.streetauditMap.queryRenderedFeatures({layers: ['segments']}).length > 0""",
+            timeout=60_000,
+        )
+        counts = page.evaluate(
+            """() => {
+                const m = window.streetauditMap;
+                const n = (layer) => m.queryRenderedFeatures({layers: [layer]}).length;
+                return {segments: n('segments'), areas: n('areas-fill'), points: n('points'), zoom: m.getZoom()};
+            }"""
+        )
+        page.select_option("#element", "sky")
+        legend = page.inner_text("#legend")
+        paint = page.evaluate(
+            "() => JSON.stringify(window.streetauditMap.getPaintProperty('segments', 'line-color'))"
+        )
+        browser.close()
+    assert not errors, errors
+    assert not foreign, foreign  # no CDN, no basemap from elsewhere
+    assert any("/api.segments/" in t for t in tiles) and any("/api.points/" in t for t in tiles)
+    assert counts["segments"] > 50 and counts["areas"] > 0 and counts["points"] > 50, counts
+    assert "sky" in legend and "sky_mean" in paint

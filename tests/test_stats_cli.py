@@ -1,0 +1,78 @@
+"""`streetaudit stats refresh|plot|export` and the pipeline's stats stage, end to end."""
+
+from __future__ import annotations
+
+import pandas as pd
+import psycopg
+import pyogrio
+import pytest
+from PIL import Image
+
+from streetaudit.flows.errors import InputError
+from streetaudit.flows.pipeline import PipelineOptions, run_pipeline
+from streetaudit.flows.seeded_results import helsinki_with_synthetic
+
+
+@pytest.fixture(scope="module")
+def models(db_url: str) -> list[int]:
+    return helsinki_with_synthetic(db_url, seeds=(21,))
+
+
+def test_stats_refresh_prints_the_core_vs_rest_table(cli, models):
+    result = cli("stats", "refresh")
+    assert result.exit_code == 0, result.output
+    assert "synthetic-21" in result.output and "all core areas vs rest of the city" in result.output
+    assert "greenery" in result.output and "Welch p" in result.output
+
+
+def test_stats_refresh_with_unknown_model_fails_in_one_line(cli, models):
+    result = cli("stats", "refresh", "--model", "nope")
+    assert result.exit_code == 2
+    assert "no such segmentation model" in result.output
+
+
+def test_stats_plot_writes_the_four_figures(cli, models, tmp_path):
+    assert cli("stats", "refresh", "--quiet").exit_code == 0
+    result = cli("stats", "plot", "--out", tmp_path / "plots")
+    assert result.exit_code == 0, result.output
+    names = {"segment_means.png", "segment_stds.png", "heritage_areas.png", "core_vs_rest.png"}
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == names
+    for name in names:
+        with Image.open(tmp_path / "plots" / name) as image:
+            assert image.width > 500 and image.height > 500
+
+
+@pytest.mark.parametrize("fmt", ["gpkg", "parquet", "csv"])
+def test_stats_export_writes_every_view(cli, db_url, models, tmp_path, fmt):
+    assert cli("stats", "refresh", "--quiet").exit_code == 0
+    out = tmp_path / ("stats.gpkg" if fmt == "gpkg" else fmt)
+    result = cli("stats", "export", "--format", fmt, "--out", out)
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(db_url) as conn:
+        counts = {
+            v: conn.execute(f"SELECT count(*) FROM api.{v}").fetchone()[0]
+            for v in ("segment_stats", "area_stats", "point_elements", "area_comparison")
+        }
+    for view, n in counts.items():
+        if fmt == "gpkg":
+            frame = pyogrio.read_dataframe(out, layer=view)
+        elif fmt == "parquet":
+            frame = pd.read_parquet(out / f"{view}.parquet")
+        else:
+            frame = pd.read_csv(out / f"{view}.csv")
+        assert len(frame) == n, view
+    assert n > 0
+
+
+def test_stats_export_rejects_an_unknown_format(cli, models, tmp_path):
+    result = cli("stats", "export", "--format", "xlsx", "--out", tmp_path / "x")
+    assert result.exit_code == 2 and "--format" in result.output
+
+
+def test_pipeline_runs_the_chosen_stages_in_order(db_url, models):
+    lines = run_pipeline(db_url, PipelineOptions(stages=("stats", "points")), report=lambda _: None)
+    assert lines[0].startswith("points:") and lines[1].startswith("stats:")
+    with pytest.raises(InputError, match="needs --provider"):
+        run_pipeline(db_url, PipelineOptions(stages=("collect",)))
+    with pytest.raises(InputError, match="unknown stage"):
+        run_pipeline(db_url, PipelineOptions(stages=("bake",)))

@@ -1,0 +1,227 @@
+"""Tile functions in SQL: decoded with mapbox-vector-tile and with GDAL's MVT driver; the reader role.
+
+Expected features come from the base tables: every road crossing the tile is in it, and
+nothing far outside it is; attribute values equal the statistics views exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import mapbox_vector_tile
+import psycopg
+import pytest
+
+from streetaudit.flows.seeded_results import helsinki_with_synthetic
+from streetaudit.flows.stats import refresh_stats
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int, int]:
+    n = 2**z
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return z, x, y
+
+
+@pytest.fixture(scope="module")
+def data(db_url: str) -> dict:
+    helsinki_with_synthetic(db_url, seeds=(31,))
+    refresh_stats(db_url)
+    with psycopg.connect(db_url) as conn:
+        lon, lat = conn.execute(
+            "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)::geometry) AS c FROM streetaudit.road) AS e"
+        ).fetchone()
+    return {"centre": (lon, lat)}
+
+
+def call(db_url: str, layer: str, z: int, x: int, y: int, properties: str | None = None) -> bytes:
+    with psycopg.connect(db_url) as conn:
+        data = conn.execute(f"SELECT api.{layer}(%s, %s, %s, %s)", (z, x, y, properties)).fetchone()[0]
+    return bytes(data)
+
+
+def roads_crossing(db_url: str, z: int, x: int, y: int, margin: float = 0.0) -> set[int]:
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            """SELECT id FROM streetaudit.road
+               WHERE ST_Intersects(ST_Transform(geom, 3857), ST_TileEnvelope(%s, %s, %s, margin => %s))""",
+            (z, x, y, margin),
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def decode(tile: bytes) -> dict:
+    return mapbox_vector_tile.decode(tile)
+
+
+def test_segment_tile_holds_every_road_crossing_it_with_its_statistics(db_url, data):
+    z, x, y = tile_of(*data["centre"], 14)
+    layer = decode(call(db_url, "segments", z, x, y))["api.segments"]
+    got = {f["id"]: f["properties"] for f in layer["features"]}
+    assert roads_crossing(db_url, z, x, y) <= set(got) <= roads_crossing(db_url, z, x, y, 64 / 4096 + 1e-6)
+    with psycopg.connect(db_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        stats = {r["road_id"]: r for r in cur.execute("SELECT * FROM api.segment_stats").fetchall()}
+    for road_id, props in got.items():
+        row = stats[road_id]
+        assert props["name"] == row["name"] if row["name"] else "name" not in props
+        assert props["n_points"] == row["n_points"]
+        for key in ("greenery_mean", "greenery_std", "car_mean", "car_std"):
+            assert props.get(key) == row[key]  # doubles travel exactly; NULL is left out
+
+
+def test_low_zoom_segments_carry_means_only(db_url, data):
+    z, x, y = tile_of(*data["centre"], 10)
+    features = decode(call(db_url, "segments", z, x, y))["api.segments"]["features"]
+    assert len(features) > 500
+    assert all("greenery_std" not in f["properties"] for f in features)
+    assert any("greenery_mean" in f["properties"] for f in features)
+
+
+def test_properties_keeps_only_the_named_attributes(db_url, data):
+    z, x, y = tile_of(*data["centre"], 14)
+    features = decode(call(db_url, "segments", z, x, y, "greenery_mean,name"))["api.segments"]["features"]
+    assert features and all(set(f["properties"]) <= {"greenery_mean", "name"} for f in features)
+    assert any("greenery_mean" in f["properties"] for f in features)
+
+
+def test_points_appear_only_from_zoom_14_with_their_values(db_url, data):
+    z, x, y = tile_of(*data["centre"], 13)
+    assert call(db_url, "points", z, x, y) == b""
+    z, x, y = tile_of(*data["centre"], 14)
+    features = decode(call(db_url, "points", z, x, y))["api.points"]["features"]
+    with psycopg.connect(db_url) as conn:
+        values = dict(conn.execute("SELECT point_id, sky FROM api.point_elements").fetchall())
+        inside = {
+            r[0]
+            for r in conn.execute(
+                "SELECT point_id FROM api.point_elements WHERE ST_Intersects(ST_Transform(geom, 3857), ST_TileEnvelope(%s, %s, %s))",
+                (z, x, y),
+            )
+        }
+    assert inside and inside <= {f["id"] for f in features}
+    assert all(f["properties"]["sky"] == values[f["id"]] for f in features)
+
+
+def test_area_tile_holds_the_heritage_areas(db_url, data):
+    z, x, y = tile_of(*data["centre"], 12)
+    features = decode(call(db_url, "areas", z, x, y))["api.areas"]["features"]
+    names = {f["properties"]["area_name"] for f in features}
+    assert names == {"Empire centre (Senate Square)", "Esplanadi"}
+    assert all(f["properties"]["n_points"] > 0 for f in features)
+
+
+def test_every_tile_stays_small(db_url, data):
+    for z in (10, 12, 14, 16):
+        z, x, y = tile_of(*data["centre"], z)
+        for layer in ("segments", "points", "areas"):
+            assert len(call(db_url, layer, z, x, y)) < 500_000
+
+
+def test_gdal_mvt_driver_reads_the_tile(db_url, data, tmp_path: Path):
+    z, x, y = tile_of(*data["centre"], 14)
+    path = tmp_path / str(z) / str(x) / f"{y}.pbf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(call(db_url, "segments", z, x, y))
+    out = subprocess.run(
+        ["ogrinfo", "-ro", "-al", "-q", "-oo", "CLIP=NO", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ids = {int(m) for m in re.findall(r"mvt_id \(Integer64\) = (\d+)", out.stdout)}
+    assert "Layer name: api.segments" in out.stdout
+    assert roads_crossing(db_url, z, x, y) <= ids
+    assert re.search(r"greenery_mean \(Real\) = 0\.\d+", out.stdout)
+
+
+def test_hostile_properties_text_is_only_ever_a_value(db_url, data):
+    z, x, y = tile_of(*data["centre"], 14)
+    hostile = "name'); DROP TABLE streetaudit.road; --"
+    features = decode(call(db_url, "segments", z, x, y, hostile))["api.segments"]["features"]
+    assert features and all(f["properties"] == {} for f in features)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM streetaudit.road").fetchone()[0] > 0
+
+
+# -- the reader role ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reader(pg_cluster, db_url: str, data):
+    name = urlsplit(db_url).path.lstrip("/")
+    with psycopg.connect(pg_cluster.reader_url(name), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT count(*) FROM api.segment_stats",
+        "SELECT count(*) FROM api.area_stats",
+        "SELECT count(*) FROM api.area_comparison",
+        "SELECT count(*) FROM api.point_elements",
+        "SELECT version FROM api.data_version",
+        "SELECT length(api.segments(14, 9327, 4742))",
+        "SELECT length(api.points(14, 9327, 4742))",
+        "SELECT length(api.areas(10, 582, 296))",
+    ],
+)
+def test_reader_reads_the_api_schema(reader, query):
+    assert reader.execute(query).fetchone()[0] is not None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM streetaudit.road LIMIT 1",
+        "SELECT * FROM streetaudit.segmentation LIMIT 1",
+        "SELECT * FROM streetaudit.stats_state",
+        "SELECT * FROM streetaudit.segment_tile LIMIT 1",
+        "SELECT streetaudit.refresh_stats(1)",
+        "REFRESH MATERIALIZED VIEW api.segment_stats",
+        "DELETE FROM api.area_comparison",
+        "INSERT INTO api.tile_layers (id) VALUES ('x')",
+        "CREATE TABLE api.mine (x int)",
+        "CREATE TABLE public.mine (x int)",
+        "CREATE FUNCTION api.segments(z integer, x integer, y integer) RETURNS bytea LANGUAGE sql AS 'SELECT NULL::bytea'",
+    ],
+)
+def test_reader_cannot_read_or_change_anything_else(reader, query):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        reader.execute(query)
+
+
+def test_a_tile_over_its_byte_budget_keeps_the_longest_roads(db_url, data):
+    z, x, y = tile_of(*data["centre"], 14)
+    full = decode(call(db_url, "segments", z, x, y))["api.segments"]["features"]
+    with psycopg.connect(db_url) as conn:
+        small = bytes(conn.execute("SELECT api.segments(%s, %s, %s, NULL, 20000)", (z, x, y)).fetchone()[0])
+        huge = bytes(conn.execute("SELECT api.segments(%s, %s, %s, NULL, 10000000)", (z, x, y)).fetchone()[0])
+        lengths = dict(conn.execute("SELECT road_id, length_m FROM api.segment_stats").fetchall())
+    kept = decode(small)["api.segments"]["features"]
+    assert 0 < len(small) <= 20000 and 0 < len(kept) < len(full)
+    assert len(huge) == len(call(db_url, "segments", z, x, y))  # the budget can only be lowered
+    shortest_kept = min(lengths[f["id"]] for f in kept)
+    dropped = {f["id"] for f in full} - {f["id"] for f in kept}
+    assert all(lengths[d] <= shortest_kept for d in dropped)
+
+
+def test_low_zoom_tiles_are_prebuilt_and_equal_to_computed_ones(db_url, data):
+    with psycopg.connect(db_url) as conn:
+        prebuilt = conn.execute(
+            "SELECT layer, z, x, y, tile FROM streetaudit.prebuilt_tile ORDER BY layer, z, x, y"
+        ).fetchall()
+        assert {z for _, z, _, _, _ in prebuilt} == set(range(14))
+        for layer, z, x, y, tile in prebuilt:
+            cap = 50000 if layer == "segments" else 5000
+            computed = conn.execute(
+                f"SELECT streetaudit.{layer}_mvt(%s, %s, %s, NULL, %s, false)", (z, x, y, cap)
+            ).fetchone()[0]
+            assert bytes(tile) == bytes(computed)
+            assert bytes(conn.execute(f"SELECT api.{layer}(%s, %s, %s)", (z, x, y)).fetchone()[0]) == bytes(
+                tile
+            )
+    z, x, y = tile_of(*data["centre"], 10)
+    assert ("segments", z, x, y) in {row[:4] for row in prebuilt}
