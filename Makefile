@@ -43,6 +43,8 @@ format:
 
 bench: setup
 	$(BIN)/python bench/densify.py
+	$(BIN)/python bench/collect.py
+	$(BIN)/python bench/segment.py
 	$(BIN)/python bench/tiles.py
 
 clean:
