@@ -13,12 +13,29 @@ function colourRamp(property, max) {
           ["interpolate", ["linear"], ["to-number", ["get", property]], ...stops]];
 }
 
-function rampMax(statistic) {
-  return statistic === "std" ? 0.3 : 0.6;
+// The colour ramp spans each element's observed range (largest point value over the
+// heritage areas and the rest of the city, from /stats/areas); fixed shares would paint
+// a scarce element like car or greenery in one colour.
+const observedMax = {};
+
+function rampMax(element, statistic) {
+  const max = observedMax[element] > 0 ? observedMax[element] : 0.6;
+  return statistic === "std" ? max / 2 : max;
+}
+
+async function loadRanges() {
+  const response = await fetch(new URL("stats/areas", window.location.href));
+  if (!response.ok) return;
+  for (const row of await response.json()) {
+    for (const element of Array.from(elementSelect.options, (o) => o.value)) {
+      const value = row[`${element}_max`];
+      if (typeof value === "number") observedMax[element] = Math.max(observedMax[element] || 0, value);
+    }
+  }
 }
 
 function renderLegend(element, statistic) {
-  const max = rampMax(statistic);
+  const max = rampMax(element, statistic);
   const ticks = [0, max / 2, max].map((v) => `<span>${v.toFixed(2)}</span>`).join("");
   document.getElementById("legend").innerHTML =
     `<div>${element} share, ${statistic === "std" ? "std. deviation" : "mean"} per segment</div>` +
@@ -66,14 +83,14 @@ window.streetauditMap = map;
 function applyElement() {
   const element = elementSelect.value;
   const statistic = statisticSelect.value;
-  const max = rampMax(statistic);
-  map.setPaintProperty("segments", "line-color", colourRamp(`${element}_${statistic}`, max));
-  map.setPaintProperty("points", "circle-color", colourRamp(element, 0.6));
+  map.setPaintProperty("segments", "line-color", colourRamp(`${element}_${statistic}`, rampMax(element, statistic)));
+  map.setPaintProperty("points", "circle-color", colourRamp(element, rampMax(element, "mean")));
   renderLegend(element, statistic);
 }
 elementSelect.addEventListener("change", applyElement);
 statisticSelect.addEventListener("change", applyElement);
 renderLegend("greenery", "mean");
+map.once("load", () => loadRanges().then(applyElement));
 
 // Centre on the data once the segments' TileJSON (with its bounds) is known.
 map.once("sourcedata", () => {
