@@ -268,7 +268,7 @@ class LocalCluster:
         with conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
             if exists.fetchone() is None:
-                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DATABASE)))
             # The reader role is created by the migrations; give it the cluster's password
             # here so `db url --reader` works on a private cluster.
             conn.execute(
