@@ -27,6 +27,8 @@ from streetaudit.sql.errors import DatabaseSetupError
 
 SUPERUSER = "streetaudit"
 DATABASE = "streetaudit"
+# Where server files go when the server's user cannot reach the data dir (e.g. under /root).
+FALLBACK_ROOT = Path("/var/lib/streetaudit")
 # Unix socket paths are limited to 107 bytes; longer data paths put the socket in /tmp.
 _MAX_SOCKET_DIR = 80
 
@@ -247,7 +249,10 @@ class LocalCluster:
         state = self.state()
         self.stop()
         if state:
-            shutil.rmtree(state.pgdata, ignore_errors=True)
+            pgdata = Path(state.pgdata)
+            shutil.rmtree(pgdata, ignore_errors=True)
+            if pgdata.parent.parent == FALLBACK_ROOT:
+                shutil.rmtree(pgdata.parent, ignore_errors=True)
         self.state_file.unlink(missing_ok=True)
 
     # -- helpers -------------------------------------------------------------------------
@@ -325,7 +330,7 @@ class LocalCluster:
         if os_user is None or self._reachable(self.root, os_user):
             return wanted
         digest = hashlib.sha1(str(wanted).encode()).hexdigest()[:12]
-        return Path("/var/lib/streetaudit") / digest / "pg"
+        return FALLBACK_ROOT / digest / "pg"
 
     @staticmethod
     def _reachable(path: Path, os_user: str) -> bool:
