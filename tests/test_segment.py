@@ -6,6 +6,7 @@ transformers / torchvision and counting pixels with numpy, independently of the 
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -317,6 +318,7 @@ def test_torchvision_backend_with_a_user_checkpoint(fresh_db_url, tmp_path):
         assert np.abs(histogram - np.bincount(label_map.ravel(), minlength=19)).sum() <= 0.01 * label_map.size
 
 
+@pytest.mark.skipif(importlib.util.find_spec("mmseg") is not None, reason="the openmmlab extra is installed")
 def test_mmseg_backend_without_openmmlab_explains_the_install(fresh_db_url):
     with pytest.raises(InputError, match="MMCV_WITH_OPS=1"):
         segment(fresh_db_url, backend="mmseg", model="config.py", checkpoint="w.pth", progress=False)
