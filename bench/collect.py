@@ -1,7 +1,7 @@
 """Benchmark: achieved requests/s of `collect` against the ceiling its settings allow.
 
-Run: `python bench/collect.py` (starts a throwaway cluster unless STREETAUDIT_DATABASE_URL is
-set). A local Baidu-protocol server with a fixed latency runs on asyncio in its own process (so
+Run: `python bench/collect.py` (starts a throwaway cluster; `--url` names a database whose
+roads, points and images it deletes). A local Baidu-protocol server with a fixed latency runs on asyncio in its own process (so
 it neither competes with the client for the GIL nor burns CPU on threads while it waits). Two runs, each measured in this run:
   * concurrency-bound: ceiling = concurrency / latency;
   * rate-bound (`--rate` below that): ceiling = rate.
@@ -22,9 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from streetaudit.sql.cluster import LocalCluster
-from streetaudit.sql.migrate import migrate
-from streetaudit.sql.settings import DatabaseSettings
+from streetaudit.sql.connect import scratch_database
 
 KEY = "bench-key"
 
@@ -119,57 +117,57 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="server latency in seconds")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float, default=None, help="rate limit (default: half the ceiling)")
+    parser.add_argument(
+        "--url",
+        help="Use this database instead of a throwaway cluster: its roads, points and images are DELETED.",
+    )
     args = parser.parse_args()
 
-    settings = DatabaseSettings()
-    cluster = None
-    url = settings.database_url
     data = Path(tempfile.mkdtemp(prefix="sa-bench-collect-"))
-    if url is None:
-        cluster = LocalCluster(data / "pg", fast_unsafe=True)
-        url = cluster.up()
     ctx = multiprocessing.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
     server = ctx.Process(target=serve, args=(args.latency, ready, stop), daemon=True)
     server.start()
     try:
-        migrate(url)
-        make_points(url, args.points)
-        os.environ.update(
-            {
-                "STREETAUDIT_DATA_DIR": str(data),
-                "STREETAUDIT_BAIDU_AK": KEY,
-                "STREETAUDIT_BAIDU_URL": f"{ready.get(timeout=60)}/panorama/v2",
-            }
-        )
-        views = args.points * 4
-        print(f"{views} views, server latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
-        ceiling = args.concurrency / args.latency
-        base = os.environ["STREETAUDIT_BAIDU_URL"].removesuffix("/panorama/v2")
-        bare = asyncio.run(raw_httpx(base, views, args.concurrency))
-        requests, seconds = run_once(url, data, concurrency=args.concurrency, rate=None)
-        achieved = requests / seconds
-        print(
-            f"concurrency-bound: {achieved:7.1f} req/s of ceiling {ceiling:7.1f} "
-            f"(concurrency/latency)  ratio {achieved / ceiling:.2f}  (goal >= 0.90)"
-        )
-        print(
-            f"bare httpx       : {bare:7.1f} req/s, nothing stored       "
-            f"ratio collect / bare {achieved / bare:.2f}  (what the machine allowed in this run)"
-        )
-        rate = args.rate or ceiling / 2
-        requests, seconds = run_once(url, data, concurrency=args.concurrency, rate=rate)
-        achieved = requests / seconds
-        print(
-            f"rate-bound       : {achieved:7.1f} req/s of ceiling {rate:7.1f} "
-            f"(--rate)               ratio {achieved / rate:.2f}  (goal >= 0.90, and never above 1.0 by more than a burst)"
-        )
+        with scratch_database(args.url) as url:
+            measure(url, data, ready, args)
     finally:
         stop.set()
         server.join(timeout=10)
-        if cluster is not None:
-            cluster.destroy()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def measure(url: str, data: Path, ready, args) -> None:
+    make_points(url, args.points)
+    os.environ.update(
+        {
+            "STREETAUDIT_DATA_DIR": str(data),
+            "STREETAUDIT_BAIDU_AK": KEY,
+            "STREETAUDIT_BAIDU_URL": f"{ready.get(timeout=60)}/panorama/v2",
+        }
+    )
+    views = args.points * 4
+    print(f"{views} views, server latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
+    ceiling = args.concurrency / args.latency
+    base = os.environ["STREETAUDIT_BAIDU_URL"].removesuffix("/panorama/v2")
+    bare = asyncio.run(raw_httpx(base, views, args.concurrency))
+    requests, seconds = run_once(url, data, concurrency=args.concurrency, rate=None)
+    achieved = requests / seconds
+    print(
+        f"concurrency-bound: {achieved:7.1f} req/s of ceiling {ceiling:7.1f} "
+        f"(concurrency/latency)  ratio {achieved / ceiling:.2f}  (goal >= 0.90)"
+    )
+    print(
+        f"bare httpx       : {bare:7.1f} req/s, nothing stored       "
+        f"ratio collect / bare {achieved / bare:.2f}  (what the machine allowed in this run)"
+    )
+    rate = args.rate or ceiling / 2
+    requests, seconds = run_once(url, data, concurrency=args.concurrency, rate=rate)
+    achieved = requests / seconds
+    print(
+        f"rate-bound       : {achieved:7.1f} req/s of ceiling {rate:7.1f} "
+        f"(--rate)               ratio {achieved / rate:.2f}  (goal >= 0.90, and never above 1.0 by more than a burst)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Benchmark: our SQL densification against raw ST_LineInterpolatePoints inserts.
 
-Run: `python bench/densify.py` (starts a throwaway cluster unless
-STREETAUDIT_DATABASE_URL is set). On the same 10,000 synthetic ~500 m roads, in the
+Run: `python bench/densify.py` (starts a throwaway cluster; `--url` names a database
+whose roads, points and images it deletes). On the same 10,000 synthetic ~500 m roads, in the
 same run, interleaved:
 
 - ours: `streetaudit.densify_roads()` into `streetaudit.sample_point` (start points,
@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import psycopg
 import shapely
 
-from streetaudit.sql.cluster import LocalCluster
-from streetaudit.sql.migrate import migrate
-from streetaudit.sql.settings import DatabaseSettings
+from streetaudit.sql.connect import scratch_database
 
 RAW_SQL = """
 INSERT INTO {table} (road_id, geom)
@@ -110,16 +106,13 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--dedupe-within", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--url",
+        help="Use this database instead of a throwaway cluster: its roads, points and images are DELETED.",
+    )
     args = parser.parse_args()
 
-    settings = DatabaseSettings()
-    cluster = None
-    url = settings.database_url
-    if url is None:
-        cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="sa-bench-")), fast_unsafe=True)
-        url = cluster.up()
-    try:
-        migrate(url)
+    with scratch_database(args.url) as url:
         load(url, synthetic_roads(args.roads))
         ours, raw, shaped = [], [], []
         for _ in range(args.repeat):  # interleaved, so drift hits all alike
@@ -143,9 +136,6 @@ def main() -> None:
             f"ratio ours / raw bare table       : {ours_rate / rates['raw   bare table']:.2f}  (goal >= 0.80)"
         )
         print(f"ratio ours / raw same table shape : {ours_rate / rates['raw   sample_point shape']:.2f}")
-    finally:
-        if cluster is not None:
-            cluster.destroy()
 
 
 if __name__ == "__main__":

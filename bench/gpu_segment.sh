@@ -7,7 +7,7 @@
 #
 # Self-contained and offline: it installs nothing and downloads nothing. It needs this
 # checkout's .venv (`make setup`; torch with CUDA) and PostgreSQL + PostGIS binaries for the
-# throwaway cluster (`make system-deps SYSTEM_DEPS=postgis`), or STREETAUDIT_DATABASE_URL.
+# throwaway cluster (`make system-deps SYSTEM_DEPS=postgis`), or `--url URL` of a scratch database.
 # The model is SegFormer-B0 built from its config with RANDOM weights, because hub weights may
 # not be reachable there; speed does not depend on the weights. Finishes well within 5 minutes.
 #

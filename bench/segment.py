@@ -1,7 +1,7 @@
 """Benchmark: the segmentation pipeline against the model's own speed, same model and batch size.
 
-Run: `python bench/segment.py` (starts a throwaway PostGIS cluster unless
-STREETAUDIT_DATABASE_URL is set; CPU unless --device cuda). The model is a SegFormer-B0
+Run: `python bench/segment.py` (starts a throwaway PostGIS cluster, or uses `--url`,
+whose data it deletes; CPU unless --device cuda). The model is a SegFormer-B0
 built from its config with random weights (speed does not depend on the weights, and
 nothing is downloaded), saved with save_pretrained and loaded by path like any checkpoint.
 
@@ -28,9 +28,7 @@ from PIL import Image
 
 from streetaudit.flows.segment import segment
 from streetaudit.models.label_sets import CITYSCAPES
-from streetaudit.sql.cluster import LocalCluster
-from streetaudit.sql.migrate import migrate
-from streetaudit.sql.settings import DatabaseSettings
+from streetaudit.sql.connect import scratch_database
 
 
 def build_segformer(folder: Path, height: int, width: int, variant: str) -> Path:
@@ -164,19 +162,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: automatic)")
     parser.add_argument("--model", choices=["b0", "tiny"], default="b0")
+    parser.add_argument(
+        "--url",
+        help="Use this database instead of a throwaway cluster: its roads, points, images and models are DELETED.",
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     device = torch.device(args.device)
 
-    settings = DatabaseSettings()
-    cluster = None
-    url = settings.database_url
-    work = Path(tempfile.mkdtemp(prefix="sa-bench-seg-"))
-    if url is None:
-        cluster = LocalCluster(work / "pg", fast_unsafe=True)
-        url = cluster.up()
-    try:
-        migrate(url)
+    with tempfile.TemporaryDirectory(prefix="sa-bench-seg-") as tmp, scratch_database(args.url) as url:
+        work = Path(tmp)
         folder = build_segformer(work / "segformer", height, width, args.model)
         (work / "images").mkdir()
         paths = write_jpegs(work / "images", args.images, height, width, args.distinct)
@@ -228,9 +223,6 @@ def main() -> None:
             f"CPU-time ratio (a)/(b): {bare_cpu / piped_cpu:.2f}  (this process and its decoding workers; "
             "steadier than wall time on a busy machine; the database server's CPU is not counted)"
         )
-    finally:
-        if cluster is not None:
-            cluster.destroy()
 
 
 if __name__ == "__main__":

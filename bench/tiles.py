@@ -27,11 +27,9 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -39,8 +37,7 @@ import psycopg
 
 from streetaudit.flows.seeded_results import helsinki_with_synthetic
 from streetaudit.flows.stats import ELEMENTS, refresh_stats
-from streetaudit.sql.cluster import LocalCluster
-from streetaudit.sql.migrate import migrate
+from streetaudit.sql.connect import scratch_database
 
 ZOOMS = (10, 12, 14)
 PROPERTIES = ["name", "kind", "length_m", "n_points"] + [
@@ -154,13 +151,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the API.")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cluster = None
-        url = args.url
-        if url is None:
-            cluster = LocalCluster(Path(tmp), fast_unsafe=True)
-            url = cluster.up()
-            migrate(url)
+    with scratch_database(args.url) as url:
+        if args.url is None:  # a fresh throwaway cluster: fill it
             helsinki_with_synthetic(url, interval=args.interval, seeds=(1,))
         refresh_stats(url)
         with psycopg.connect(url) as conn:
@@ -177,8 +169,6 @@ def main() -> None:
             for p in (proc, cached_proc):
                 p.terminate()
                 p.wait(timeout=10)
-            if cluster is not None:
-                cluster.destroy()
 
 
 def run(url: str, base: str, cached_base: str, bounds, roads: int, args) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import psycopg
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from streetaudit.sql.cluster import LocalCluster
 from streetaudit.sql.migrate import migrate
@@ -30,5 +34,24 @@ def ready_database(settings: DatabaseSettings | None = None) -> str:
     return url
 
 
-def connect(url: str, **kwargs) -> psycopg.Connection:
-    return psycopg.connect(url, **kwargs)
+@contextmanager
+def scratch_database(url: str | None = None) -> Iterator[str]:
+    """A migrated database for benchmarks and experiments that may write anything.
+
+    Only an explicitly passed `url` is used; STREETAUDIT_DATABASE_URL is deliberately
+    ignored, so a benchmark never truncates the user's real data. Without one, a private
+    cluster with fsync off is created in a temporary folder and deleted on exit.
+    """
+    if url is not None:
+        migrate(url)
+        yield url
+        return
+    root = Path(tempfile.mkdtemp(prefix="sa-scratch-"))
+    cluster = LocalCluster(root, fast_unsafe=True)
+    try:
+        url = cluster.up()
+        migrate(url)
+        yield url
+    finally:
+        cluster.destroy()
+        shutil.rmtree(root, ignore_errors=True)

@@ -117,3 +117,20 @@ def _uid_gid(user: str) -> tuple[int, int]:
 
     entry = pwd.getpwnam(user)
     return entry.pw_uid, entry.pw_gid
+
+
+def test_scratch_database_ignores_the_configured_url_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Benchmarks write freely, so they must never land on the user's configured database."""
+    from streetaudit.sql.connect import scratch_database
+
+    monkeypatch.setenv("STREETAUDIT_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/real_data")
+    with scratch_database() as url:
+        assert "real_data" not in url
+        with psycopg.connect(url) as conn:
+            data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+            assert conn.execute("SELECT to_regclass('streetaudit.sample_point')").fetchone()[0] is not None
+    assert not Path(data_dir).exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2)
