@@ -471,6 +471,8 @@ def run_points(interval: float = typer.Option(30.0), dedupe_within: float = type
 def run_collect(
     provider: str = typer.Option(..., help="baidu, google, mapillary, synthetic, or folder:/path."),
     headings: str = typer.Option("0,90,180,270", help="Compass headings, comma-separated degrees."),
+    pitch: float = typer.Option(0.0, help="Vertical angle of the views in degrees."),
+    fov: float = typer.Option(90.0, help="Horizontal field of view in degrees."),
     size: str = typer.Option("1024x512", help="Image size WIDTHxHEIGHT."),
     limit: int = typer.Option(None, help="Collect only N points."),
     where_area: str = typer.Option(None, help="Only points inside this heritage area."),
@@ -486,6 +488,8 @@ def run_collect(
         ready_url(),
         provider,
         headings=_floats(headings, "--headings"),
+        pitch=pitch,
+        fov=fov,
         size=_size(size),
         limit=limit,
         where_area=where_area,

@@ -42,12 +42,13 @@ def test_collect_command_reports_and_resumes(cli, with_points):
 
 def test_run_collect_runs_the_prefect_flow(cli, with_points, prefect_harness):
     result = cli(
-        "run", "collect", "--provider", "synthetic", "--headings", "45", "--size", "128x64", "--limit", "3"
-    )
+        "run", "collect", "--provider", "synthetic", "--headings", "45", "--size", "128x64", "--limit", "3",
+        "--pitch", "10", "--fov", "60",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     with psycopg.connect(with_points) as conn:
         n = conn.execute(
-            "SELECT count(*) FROM streetaudit.image WHERE heading = 45 AND status = 'ok'"
+            "SELECT count(*) FROM streetaudit.image WHERE heading = 45 AND pitch = 10 AND fov = 60 AND status = 'ok'"
         ).fetchone()[0]
     assert n == 3
 
