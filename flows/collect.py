@@ -28,12 +28,12 @@ import certifi
 import httpx
 import psycopg
 from PIL import Image as PILImage
-from prefect import flow
+from prefect import flow, task
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streetaudit.flows.errors import InputError
+from streetaudit.flows.errors import InputError, worth_retrying
 from streetaudit.flows.image_store import ImageStore, sidecar_key, view_key
 from streetaudit.flows.providers import open_provider
 from streetaudit.flows.providers.base import (
@@ -547,7 +547,13 @@ def summary_line(report: CollectReport) -> str:
     )
 
 
-@flow(name="collect", log_prints=True, retries=1, retry_delay_seconds=30)
+@task(name="collect-views", retries=1, retry_delay_seconds=30, retry_condition_fn=worth_retrying)
+def collect_task(url: str, provider: str, **options) -> CollectReport:
+    """Retried as a whole on a transient failure; the rerun is cheap because it resumes."""
+    return collect(url, provider, **options)
+
+
+@flow(name="collect", log_prints=True)
 def collect_flow(
     url: str,
     provider: str,
@@ -561,8 +567,7 @@ def collect_flow(
     rate: float | None = None,
     retry_errors: bool = False,
 ) -> dict:
-    """The flow retries the whole run on failure; the rerun is cheap because it resumes."""
-    report = collect(
+    report = collect_task(
         url,
         provider,
         headings=tuple(headings or (0, 90, 180, 270)),

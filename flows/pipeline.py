@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from streetaudit.flows.errors import InputError
+from streetaudit.flows.errors import InputError, worth_retrying
 
 STAGES = ("roads", "points", "collect", "clean", "segment", "stats")
 
@@ -127,13 +127,19 @@ def run_pipeline(url: str, options: PipelineOptions, report=print) -> list[str]:
 
 
 # Network stages are retried: providers rate-limit and time out; the stages resume.
+# Failures the user must fix (a bad key, bad input) are not retried.
 _TASKS = {
-    stage: task(name=stage, retries=2 if stage == "collect" else 0, retry_delay_seconds=120)(runner)
+    stage: task(
+        name=stage,
+        retries=2 if stage == "collect" else 0,
+        retry_delay_seconds=120,
+        retry_condition_fn=worth_retrying,
+    )(runner)
     for stage, runner in RUNNERS.items()
 }
 
 
-@flow(name="pipeline", log_prints=True, retries=1, retry_delay_seconds=600)
+@flow(name="pipeline", log_prints=True)
 def pipeline_flow(
     url: str | None = None,
     roads_path: str | None = None,

@@ -67,3 +67,15 @@ def test_demo_step_says_the_imagery_is_synthetic(with_points, monkeypatch, tmp_p
             "SELECT count(DISTINCT point_id) FROM streetaudit.image WHERE provider = 'synthetic' AND heading = 0"
         ).fetchone()[0]
     assert counted == 6
+
+
+def test_flows_retry_transient_failures_but_not_user_errors():
+    from prefect.states import Failed
+
+    from streetaudit.flows.errors import InputError, worth_retrying
+    from streetaudit.flows.providers.base import ProviderConfigError
+
+    assert worth_retrying(None, None, Failed(data=TimeoutError("provider timed out"))) is True
+    assert worth_retrying(None, None, Failed(data=ConnectionResetError())) is True
+    assert worth_retrying(None, None, Failed(data=InputError("--size must look like 1024x512"))) is False
+    assert worth_retrying(None, None, Failed(data=ProviderConfigError("baidu rejected the key"))) is False

@@ -76,3 +76,12 @@ def test_pipeline_runs_the_chosen_stages_in_order(db_url, models):
         run_pipeline(db_url, PipelineOptions(stages=("collect",)))
     with pytest.raises(InputError, match="unknown stage"):
         run_pipeline(db_url, PipelineOptions(stages=("bake",)))
+
+
+def test_pipeline_flow_runs_its_stages_as_prefect_tasks(db_url, models, prefect_harness):
+    from streetaudit.flows.pipeline import pipeline_flow
+
+    lines = pipeline_flow(url=db_url, stages=["stats", "points"])
+    assert lines[0].startswith("points:") and lines[1].startswith("stats:")
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM api.segment_stats").fetchone()[0] > 0
