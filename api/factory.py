@@ -84,7 +84,9 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     app.state.ogc_enabled = False
     app.state.map_ready = map_page.maplibre_ready(settings.maplibre_dir)
     add_exception_handlers(app)
-    app.add_middleware(GZipMiddleware, minimum_size=512)
+    # Level 1, as nginx's gzip default: tiles are compressed per request, and levels above 1
+    # cost several times the CPU for a few per cent smaller vector tiles.
+    app.add_middleware(GZipMiddleware, minimum_size=512, compresslevel=1)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origin_list,
