@@ -1,0 +1,95 @@
+"""The `streetaudit` application object, its command groups and what every command shares.
+
+Commands live in one module per stage (cli_data, cli_images, cli_segment, cli_stats) and
+import their stage lazily, so `--help` and `db` stay quick; Prefect's server is only
+involved under `streetaudit run …`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from streetaudit.sql.errors import StreetauditError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class StreetauditGroup(TyperGroup):
+    """Turns errors the user can act on into one red line and exit status 2, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except StreetauditError as error:
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+
+def command_group(help: str) -> typer.Typer:
+    return typer.Typer(help=help, no_args_is_help=True, add_completion=False, cls=StreetauditGroup)
+
+
+app = command_group(
+    "Audit a city's streetscape from street-view imagery: roads and heritage areas in, "
+    "sample points, images, segmentation, statistics and vector tiles out. "
+    "Uses STREETAUDIT_DATABASE_URL, or a private PostGIS under STREETAUDIT_DATA_DIR (default ./.streetaudit)."
+)
+db_app = command_group("Start, stop and migrate the database.")
+roads_app = command_group("Road centre lines.")
+areas_app = command_group("Heritage (historic core) areas.")
+points_app = command_group("Sample points along the roads.")
+run_app = command_group("Run a stage as a Prefect flow (uses or starts a Prefect server).")
+images_app = command_group("Collected street-view images: cleaning.")
+stats_app = command_group("Statistics per segment and heritage area: refresh, plot, export.")
+app.add_typer(db_app, name="db")
+app.add_typer(roads_app, name="roads")
+app.add_typer(areas_app, name="areas")
+app.add_typer(points_app, name="points")
+app.add_typer(run_app, name="run")
+app.add_typer(images_app, name="images")
+app.add_typer(stats_app, name="stats")
+
+
+def ready_url() -> str:
+    from streetaudit.sql.connect import ready_database
+
+    return ready_database()
+
+
+def split_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def print_skipped(skipped: list[tuple[int, str]], limit: int = 20) -> None:
+    for row, reason in skipped[:limit]:
+        console.print(f"  skipped row {row}: {reason}")
+    if len(skipped) > limit:
+        console.print(f"  … and {len(skipped) - limit} more skipped rows")
+
+
+def float_list(value: str, option: str) -> list[float]:
+    from streetaudit.flows.errors import InputError
+
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{option} must be comma-separated numbers, got {value!r}") from None
+
+
+def image_size(value: str) -> tuple[int, int]:
+    from streetaudit.flows.errors import InputError
+
+    width, sep, height = value.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise InputError(f"--size must look like 1024x512, got {value!r}")
+    return int(width), int(height)
+
+
+def quiet_prefect() -> None:
+    """Prefect's telemetry would print a traceback on this offline machine class."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -1,0 +1,221 @@
+"""Commands for the database, roads, heritage areas, sample points and the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from streetaudit.flows.cli_app import (
+    app,
+    areas_app,
+    console,
+    db_app,
+    points_app,
+    print_skipped,
+    quiet_prefect,
+    ready_url,
+    roads_app,
+    run_app,
+    split_list,
+)
+from streetaudit.sql.errors import DatabaseSetupError
+
+
+# -- db ----------------------------------------------------------------------------------
+@db_app.command("up")
+def db_up() -> None:
+    """Initialise (once) and start the private PostGIS cluster, then apply migrations."""
+    from streetaudit.sql.connect import local_cluster
+    from streetaudit.sql.migrate import migrate
+    from streetaudit.sql.settings import DatabaseSettings
+
+    settings = DatabaseSettings()
+    if settings.database_url:
+        console.print("STREETAUDIT_DATABASE_URL is set; using that server (nothing to start).")
+        url = settings.database_url
+    else:
+        cluster = local_cluster(settings)
+        url = cluster.up()
+        console.print(f"PostGIS running: data in {cluster.state().pgdata}, port {cluster.state().port}")
+    applied = migrate(url)
+    console.print(f"migrations applied: {', '.join(applied) if applied else 'none pending'}")
+
+
+@db_app.command("down")
+def db_down() -> None:
+    """Stop the private cluster (its data stays)."""
+    from streetaudit.sql.connect import local_cluster
+    from streetaudit.sql.settings import DatabaseSettings
+
+    settings = DatabaseSettings()
+    if settings.database_url:
+        console.print("STREETAUDIT_DATABASE_URL is set: that server is not ours to stop.")
+        return
+    stopped = local_cluster(settings).stop()
+    console.print("stopped" if stopped else "not running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say which database is used and whether the private cluster runs."""
+    from streetaudit.sql.connect import local_cluster
+    from streetaudit.sql.settings import DatabaseSettings
+
+    settings = DatabaseSettings()
+    if settings.database_url:
+        import psycopg
+
+        try:
+            with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+                version = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
+        except psycopg.Error as error:
+            raise DatabaseSetupError(f"STREETAUDIT_DATABASE_URL does not answer: {error}") from error
+        console.print(f"using STREETAUDIT_DATABASE_URL: reachable, PostGIS {version}")
+        return
+    cluster = local_cluster(settings)
+    state = cluster.state()
+    if state is None:
+        console.print(f"no private cluster under {settings.data_dir} (run `streetaudit db up`)")
+        raise typer.Exit(1)
+    running = cluster.running()
+    console.print(f"private cluster {'running' if running else 'stopped'}: {state.pgdata}, port {state.port}")
+    if not running:
+        raise typer.Exit(1)
+
+
+@db_app.command("url")
+def db_url(
+    reader: bool = typer.Option(False, "--reader", help="URL of the read-only role streetaudit_reader."),
+) -> None:
+    """Print a libpq URL for psql, QGIS or pandas (on the last line)."""
+    from streetaudit.sql.connect import database_url, local_cluster
+    from streetaudit.sql.settings import DatabaseSettings
+
+    settings = DatabaseSettings()
+    if reader and not settings.database_url:
+        local_cluster(settings).up()
+        print(local_cluster(settings).reader_url())
+        return
+    print(database_url(settings))
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending SQL migrations in order; refuses if an applied file changed."""
+    from streetaudit.sql.connect import database_url
+    from streetaudit.sql.migrate import migrate
+
+    applied = migrate(database_url())
+    console.print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+# -- roads, areas, points -------------------------------------------------------------------
+@roads_app.command("load")
+def roads_load(
+    path: Path = typer.Argument(..., help="GeoJSON, GeoPackage, Shapefile or OSM PBF (highway ways)."),
+    layer: str = typer.Option(None, help="Layer to read (default: the first; 'lines' for OSM)."),
+    name_field: str = typer.Option(None, help="Field with the road name ('name' for OSM)."),
+    kind_field: str = typer.Option(None, help="Field with the road class ('highway' for OSM)."),
+    kinds: str = typer.Option(
+        None, help="Keep only these kinds, comma-separated (e.g. primary,residential)."
+    ),
+    source: str = typer.Option(
+        None, help="Source name; reloading a source replaces its roads. Default: the file path."
+    ),
+) -> None:
+    """Load road centre lines (any CRS; multi-lines split; degenerate rows skipped and reported)."""
+    from streetaudit.flows.roads import load_roads
+
+    url = ready_url()
+    with console.status(f"reading {path.name} and writing roads…"):
+        report = load_roads(
+            url,
+            path,
+            layer=layer,
+            name_field=name_field,
+            kind_field=kind_field,
+            kinds=split_list(kinds),
+            source=source,
+        )
+    console.print(
+        f"loaded {report.loaded} road lines ({report.length_km:.1f} km) from {report.rows} rows of {path}"
+        + (f"; removed {report.deleted} no longer in the file" if report.deleted else "")
+    )
+    print_skipped(report.skipped)
+
+
+@areas_app.command("load")
+def areas_load(
+    path: Path = typer.Argument(..., help="Polygon file (GeoJSON, GeoPackage, Shapefile)."),
+    name_field: str = typer.Option(..., help="Field with the area name."),
+    kind: str = typer.Option("core", help="Kind given to every area (heritage core by default)."),
+    kind_field: str = typer.Option(None, help="Field with a per-area kind, overriding --kind."),
+    layer: str = typer.Option(None, help="Layer to read."),
+    source: str = typer.Option(
+        None, help="Source name; reloading replaces its areas. Default: the file path."
+    ),
+) -> None:
+    """Load heritage areas (invalid polygons repaired, empty ones skipped and reported)."""
+    from streetaudit.flows.areas import load_areas
+
+    report = load_areas(
+        ready_url(), path, name_field=name_field, kind=kind, kind_field=kind_field, layer=layer, source=source
+    )
+    console.print(f"loaded {report.loaded} areas from {report.rows} rows of {path}")
+    print_skipped(report.skipped)
+
+
+@points_app.command("densify")
+def points_densify(
+    interval: float = typer.Option(30.0, help="Metres between sample points along each road."),
+    dedupe_within: float = typer.Option(
+        1.0,
+        help="Drop a point when a point of an earlier-loaded road lies within this many metres (0: keep all).",
+    ),
+    srid: int = typer.Option(None, help="Metric CRS to measure in (default: each road's UTM zone)."),
+) -> None:
+    """Place sample points at 0, d, 2d, … metres along every road, in PostGIS. Idempotent."""
+    from streetaudit.flows.points import densify
+
+    url = ready_url()
+    with console.status(f"placing sample points every {interval:g} m…"):
+        report = densify(url, interval=interval, dedupe_within=dedupe_within, srid=srid)
+    console.print(
+        f"{report.points} sample points every {interval:g} m: {report.inserted} new, {report.deleted} removed, "
+        f"{report.merged} merged into nearby points of other roads; {report.seconds:.2f} s"
+    )
+
+
+@run_app.command("roads")
+def run_roads(
+    path: Path = typer.Argument(...),
+    name_field: str = typer.Option(None),
+    kind_field: str = typer.Option(None),
+    kinds: str = typer.Option(None),
+) -> None:
+    """Load roads as the Prefect flow `roads`."""
+    quiet_prefect()
+    from streetaudit.flows.roads import roads_flow
+
+    roads_flow(ready_url(), str(path), name_field=name_field, kind_field=kind_field, kinds=split_list(kinds))
+
+
+@run_app.command("points")
+def run_points(interval: float = typer.Option(30.0), dedupe_within: float = typer.Option(1.0)) -> None:
+    """Densify as the Prefect flow `points`."""
+    quiet_prefect()
+    from streetaudit.flows.points import points_flow
+
+    points_flow(ready_url(), interval=interval, dedupe_within=dedupe_within)
+
+
+# -- demo --------------------------------------------------------------------------------
+@app.command("demo")
+def demo(
+    interval: float = typer.Option(30.0, help="Metres between sample points."),
+) -> None:
+    """Run the whole pipeline offline on real OSM roads of central Helsinki."""
+    from streetaudit.flows.demo import run_demo
+
+    run_demo(ready_url(), console, interval=interval)

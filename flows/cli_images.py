@@ -1,0 +1,115 @@
+"""Commands for street-view images: `collect`, `images clean` and `run collect`."""
+
+from __future__ import annotations
+
+import typer
+
+from streetaudit.flows.cli_app import (
+    app,
+    console,
+    float_list,
+    image_size,
+    images_app,
+    quiet_prefect,
+    ready_url,
+    run_app,
+)
+
+
+@app.command("collect")
+def collect_cmd(
+    provider: str = typer.Option(
+        ..., help="baidu, google, mapillary, synthetic, or folder:/path (keys from STREETAUDIT_* variables)."
+    ),
+    headings: str = typer.Option(
+        "0,90,180,270", help="Compass headings of the views, comma-separated degrees."
+    ),
+    pitch: float = typer.Option(0.0, help="Vertical angle of the views in degrees."),
+    fov: float = typer.Option(90.0, help="Horizontal field of view in degrees."),
+    size: str = typer.Option("1024x512", help="Image size WIDTHxHEIGHT (Baidu serves at most 1024x512)."),
+    limit: int = typer.Option(None, help="Collect only N points, spread over the city (same N on reruns)."),
+    where_area: str = typer.Option(None, help="Only points inside the heritage area of this name."),
+    concurrency: int = typer.Option(8, help="Requests in flight at once."),
+    rate: float = typer.Option(None, help="At most R requests per second (token bucket)."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="Fetch views that failed before again."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Fetch street-view images for the sample points; resumable (stored views are never refetched)."""
+    from streetaudit.flows.collect import collect, summary_line
+
+    report = collect(
+        ready_url(),
+        provider,
+        headings=float_list(headings, "--headings"),
+        pitch=pitch,
+        fov=fov,
+        size=image_size(size),
+        limit=limit,
+        where_area=where_area,
+        concurrency=concurrency,
+        rate=rate,
+        retry_errors=retry_errors,
+        progress=progress,
+    )
+    console.print(summary_line(report), highlight=False)
+    for reason, n in sorted(report.errors.items(), key=lambda kv: -kv[1])[:10]:
+        console.print(f"  {n} x {reason}", highlight=False)
+
+
+@images_app.command("clean")
+def images_clean(
+    exclude_months: str = typer.Option(
+        "11,12,1,2,3", help="Exclude views captured in these months (snow, ice)."
+    ),
+    min_bytes: int = typer.Option(5000, help="Exclude files smaller than this many bytes."),
+    undo: bool = typer.Option(False, "--undo", help="Restore every excluded view to ok."),
+) -> None:
+    """Mark unusable views excluded (winter, broken, tiny, duplicate placeholders), with the reason."""
+    from streetaudit.flows.clean import clean_images
+
+    months = [int(m) for m in float_list(exclude_months, "--exclude-months")] if exclude_months else []
+    report = clean_images(ready_url(), exclude_months=months, min_bytes=min_bytes, undo=undo)
+    if undo:
+        console.print(f"restored {report.restored} excluded views to ok")
+        return
+    console.print(
+        f"checked {report.checked} files; excluded {report.excluded}: {report.broken} missing/broken, "
+        f"{report.winter} in excluded months, {report.small} under {min_bytes} bytes, "
+        f"{report.duplicates} duplicates ({report.seconds:.1f} s)"
+    )
+    for point_id, provider, heading, detail in report.examples:
+        console.print(f"  point {point_id} {provider} heading {heading:g}: {detail}", highlight=False)
+    if report.excluded > len(report.examples):
+        console.print(f"  … and {report.excluded - len(report.examples)} more (see image.detail)")
+
+
+@run_app.command("collect")
+def run_collect(
+    provider: str = typer.Option(..., help="baidu, google, mapillary, synthetic, or folder:/path."),
+    headings: str = typer.Option("0,90,180,270", help="Compass headings, comma-separated degrees."),
+    pitch: float = typer.Option(0.0, help="Vertical angle of the views in degrees."),
+    fov: float = typer.Option(90.0, help="Horizontal field of view in degrees."),
+    size: str = typer.Option("1024x512", help="Image size WIDTHxHEIGHT."),
+    limit: int = typer.Option(None, help="Collect only N points."),
+    where_area: str = typer.Option(None, help="Only points inside this heritage area."),
+    concurrency: int = typer.Option(8, help="Requests in flight at once."),
+    rate: float = typer.Option(None, help="At most R requests per second."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="Fetch failed views again."),
+) -> None:
+    """Collect images as the Prefect flow `collect` (retried as a whole; it resumes)."""
+    quiet_prefect()
+    from streetaudit.flows.collect import collect_flow
+
+    collect_flow(
+        ready_url(),
+        provider,
+        headings=float_list(headings, "--headings"),
+        pitch=pitch,
+        fov=fov,
+        size=image_size(size),
+        limit=limit,
+        where_area=where_area,
+        concurrency=concurrency,
+        rate=rate,
+        retry_errors=retry_errors,
+    )
