@@ -29,11 +29,11 @@ import httpx
 import psycopg
 from PIL import Image as PILImage
 from prefect import flow, task
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streetaudit.flows.errors import InputError, worth_retrying
+from streetaudit.flows.errors import InputError, load_settings, worth_retrying
 from streetaudit.flows.image_store import ImageStore, sidecar_key, view_key
 from streetaudit.flows.providers import open_provider
 from streetaudit.flows.providers.base import (
@@ -68,12 +68,7 @@ class CollectSettings(BaseSettings):
 
 
 def collect_settings() -> CollectSettings:
-    try:
-        return CollectSettings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = f"STREETAUDIT_COLLECT_{str(first['loc'][0]).upper()}"
-        raise InputError(f"{name}: {first['msg']} (got {first.get('input')!r})") from None
+    return load_settings(CollectSettings)
 
 
 @dataclass

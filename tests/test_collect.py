@@ -329,7 +329,9 @@ def test_bad_settings_name_the_variable(cli, monkeypatch):
     monkeypatch.setenv("STREETAUDIT_COLLECT_ATTEMPTS", "0")
     result = cli("collect", "--provider", "synthetic", "--no-progress")
     assert result.exit_code == 2 and "STREETAUDIT_COLLECT_ATTEMPTS" in result.output
+    assert "(got '0')" in result.output
     monkeypatch.setenv("STREETAUDIT_COLLECT_ATTEMPTS", "3")
     monkeypatch.setenv("STREETAUDIT_FOLDER_RADIUS", "wide")
     result = cli("collect", "--provider", "synthetic", "--no-progress")
     assert result.exit_code == 2 and "STREETAUDIT_FOLDER_RADIUS" in result.output
+    assert "wide" not in result.output  # provider settings hold keys: values are never echoed

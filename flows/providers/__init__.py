@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
-from streetaudit.flows.errors import InputError
+from streetaudit.flows.errors import InputError, load_settings
 from streetaudit.flows.providers.base import Provider
 from streetaudit.flows.providers.settings import ProviderSettings
 
@@ -39,12 +37,7 @@ def open_provider(spec: str, settings: ProviderSettings | None = None) -> Provid
 
 
 def provider_settings() -> ProviderSettings:
-    try:
-        return ProviderSettings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = f"STREETAUDIT_{str(first['loc'][0]).upper()}"
-        raise InputError(f"{name}: {first['msg']}") from None
+    return load_settings(ProviderSettings, echo_value=False)
 
 
 def configured_provider(settings: ProviderSettings | None = None) -> str | None:
