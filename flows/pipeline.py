@@ -115,13 +115,17 @@ RUNNERS = {
 }
 
 
-def run_pipeline(url: str, options: PipelineOptions, report=print) -> list[str]:
-    """Run the chosen stages in pipeline order (whatever order they were given in)."""
+def run_pipeline(url: str, options: PipelineOptions, report=print, runners=RUNNERS) -> list[str]:
+    """Run the chosen stages in pipeline order (whatever order they were given in).
+
+    `runners` maps each stage to what runs it: the plain functions, or the Prefect tasks
+    wrapping them (pipeline_flow).
+    """
     options.check()
     lines = []
     for stage in STAGES:
         if stage in options.stages:
-            lines.append(RUNNERS[stage](url, options))
+            lines.append(runners[stage](url, options))
             report(lines[-1])
     return lines
 
@@ -176,9 +180,4 @@ def pipeline_flow(
         from streetaudit.sql.connect import ready_database
 
         url = ready_database()
-    lines = []
-    for stage in STAGES:
-        if stage in options.stages:
-            lines.append(_TASKS[stage](url, options))
-            print(lines[-1])
-    return lines
+    return run_pipeline(url, options, runners=_TASKS)
