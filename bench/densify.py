@@ -75,7 +75,6 @@ def load(url: str, roads: list[shapely.LineString]) -> None:
         )
         conn.execute("CREATE INDEX ON bench_shaped USING gist (geom)")
         conn.execute("CREATE INDEX ON bench_shaped (road_id, seq)")
-        conn.execute("VACUUM ANALYZE streetaudit.road") if conn.autocommit else None
 
 
 def time_ours(url: str, interval: float, dedupe: float) -> tuple[float, int]:
