@@ -1,14 +1,27 @@
-"""The connection pool and the data version that caches key on."""
+"""The connection pool, the URL it connects with, and the data version that caches key on."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
+from streetaudit.api.role_check import READER_ROLE
 from streetaudit.api.settings import ApiSettings
+from streetaudit.sql.connect import ready_login_url
+from streetaudit.sql.settings import DatabaseSettings
+
+
+def api_database_url(settings: ApiSettings) -> str:
+    """STREETAUDIT_API_DATABASE_URL, else STREETAUDIT_DATABASE_URL, else the private cluster's reader.
+
+    The first two are checked at start (role_check): an owner's URL is refused, not used.
+    """
+    if settings.database_url:
+        return settings.database_url
+    database = DatabaseSettings()
+    return database.database_url or ready_login_url(READER_ROLE, database)
 
 
 @dataclass
@@ -19,7 +32,12 @@ class DataVersion:
 
 
 class Database:
-    """A psycopg pool whose connections act as the reader role, plus a short-lived version cache."""
+    """A psycopg pool of the login role's connections, plus a short-lived version cache.
+
+    Every wait is bounded: a connection is checked when handed out (a restarted server
+    leaves dead ones behind), a request waits at most pool_timeout for one, and a statement
+    runs at most statement_timeout_ms; a lost database is then a 503 within about a second.
+    """
 
     def __init__(self, url: str, settings: ApiSettings):
         self.settings = settings
@@ -28,15 +46,17 @@ class Database:
             min_size=settings.pool_min,
             max_size=settings.pool_max,
             open=False,
-            configure=self._configure,
-            kwargs={"autocommit": True},
+            timeout=settings.pool_timeout,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": settings.connect_timeout,
+                "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+                "application_name": "streetaudit-api",
+            },
         )
         self._version: DataVersion | None = None
         self._version_at = 0.0
-
-    async def _configure(self, conn: AsyncConnection) -> None:
-        if self.settings.role:
-            await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.role)))
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)

@@ -31,19 +31,25 @@ STATUS_CODES: dict[type[Exception], int] = {
     BadRequest: 400,
     NotFound: 404,
     Unavailable: 503,
+    # Includes psycopg_pool.PoolTimeout: no connection within STREETAUDIT_API_POOL_TIMEOUT.
     psycopg.OperationalError: 503,
 }
 
 
 def _handler(status: int):
     async def handle(request: Request, error: Exception) -> JSONResponse:
-        detail = str(error) if isinstance(error, ApiError) else "database unavailable"
+        if isinstance(error, ApiError):
+            detail = str(error)
+        elif isinstance(error, psycopg.errors.QueryCanceled):
+            detail = "the query took longer than the API's statement timeout"
+        else:
+            detail = "database unavailable"
         return JSONResponse({"detail": detail}, status_code=status)
 
     return handle
 
 
-async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in error.errors()
     )
@@ -53,4 +59,4 @@ async def _validation(request: Request, error: RequestValidationError) -> JSONRe
 def add_exception_handlers(app: FastAPI) -> None:
     for cls, status in STATUS_CODES.items():
         app.add_exception_handler(cls, _handler(status))
-    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(RequestValidationError, validation_error)

@@ -15,6 +15,7 @@ from streetaudit.api import map as map_page
 from streetaudit.api.catalog import load_layers
 from streetaudit.api.database import Database
 from streetaudit.api.errors import add_exception_handlers
+from streetaudit.api.role_check import ensure_read_only
 from streetaudit.api.settings import ApiSettings
 from streetaudit.api.tilecache import TileCache
 
@@ -44,7 +45,7 @@ def _bounds_loader(db: Database):
 
 
 def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
-    """The app for database `url`; connections act as settings.role (streetaudit_reader)."""
+    """The app for database `url`, which must log in as a read-only role (it refuses to start otherwise)."""
     settings = settings or ApiSettings()
     db = Database(url, settings)
     ogc = None
@@ -56,13 +57,18 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await db.open()
-        async with db.pool.connection() as conn:
-            app.state.layers = await load_layers(conn)
+        try:
+            async with db.pool.connection() as conn:
+                await ensure_read_only(conn)
+                app.state.layers = await load_layers(conn)
+        except BaseException:
+            await db.close()
+            raise
         app.state.ogc_enabled = False
         if ogc is not None:
             from streetaudit.api.ogc import close_ogc, open_ogc
 
-            await open_ogc(ogc, url, settings.role)
+            await open_ogc(ogc, url, settings)
             app.state.ogc_enabled = True
         try:
             yield

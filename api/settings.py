@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -13,16 +13,22 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class ApiSettings(BaseSettings):
     """How the API reaches the database and what it tells caches and browsers.
 
-    The API reads only schema `api`; every pooled connection switches to `role`
-    (streetaudit_reader by default), so even a URL of a more privileged user cannot
-    make it read or write anything else.
+    The API connects *as* the read-only login role streetaudit_reader (database_url; unset:
+    the private cluster's reader) and refuses to start as a user that could write. Every
+    wait on the database is bounded, so a lost database is a quick 503, never a hang.
     """
 
     model_config = SettingsConfigDict(env_prefix="STREETAUDIT_API_", env_file=".env", extra="ignore")
 
     database_url: str | None = None
-    role: str | None = "streetaudit_reader"
-    cors_origins: str = "*"
+    # Off by default: a page on another site must not be able to read this API from the
+    # user's browser. Comma-separated origins (https://maps.example.org), or * for any.
+    cors_origins: str = ""
+    # Bound on every statement of the API's connections (the role's own default is 5 s).
+    statement_timeout_ms: int = Field(5000, ge=100, le=600_000)
+    # Seconds a request waits for a pooled connection, and for a new one, before a 503.
+    pool_timeout: float = Field(1.0, gt=0, le=60)
+    connect_timeout: int = Field(2, ge=2, le=60)
     # Tiles whose URL names the current data version never change: cache them long.
     versioned_max_age: int = 86400
     max_age: int = 60
@@ -36,11 +42,19 @@ class ApiSettings(BaseSettings):
     ogc: bool = True
     stats_row_limit: int = 10000
 
-    @field_validator("database_url", "role")
+    @field_validator("database_url")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",")):
+            if origin and origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"each origin must be * or start with http:// or https://, got {origin!r}")
+        return value
+
     @property
     def cors_origin_list(self) -> list[str]:
-        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]

@@ -59,16 +59,24 @@ def stats_export(
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
-    port: int = typer.Option(8000, help="TCP port."),
-    workers: int = typer.Option(1, help="Worker processes."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes."),
 ) -> None:
-    """Serve tiles, TileJSON, /stats, OGC API Features (/ogc) and the map (/map) over HTTP."""
+    """Serve tiles, TileJSON, /stats, OGC API Features (/ogc) and the map (/map) over HTTP.
+
+    Connects as the read-only role streetaudit_reader (the private cluster's, or
+    STREETAUDIT_API_DATABASE_URL) and refuses a database user that could write.
+    """
     import uvicorn
 
+    from streetaudit.api.database import api_database_url
+    from streetaudit.api.role_check import check_read_only
     from streetaudit.api.settings import ApiSettings
+    from streetaudit.flows.errors import load_settings
 
-    settings = ApiSettings()
-    url = settings.database_url or ready_url()
+    settings = load_settings(ApiSettings)
+    url = api_database_url(settings)
+    check_read_only(url, connect_timeout=settings.connect_timeout)
     os.environ["STREETAUDIT_API_DATABASE_URL"] = url
     console.print(f"map: http://{host}:{port}/map   layers: http://{host}:{port}/index.json")
     uvicorn.run(

@@ -27,6 +27,9 @@ from streetaudit.sql.errors import DatabaseSetupError
 
 SUPERUSER = "streetaudit"
 DATABASE = "streetaudit"
+# Login roles the private cluster gives a password, and the ClusterState field holding it.
+# The roles themselves (and their privileges) come from the migrations.
+LOGIN_ROLES = {"streetaudit_reader": "reader_password"}
 # Where server files go when the server's user cannot reach the data dir (e.g. under /root).
 FALLBACK_ROOT = Path("/var/lib/streetaudit")
 # Unix socket paths are limited to 107 bytes; longer data paths put the socket in /tmp.
@@ -148,11 +151,15 @@ class LocalCluster:
             raise DatabaseSetupError(f"no local database under {self.root}; run `streetaudit db up` first")
         return state.url(database)
 
-    def reader_url(self, database: str = DATABASE) -> str:
+    def login_url(self, role: str, database: str = DATABASE) -> str:
+        """URL of one of LOGIN_ROLES: what a less privileged process (the API) connects as."""
         state = self.state()
         if state is None:
             raise DatabaseSetupError(f"no local database under {self.root}")
-        return state.url(database, user="streetaudit_reader", password=state.reader_password)
+        return state.url(database, user=role, password=getattr(state, LOGIN_ROLES[role]))
+
+    def reader_url(self, database: str = DATABASE) -> str:
+        return self.login_url("streetaudit_reader", database)
 
     # -- lifecycle -----------------------------------------------------------------------
     def up(self) -> str:
@@ -274,17 +281,19 @@ class LocalCluster:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
             if exists.fetchone() is None:
                 conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DATABASE)))
-            # The reader role is created by the migrations; give it the cluster's password
-            # here so `db url --reader` works on a private cluster.
-            conn.execute(
-                """DO $$ BEGIN CREATE ROLE streetaudit_reader LOGIN;
-                   EXCEPTION WHEN duplicate_object THEN NULL; END $$"""
-            )
-            conn.execute(
-                psycopg.sql.SQL("ALTER ROLE streetaudit_reader LOGIN PASSWORD {}").format(
-                    psycopg.sql.Literal(state.reader_password)
+            # The login roles are created by the migrations; give them the cluster's passwords
+            # here so `db url --reader` (and the API) work on a private cluster.
+            for role, field in LOGIN_ROLES.items():
+                conn.execute(
+                    psycopg.sql.SQL(
+                        "DO $$ BEGIN CREATE ROLE {} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+                    ).format(psycopg.sql.Identifier(role))
                 )
-            )
+                conn.execute(
+                    psycopg.sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+                        psycopg.sql.Identifier(role), psycopg.sql.Literal(getattr(state, field))
+                    )
+                )
 
     def _write_conf(self, state: ClusterState) -> None:
         lines = [

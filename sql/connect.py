@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from streetaudit.sql.cluster import LocalCluster
+from streetaudit.sql.errors import DatabaseSetupError
 from streetaudit.sql.migrate import migrate
 from streetaudit.sql.settings import DatabaseSettings
 
@@ -32,6 +33,22 @@ def ready_database(settings: DatabaseSettings | None = None) -> str:
     url = database_url(settings)
     migrate(url)
     return url
+
+
+def ready_login_url(role: str, settings: DatabaseSettings | None = None) -> str:
+    """The private cluster's URL for login role `role`, after making its schema current.
+
+    Only the private cluster keeps the login roles' passwords; with STREETAUDIT_DATABASE_URL
+    set, the caller must be given the role's URL (STREETAUDIT_API_DATABASE_URL for the API).
+    """
+    settings = settings or DatabaseSettings()
+    if settings.database_url:
+        raise DatabaseSetupError(
+            f"no URL for the login role {role}: STREETAUDIT_DATABASE_URL names your own server, "
+            "whose role passwords streetaudit does not know"
+        )
+    ready_database(settings)
+    return local_cluster(settings).login_url(role)
 
 
 @contextmanager

@@ -106,3 +106,14 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def reader_url_for(cluster: LocalCluster, url: str) -> str:
+    """The read-only login role's URL for the database of `url` (what the API connects as)."""
+    return cluster.reader_url(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def reader_db_url(pg_cluster: LocalCluster, db_url: str) -> str:
+    """This module's database as streetaudit_reader."""
+    return reader_url_for(pg_cluster, db_url)

@@ -20,10 +20,10 @@ BBOX = (24.940, 60.165, 24.948, 60.170)
 
 
 @pytest.fixture(scope="module")
-def client(db_url: str):
+def client(db_url: str, reader_db_url: str):
     helsinki_with_synthetic(db_url, seeds=(51,))
     refresh_stats(db_url)
-    with TestClient(create_app(db_url, ApiSettings(version_ttl=0))) as c:
+    with TestClient(create_app(reader_db_url, ApiSettings(version_ttl=0))) as c:
         yield c
 
 
@@ -119,14 +119,14 @@ def test_ogc_api_features_serves_the_api_views(client):
     assert {"Empire centre (Senate Square)", "Esplanadi"} <= names
 
 
-def test_the_api_acts_as_the_reader_role(client, db_url):
-    """Even given the owner's URL, the pool's connections cannot see streetaudit.*."""
+def test_the_api_acts_as_the_reader_role(client):
+    """The pool logs in as the reader: no SET ROLE that a query could undo."""
 
-    async def probe() -> str:
+    async def probe() -> tuple[str, str]:
         async with client.app.state.db.pool.connection() as conn:
-            return (await (await conn.execute("SELECT current_user")).fetchone())[0]
+            return await (await conn.execute("SELECT current_user, session_user")).fetchone()
 
-    assert client.portal.call(probe) == "streetaudit_reader"
+    assert client.portal.call(probe) == ("streetaudit_reader", "streetaudit_reader")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
 
         async def forbidden() -> None:

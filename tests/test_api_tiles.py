@@ -23,10 +23,12 @@ def tile_of(lon: float, lat: float, z: int) -> tuple[int, int, int]:
 
 
 @pytest.fixture(scope="module")
-def client(db_url: str):
+def client(db_url: str, reader_db_url: str):
     helsinki_with_synthetic(db_url, seeds=(41,))
     refresh_stats(db_url)
-    app = create_app(db_url, ApiSettings(version_ttl=0, ogc=False, cors_origins="https://maps.example"))
+    app = create_app(
+        reader_db_url, ApiSettings(version_ttl=0, ogc=False, cors_origins="https://maps.example")
+    )
     with TestClient(app) as c:
         yield c
 

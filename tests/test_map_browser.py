@@ -37,14 +37,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(db_url: str) -> Iterator[str]:
+def server(db_url: str, reader_db_url: str) -> Iterator[str]:
     settings = ApiSettings(ogc=False)
     if not maplibre_ready(settings.maplibre_dir):
         pytest.fail(f"maplibre-gl is not installed under {settings.maplibre_dir}; run `npm ci` (make setup)")
     helsinki_with_synthetic(db_url, seeds=(61,))
     refresh_stats(db_url)
     port = free_port()
-    config = uvicorn.Config(create_app(db_url, settings), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(reader_db_url, settings), host="127.0.0.1", port=port, log_level="warning"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
