@@ -109,6 +109,10 @@ async def _postgres_error(request: Request, error: asyncpg.PostgresError) -> JSO
     if state.startswith(("22", "42")):
         log.info("OGC request rejected by the database (%s): %s", state, error)
         return _answer(400, "a parameter does not fit the collection (wrong type or value)")
+    if state == "XX000" and any(w in str(error) for w in ("SRID", "geometr", "ST_", "lwgeom")):
+        # PostGIS reports bad geometries this way; tipg's BBOX() filter literal has no SRID.
+        log.info("OGC geometry rejected by PostGIS: %s", error)
+        return _answer(400, "a geometry in the request cannot be used (use POLYGON or bbox= for boxes)")
     log.error("OGC database error %s", state, exc_info=error)
     return _answer(500, "internal error")
 
