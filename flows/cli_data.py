@@ -121,7 +121,8 @@ def roads_load(roads: RoadLoading) -> None:
         report = load_roads_with(url, roads)
     console.print(
         f"loaded {report.loaded} road lines ({report.length_km:.1f} km) from {report.rows} rows of {roads.path}: "
-        f"{report.summary()}"
+        f"{report.summary()}",
+        soft_wrap=True,
     )
     print_skipped(report.skipped)
     print_repaired(report.warnings)
@@ -135,7 +136,8 @@ def areas_load(areas: AreaLoading) -> None:
 
     report = load_areas_with(ready_url(), areas)
     console.print(
-        f"loaded {report.loaded} areas from {report.rows} rows of {areas.path}: {report.summary('areas')}"
+        f"loaded {report.loaded} areas from {report.rows} rows of {areas.path}: {report.summary('areas')}",
+        soft_wrap=True,
     )
     print_skipped(report.skipped)
     print_repaired(report.warnings)
@@ -143,7 +145,7 @@ def areas_load(areas: AreaLoading) -> None:
 
 def print_repaired(warnings: list[tuple[int, str]]) -> None:
     for row, text in warnings:
-        console.print(f"  row {row}: {text}", highlight=False)
+        console.print(f"  row {row}: {text}", highlight=False, soft_wrap=True)
 
 
 @points_app.command("densify")

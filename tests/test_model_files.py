@@ -100,7 +100,9 @@ def test_a_folder_without_config_or_weights_is_named(cli, db_url, segformer_dir,
     assert_one_line_error(cli("segment", "--model", folder, "--device", "cpu"), str(folder), "no config.json")
     folder = copy_of(segformer_dir, tmp_path / "no-weights")
     (folder / "model.safetensors").unlink()
-    assert_one_line_error(cli("segment", "--model", folder, "--device", "cpu"), str(folder), "no weights file")
+    assert_one_line_error(
+        cli("segment", "--model", folder, "--device", "cpu"), str(folder), "no weights file"
+    )
     assert model_rows(db_url) == 0
 
 
@@ -115,9 +117,19 @@ def test_a_folder_without_config_or_weights_is_named(cli, db_url, segformer_dir,
 def test_a_corrupt_pth_is_named(cli, db_url, state_dict_file, tmp_path, damage, reason):
     bad = tmp_path / "bad.pth"
     data = state_dict_file.read_bytes()
-    bad.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x80\x05not a pickle" * 50, "empty": b""}[damage])
+    bad.write_bytes(
+        {"truncate": data[: len(data) // 2], "garbage": b"\x80\x05not a pickle" * 50, "empty": b""}[damage]
+    )
     result = cli(
-        "segment", "--backend", "torchvision", "--model", bad, "--arch", "lraspp_mobilenet_v3_large", "--device", "cpu"
+        "segment",
+        "--backend",
+        "torchvision",
+        "--model",
+        bad,
+        "--arch",
+        "lraspp_mobilenet_v3_large",
+        "--device",
+        "cpu",
     )
     assert_one_line_error(result, str(bad), reason)
     assert model_rows(db_url) == 0
