@@ -100,7 +100,9 @@ def test_stats_export_under_a_file_exits_2_naming_the_path(cli, models, tmp_path
     blocker = tmp_path / "notes.txt"
     blocker.write_text("a file, not a folder")
     out = blocker / ("stats.gpkg" if fmt == "gpkg" else "stats")
-    _one_line_error(cli("stats", "export", "--format", fmt, "--out", out), f"--out {out}", "cannot write there")
+    _one_line_error(
+        cli("stats", "export", "--format", fmt, "--out", out), f"--out {out}", "cannot write there"
+    )
     assert blocker.read_text() == "a file, not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
@@ -131,10 +133,10 @@ def test_a_failure_while_writing_leaves_the_earlier_output_and_no_staging_files(
     else:
         out.mkdir()
         (out / "segment_stats.csv").write_text("earlier export")
-    with pytest.raises(RuntimeError, match="halfway"):
-        with staged_file(out) if kind == "file" else staged_folder(out) as stage:
-            (stage if kind == "file" else stage / "segment_stats.csv").write_text("half")
-            raise RuntimeError("halfway")
+    staging = staged_file(out) if kind == "file" else staged_folder(out)
+    with pytest.raises(RuntimeError, match="halfway"), staging as stage:
+        (stage if kind == "file" else stage / "segment_stats.csv").write_text("half")
+        raise RuntimeError("halfway")
     earlier = out if kind == "file" else out / "segment_stats.csv"
     assert earlier.read_text() == "earlier export"
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
