@@ -272,3 +272,25 @@ def test_nul_byte_in_geopackage_kind_is_reported_by_the_cli(cli, db_url, tmp_pat
     assert "row 3: field 'kind': NUL byte removed" in result.output
     kinds = {v[1] for v in attributes(db_url, "nul-gpkg").values()}
     assert kinds == {"primary", "residential"}
+
+
+def test_run_roads_and_the_flows_take_the_same_options(cli, db_url, tmp_path, prefect_harness) -> None:
+    from streetaudit.flows.pipeline import pipeline_flow
+
+    path = roads_gpkg(tmp_path / "flow.gpkg")
+    result = cli(
+        "run", "roads", path, "--name-field", "name", "--kind-field", "kind", "--source", "run-roads"
+    )
+    assert result.exit_code == 0, result.output
+    named = attributes(db_url, "run-roads")
+    assert len(named) == N and all(name and kind for name, kind, _ in named.values())
+    # A deployment passes plain JSON; the flow validates it into the same options model.
+    lines = pipeline_flow(
+        url=db_url,
+        roads={"path": str(path), "name_field": "name", "kind_field": "kind", "source": "run-roads"},
+        stages=["roads"],
+    )
+    assert f"0 new, 0 updated, {N} unchanged, 0 removed roads" in lines[0]
+    with pytest.raises(InputError, match="would wipe road attributes"):
+        pipeline_flow(url=db_url, roads={"path": str(path), "source": "run-roads"}, stages=["roads"])
+    assert attributes(db_url, "run-roads") == named
