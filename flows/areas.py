@@ -1,7 +1,8 @@
 """Load heritage (historic core) areas into `streetaudit.heritage_area`.
 
 Reloading a source replaces its areas in one transaction; nothing references area ids,
-so a plain replace is enough.
+so a plain replace is enough. The rows are staged first so the report can say what the
+reload changed (matched by row number, as area files have no stable ids).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import shapely
 from prefect import flow
 
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.load_changes import compare
+from streetaudit.flows.load_options import AreaLoading
 from streetaudit.flows.roads import LoadReport, source_name
 from streetaudit.flows.vector_files import read_areas
 
@@ -21,7 +24,7 @@ def load_areas(
     url: str,
     path: Path,
     *,
-    name_field: str,
+    name_field: str = "name",
     kind: str = "core",
     kind_field: str | None = None,
     layer: str | None = None,
@@ -35,21 +38,39 @@ def load_areas(
     src = source_name(path, layer, source)
     wkb = shapely.to_wkb([f.geometry for f in result.features], hex=True, include_srid=False)
     with psycopg.connect(url) as conn, conn.transaction():
-        deleted = conn.execute("DELETE FROM streetaudit.heritage_area WHERE source = %s", (src,)).rowcount
-        with conn.cursor().copy(
-            "COPY streetaudit.heritage_area (source, source_id, name, kind, geom, area_m2) FROM STDIN"
-        ) as copy:
-            for feature, hexwkb in zip(result.features, wkb, strict=True):
-                copy.write_row((src, feature.source_id, feature.name, feature.kind, f"SRID=4326;{hexwkb}", 0))
         conn.execute(
-            "UPDATE streetaudit.heritage_area SET area_m2 = ST_Area(geom::geography) WHERE source = %s",
+            """CREATE TEMP TABLE area_load (source_id text PRIMARY KEY, name text, kind text,
+                                            geom geometry(MultiPolygon, 4326)) ON COMMIT DROP"""
+        )
+        with conn.cursor().copy("COPY area_load (source_id, name, kind, geom) FROM STDIN") as copy:
+            for feature, hexwkb in zip(result.features, wkb, strict=True):
+                copy.write_row((feature.source_id, feature.name, feature.kind, f"SRID=4326;{hexwkb}"))
+        changes = compare(conn, "heritage_area", "area_load", src)
+        deleted = conn.execute("DELETE FROM streetaudit.heritage_area WHERE source = %s", (src,)).rowcount
+        conn.execute(
+            """INSERT INTO streetaudit.heritage_area (source, source_id, name, kind, geom, area_m2)
+               SELECT %s, source_id, name, kind, geom, ST_Area(geom::geography) FROM area_load""",
             (src,),
         )
-    return LoadReport(src, result.rows, len(result.features), result.skipped, deleted)
+    return LoadReport(
+        src,
+        result.rows,
+        len(result.features),
+        result.skipped,
+        deleted,
+        changes=changes,
+        warnings=result.warnings,
+    )
+
+
+def load_areas_with(url: str, options: AreaLoading) -> LoadReport:
+    if options.path is None:
+        raise InputError("no area file given")
+    return load_areas(url, options.path, **options.model_dump(exclude={"path"}))
 
 
 @flow(name="areas", log_prints=True)
-def areas_flow(url: str, path: str, name_field: str, kind: str = "core") -> dict:
-    report = load_areas(url, Path(path), name_field=name_field, kind=kind)
-    print(f"loaded {report.loaded} heritage areas from {report.source}")
-    return report.__dict__
+def areas_flow(url: str, areas: AreaLoading) -> dict:
+    report = load_areas_with(url, areas)
+    print(f"loaded {report.loaded} heritage areas from {report.source}: {report.summary('areas')}")
+    return {**report.__dict__, "changes": report.changes.as_dict()}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from streetaudit.flows.cli_app import (
@@ -17,8 +15,9 @@ from streetaudit.flows.cli_app import (
     ready_url,
     roads_app,
     run_app,
-    split_list,
 )
+from streetaudit.flows.cli_options import model_options
+from streetaudit.flows.load_options import AreaLoading, RoadLoading
 from streetaudit.sql.errors import DatabaseSetupError
 
 
@@ -112,58 +111,41 @@ def db_migrate() -> None:
 
 # -- roads, areas, points -------------------------------------------------------------------
 @roads_app.command("load")
-def roads_load(
-    path: Path = typer.Argument(..., help="GeoJSON, GeoPackage, Shapefile or OSM PBF (highway ways)."),
-    layer: str = typer.Option(None, help="Layer to read (default: the first; 'lines' for OSM)."),
-    name_field: str = typer.Option(None, help="Field with the road name ('name' for OSM)."),
-    kind_field: str = typer.Option(None, help="Field with the road class ('highway' for OSM)."),
-    kinds: str = typer.Option(
-        None, help="Keep only these kinds, comma-separated (e.g. primary,residential)."
-    ),
-    source: str = typer.Option(
-        None, help="Source name; reloading a source replaces its roads. Default: the file path."
-    ),
-) -> None:
+@model_options("roads", RoadLoading, argument="path")
+def roads_load(roads: RoadLoading) -> None:
     """Load road centre lines (any CRS; multi-lines split; degenerate rows skipped and reported)."""
-    from streetaudit.flows.roads import load_roads
+    from streetaudit.flows.roads import load_roads_with
 
     url = ready_url()
-    with console.status(f"reading {path.name} and writing roads…"):
-        report = load_roads(
-            url,
-            path,
-            layer=layer,
-            name_field=name_field,
-            kind_field=kind_field,
-            kinds=split_list(kinds),
-            source=source,
-        )
+    with console.status(f"reading {roads.path.name} and writing roads…"):
+        report = load_roads_with(url, roads)
     console.print(
-        f"loaded {report.loaded} road lines ({report.length_km:.1f} km) from {report.rows} rows of {path}"
-        + (f"; removed {report.deleted} no longer in the file" if report.deleted else "")
+        f"loaded {report.loaded} road lines ({report.length_km:.1f} km) from {report.rows} rows of {roads.path}: "
+        f"{report.summary()}",
+        soft_wrap=True,
     )
     print_skipped(report.skipped)
+    print_repaired(report.warnings)
 
 
 @areas_app.command("load")
-def areas_load(
-    path: Path = typer.Argument(..., help="Polygon file (GeoJSON, GeoPackage, Shapefile)."),
-    name_field: str = typer.Option(..., help="Field with the area name."),
-    kind: str = typer.Option("core", help="Kind given to every area (heritage core by default)."),
-    kind_field: str = typer.Option(None, help="Field with a per-area kind, overriding --kind."),
-    layer: str = typer.Option(None, help="Layer to read."),
-    source: str = typer.Option(
-        None, help="Source name; reloading replaces its areas. Default: the file path."
-    ),
-) -> None:
+@model_options("areas", AreaLoading, argument="path")
+def areas_load(areas: AreaLoading) -> None:
     """Load heritage areas (invalid polygons repaired, empty ones skipped and reported)."""
-    from streetaudit.flows.areas import load_areas
+    from streetaudit.flows.areas import load_areas_with
 
-    report = load_areas(
-        ready_url(), path, name_field=name_field, kind=kind, kind_field=kind_field, layer=layer, source=source
+    report = load_areas_with(ready_url(), areas)
+    console.print(
+        f"loaded {report.loaded} areas from {report.rows} rows of {areas.path}: {report.summary('areas')}",
+        soft_wrap=True,
     )
-    console.print(f"loaded {report.loaded} areas from {report.rows} rows of {path}")
     print_skipped(report.skipped)
+    print_repaired(report.warnings)
+
+
+def print_repaired(warnings: list[tuple[int, str]]) -> None:
+    for row, text in warnings:
+        console.print(f"  row {row}: {text}", highlight=False, soft_wrap=True)
 
 
 @points_app.command("densify")
@@ -188,17 +170,13 @@ def points_densify(
 
 
 @run_app.command("roads")
-def run_roads(
-    path: Path = typer.Argument(...),
-    name_field: str = typer.Option(None),
-    kind_field: str = typer.Option(None),
-    kinds: str = typer.Option(None),
-) -> None:
-    """Load roads as the Prefect flow `roads`."""
+@model_options("roads", RoadLoading, argument="path")
+def run_roads(roads: RoadLoading) -> None:
+    """Load roads as the Prefect flow `roads` (the options of `roads load`)."""
     quiet_prefect()
     from streetaudit.flows.roads import roads_flow
 
-    roads_flow(ready_url(), str(path), name_field=name_field, kind_field=kind_field, kinds=split_list(kinds))
+    roads_flow(ready_url(), roads)
 
 
 @run_app.command("points")

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from streetaudit.flows.cli_app import app, console, quiet_prefect, ready_url, run_app, split_list, stats_app
+from streetaudit.flows.cli_options import model_options
+from streetaudit.flows.load_options import AreaLoading, RoadLoading
 
 
 @stats_app.command("refresh")
@@ -93,11 +95,30 @@ def run_stats(model: str = typer.Option(None, help="Segmentation model id or nam
     stats_flow(ready_url(), model=model)
 
 
+# Pipeline names for the loading options: `--roads FILE --road-name-field F …` and
+# `--areas FILE --area-name-field F …` (`--kinds` kept as the older name of `--road-kinds`).
+ROAD_FLAGS = {"path": ("--roads",), "kinds": ("--road-kinds", "--kinds")}
+AREA_FLAGS = {"path": ("--areas",)}
+
+
 @run_app.command("pipeline")
+@model_options(
+    "roads",
+    RoadLoading,
+    prefix="road-",
+    flags=ROAD_FLAGS,
+    help={"path": "Road file to (re)load first; default: keep the loaded roads."},
+)
+@model_options(
+    "areas",
+    AreaLoading,
+    prefix="area-",
+    flags=AREA_FLAGS,
+    help={"path": "Heritage area file to (re)load; default: keep the loaded areas."},
+)
 def run_pipeline_cmd(
-    roads: Path = typer.Option(None, help="Road file to (re)load first; default: keep the loaded roads."),
-    kinds: str = typer.Option(None, help="Road kinds to keep, comma-separated."),
-    areas: Path = typer.Option(None, help="Heritage area file to (re)load (name field 'name')."),
+    roads: RoadLoading,
+    areas: AreaLoading,
     interval: float = typer.Option(30.0, help="Metres between sample points."),
     provider: str = typer.Option(None, help="Street-view provider for the collect stage."),
     collect_limit: int = typer.Option(None, help="Collect at most N points."),
@@ -115,14 +136,13 @@ def run_pipeline_cmd(
 
     pipeline_flow(
         ready_url(),
-        roads_path=str(roads) if roads else None,
-        areas_path=str(areas) if areas else None,
+        roads=roads,
+        areas=areas,
         interval=interval,
         provider=provider,
         collect_limit=collect_limit,
         model=model,
         backend=backend,
         device=device,
-        road_kinds=split_list(kinds),
         stages=split_list(stages),
     )

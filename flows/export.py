@@ -15,6 +15,7 @@ import pyogrio
 import shapely
 
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.output_files import staged_file, staged_folder
 
 FORMATS = ("gpkg", "parquet", "csv")
 # view -> whether it has a geometry column named geom
@@ -48,40 +49,37 @@ def read_view(conn: psycopg.Connection, view: str) -> pd.DataFrame:
 
 
 def export_stats(url: str, fmt: str, out: Path) -> ExportReport:
-    """gpkg: one file, a layer per view; parquet and csv: a folder, a file per view."""
+    """gpkg: one file, a layer per view; parquet and csv: a folder, a file per view.
+
+    Written into a staging file or folder and moved into place when complete (output_files).
+    """
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
-    if fmt == "gpkg":
-        if out.suffix.lower() != ".gpkg":
-            raise InputError(f"--out for gpkg must be a .gpkg file, got {out}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.unlink(missing_ok=True)
-    else:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"--out for {fmt} must be a folder (one file per view), got the file {out}")
-        out.mkdir(parents=True, exist_ok=True)
-    files: list[Path] = []
+    if fmt == "gpkg" and out.suffix.lower() != ".gpkg":
+        raise InputError(f"--out for gpkg must be a .gpkg file, got {out}")
+    if fmt != "gpkg" and out.exists() and not out.is_dir():
+        raise InputError(f"--out for {fmt} must be a folder (one file per view), got the file {out}")
     rows: dict[str, int] = {}
-    with psycopg.connect(url) as conn:
+    staging = staged_file(out) if fmt == "gpkg" else staged_folder(out)
+    with staging as stage, psycopg.connect(url) as conn:
         for view in VIEWS:
             frame = read_view(conn, view)
             rows[view] = len(frame)
-            if fmt == "gpkg":
-                # A table without geometry becomes a GeoPackage attribute table.
-                pyogrio.write_dataframe(frame, out, layer=view, driver="GPKG")
-                if out not in files:
-                    files.append(out)
-            elif fmt == "parquet":
-                path = out / f"{view}.parquet"
-                frame.to_parquet(path, index=False)
-                files.append(path)
-            else:
-                path = out / f"{view}.csv"
-                if isinstance(frame, gpd.GeoDataFrame):
-                    frame = pd.DataFrame(frame.drop(columns="geometry")).assign(
-                        geometry=frame.geometry.to_wkt().to_numpy()
-                    )
-                frame.to_csv(path, index=False)
-                files.append(path)
+            write_view(frame, view, fmt, stage)
+    files = [out] if fmt == "gpkg" else [out / f"{view}.{fmt}" for view in VIEWS]
     return ExportReport(files, rows)
+
+
+def write_view(frame: pd.DataFrame, view: str, fmt: str, stage: Path) -> None:
+    if fmt == "gpkg":
+        # A table without geometry becomes a GeoPackage attribute table.
+        pyogrio.write_dataframe(frame, stage, layer=view, driver="GPKG")
+    elif fmt == "parquet":
+        frame.to_parquet(stage / f"{view}.parquet", index=False)
+    else:
+        if isinstance(frame, gpd.GeoDataFrame):
+            frame = pd.DataFrame(frame.drop(columns="geometry")).assign(
+                geometry=frame.geometry.to_wkt().to_numpy()
+            )
+        frame.to_csv(stage / f"{view}.csv", index=False)

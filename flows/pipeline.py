@@ -9,22 +9,22 @@ only what is missing. Stage modules are imported when their stage runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 
 from streetaudit.flows.errors import InputError, worth_retrying
+from streetaudit.flows.load_options import AreaLoading, RoadLoading
 
 STAGES = ("roads", "points", "collect", "clean", "segment", "stats")
 
 
 @dataclass
 class PipelineOptions:
-    roads_path: str | None = None
-    road_kinds: list[str] | None = None
-    areas_path: str | None = None
-    area_name_field: str = "name"
+    # Every option of `roads load` / `areas load`: a reload with fewer options than the first
+    # load would read the file differently (and wipe names and kinds).
+    roads: RoadLoading = field(default_factory=RoadLoading)
+    areas: AreaLoading = field(default_factory=AreaLoading)
     interval: float = 30.0
     provider: str | None = None
     collect_limit: int | None = None
@@ -43,21 +43,33 @@ class PipelineOptions:
             raise InputError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
         if "collect" in self.stages and not self.provider:
             raise InputError("the collect stage needs --provider (or leave collect out with --stages)")
+        for loading, flag, prefix in ((self.roads, "--roads", "--road-"), (self.areas, "--areas", "--area-")):
+            stray = loading.changed_fields()
+            if loading.path is None and stray:
+                names = ", ".join(prefix + name.replace("_", "-") for name in stray)
+                raise InputError(f"{names} only apply with {flag} FILE (the file to load)")
+        if (self.roads.path or self.areas.path) and "roads" not in self.stages:
+            raise InputError("--roads/--areas are loaded by the roads stage; add roads to --stages")
 
 
 def stage_roads(url: str, o: PipelineOptions) -> str:
-    if not o.roads_path:
-        return "roads: no file given; using the roads already loaded"
-    from streetaudit.flows.roads import load_roads
+    """Roads, then heritage areas; each file is optional and loaded on its own."""
+    parts = []
+    if o.roads.path is None:
+        parts.append("roads: no file given; using the roads already loaded")
+    else:
+        from streetaudit.flows.roads import load_roads_with
 
-    report = load_roads(url, Path(o.roads_path), kinds=o.road_kinds)
-    text = f"roads: {report.loaded} lines ({report.length_km:.1f} km)"
-    if o.areas_path:
-        from streetaudit.flows.areas import load_areas
+        report = load_roads_with(url, o.roads)
+        parts.append(f"roads: {report.loaded} lines ({report.length_km:.1f} km); {report.summary()}")
+        parts += [f"roads row {row}: {text}" for row, text in report.warnings]
+    if o.areas.path is not None:
+        from streetaudit.flows.areas import load_areas_with
 
-        areas = load_areas(url, Path(o.areas_path), name_field=o.area_name_field)
-        text += f"; heritage areas: {areas.loaded}"
-    return text
+        areas = load_areas_with(url, o.areas)
+        parts.append(f"heritage areas: {areas.loaded}; {areas.summary('areas')}")
+        parts += [f"areas row {row}: {text}" for row, text in areas.warnings]
+    return "; ".join(parts)
 
 
 def stage_points(url: str, o: PipelineOptions) -> str:
@@ -146,9 +158,8 @@ _TASKS = {
 @flow(name="pipeline", log_prints=True)
 def pipeline_flow(
     url: str | None = None,
-    roads_path: str | None = None,
-    areas_path: str | None = None,
-    road_kinds: list[str] | None = None,
+    roads: RoadLoading | None = None,
+    areas: AreaLoading | None = None,
     interval: float = 30.0,
     provider: str | None = None,
     collect_limit: int | None = None,
@@ -160,9 +171,8 @@ def pipeline_flow(
     stages: list[str] | None = None,
 ) -> list[str]:
     options = PipelineOptions(
-        roads_path=roads_path,
-        road_kinds=road_kinds,
-        areas_path=areas_path,
+        roads=roads or RoadLoading(),
+        areas=areas or AreaLoading(),
         interval=interval,
         provider=provider,
         collect_limit=collect_limit,

@@ -17,6 +17,7 @@ import shapely
 from matplotlib.collections import LineCollection
 
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.output_files import staged_folder
 
 ELEMENTS = ("building", "road", "sky", "greenery", "sidewalk", "car")
 
@@ -75,11 +76,18 @@ def _segment_figure(path: Path, lines, data: np.ndarray, extent, statistic: str,
 def plot_stats(url: str, out: Path) -> list[Path]:
     """Writes segment_means.png, segment_stds.png, heritage_areas.png and core_vs_rest.png."""
     matplotlib.use("Agg")  # files only: never needs a display
+    out = Path(out)
+    # Staged (output_files): an unwritable --out is refused before the queries, and a
+    # failure halfway leaves no half set of figures.
+    with staged_folder(out) as stage:
+        names = _draw(url, stage)
+    return [out / name for name in names]
+
+
+def _draw(url: str, out: Path) -> list[str]:
     segments, areas, values = _read(url)
     if not segments:
         raise InputError("no road segments to plot; load roads and run `streetaudit stats refresh` first")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     geoms = shapely.from_wkb([bytes(s[0]) for s in segments])
     lines = _lines(geoms)
     data = np.array([[np.nan if v is None else v for v in s[2:]] for s in segments], dtype=float)
@@ -116,4 +124,4 @@ def plot_stats(url: str, out: Path) -> list[Path]:
     written.append(out / "core_vs_rest.png")
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
-    return written
+    return [path.name for path in written]

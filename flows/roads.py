@@ -3,7 +3,8 @@
 A source (by default the file's absolute path) is loaded in one transaction: roads that
 are gone from the file are deleted, changed ones updated (their sample points dropped,
 since they no longer lie on the road), unchanged ones kept with their ids, so images
-already collected along them survive a reload.
+already collected along them survive a reload. The differences are counted first and a
+reload that would wipe names or kinds stops unless forced (flows/load_changes.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import shapely
 from prefect import flow
 
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.load_changes import Changes, compare, wiped
+from streetaudit.flows.load_options import RoadLoading
 from streetaudit.flows.vector_files import read_lines
+
+# The option that names each attribute's field, for the message of a refused reload.
+FIELD_OPTIONS = {"name": "--name-field", "kind": "--kind-field"}
 
 
 @dataclass
@@ -27,6 +33,11 @@ class LoadReport:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     deleted: int = 0
     length_km: float = 0.0
+    changes: Changes = field(default_factory=Changes)
+    warnings: list[tuple[int, str]] = field(default_factory=list)  # (row number, what was repaired)
+
+    def summary(self, noun: str = "roads") -> str:
+        return self.changes.text(noun)
 
 
 def source_name(path: Path, layer: str | None, source: str | None) -> str:
@@ -45,7 +56,9 @@ def load_roads(
     kind_field: str | None = None,
     kinds: list[str] | None = None,
     source: str | None = None,
+    force: bool = False,
 ) -> LoadReport:
+    """Load (or reload) one source; `force` lets a reload wipe names or kinds (see load_changes)."""
     result = read_lines(path, layer=layer, name_field=name_field, kind_field=kind_field, kinds=kinds)
     if not result.features:
         raise InputError(
@@ -61,6 +74,9 @@ def load_roads(
         with conn.cursor().copy("COPY road_load (source_id, name, kind, geom) FROM STDIN") as copy:
             for feature, hexwkb in zip(result.features, wkb, strict=True):
                 copy.write_row((feature.source_id, feature.name, feature.kind, f"SRID=4326;{hexwkb}"))
+        changes = compare(conn, "road", "road_load", src)
+        if not force:
+            refuse_wipe(path, src, changes, result.fields)
         deleted = conn.execute(
             """DELETE FROM streetaudit.road AS r WHERE r.source = %s
                AND NOT EXISTS (SELECT 1 FROM road_load AS l WHERE l.source_id = r.source_id)""",
@@ -87,20 +103,37 @@ def load_roads(
         km = conn.execute(
             "SELECT coalesce(sum(length_m), 0) / 1000 FROM streetaudit.road WHERE source = %s", (src,)
         ).fetchone()[0]
-    return LoadReport(src, result.rows, len(result.features), result.skipped, deleted, km)
+    return LoadReport(
+        src, result.rows, len(result.features), result.skipped, deleted, km, changes, result.warnings
+    )
+
+
+def refuse_wipe(path: Path, source: str, changes: Changes, fields: list[str]) -> None:
+    lost = wiped(changes)
+    if not lost:
+        return
+    what = "; ".join(
+        f"{after} of {changes.after} roads would have a {attribute} ({before} of {changes.before} have one now)"
+        for attribute, before, after in lost
+    )
+    options = " / ".join(FIELD_OPTIONS[attribute] for attribute, _, _ in lost)
+    raise InputError(
+        f"{path}: reloading source {source!r} would wipe road attributes: {what}. Name the field with "
+        f"{options} (fields in the file: {', '.join(fields) or 'none'}; in `run pipeline` the options are "
+        "--road-name-field / --road-kind-field), or reload anyway with --force (--road-force)"
+    )
+
+
+def load_roads_with(url: str, options: RoadLoading) -> LoadReport:
+    if options.path is None:
+        raise InputError("no road file given")
+    return load_roads(url, options.path, **options.model_dump(exclude={"path"}))
 
 
 @flow(name="roads", log_prints=True)
-def roads_flow(
-    url: str,
-    path: str,
-    layer: str | None = None,
-    name_field: str | None = None,
-    kind_field: str | None = None,
-    kinds: list[str] | None = None,
-) -> dict:
-    report = load_roads(
-        url, Path(path), layer=layer, name_field=name_field, kind_field=kind_field, kinds=kinds
+def roads_flow(url: str, roads: RoadLoading) -> dict:
+    report = load_roads_with(url, roads)
+    print(
+        f"loaded {report.loaded} roads ({report.length_km:.1f} km) from {report.source}: {report.summary()}"
     )
-    print(f"loaded {report.loaded} roads ({report.length_km:.1f} km) from {report.source}")
-    return report.__dict__
+    return {**report.__dict__, "changes": report.changes.as_dict()}

@@ -2,10 +2,18 @@
 
 Everything a file can get wrong is found here, before the database is touched, so a
 load either writes the whole file or nothing.
+
+NUL bytes: PostgreSQL text cannot hold them, and GDAL reads text as C strings, so a name
+with a NUL arrived cut short ('Ab\\0cd' → 'Ab') without a word. Where the format lets us
+read the raw value (GeoJSON, GeoPackage) the NUL is removed from the whole value instead,
+and every such repair is reported with its row and field.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +38,8 @@ class ReadResult:
     features: list[Feature] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
     rows: int = 0
+    fields: list[str] = field(default_factory=list)  # the file's attribute fields
+    warnings: list[tuple[int, str]] = field(default_factory=list)  # (row number, what was repaired)
 
 
 def is_osm(path: Path) -> bool:
@@ -42,9 +52,13 @@ def _read_frame(path: Path, layer: str | None, where: str | None = None):
     if not path.exists():
         raise InputError(f"{path}: no such file")
     try:
-        return pyogrio.read_dataframe(path, layer=layer, where=where)
+        return pyogrio.read_dataframe(path, layer=layer, where=where, fid_as_index=True)
     except Exception as error:  # pyogrio raises several unrelated types for unreadable files
         raise InputError(f"{path}: cannot read it as a vector file ({error})") from error
+
+
+def _field_names(frame) -> list[str]:
+    return [str(c) for c in frame.columns if c != "geometry"]
 
 
 def _check_fields(path: Path, frame, fields: dict[str, str | None]) -> None:
@@ -74,6 +88,100 @@ def _text(value) -> str | None:
     return text or None
 
 
+class _Values:
+    """Text of one field per row, with NUL bytes removed (and reported) instead of cutting the value."""
+
+    def __init__(self, path: Path, frame, layer: str | None, result: ReadResult) -> None:
+        self.frame = frame
+        self.result = result
+        self.raw: dict[tuple[int, str], str] = {}
+        self.path, self.layer = path, layer
+
+    def load_raw(self, fields: list[str]) -> None:
+        self.raw = _raw_values_with_nul(self.path, self.layer, self.frame, [f for f in fields if f])
+
+    def get(self, field_name: str | None, index: int) -> str | None:
+        if not field_name:
+            return None
+        value = self.raw.get((index, field_name), self.frame[field_name].iloc[index])
+        if isinstance(value, str) and "\x00" in value:
+            clean = _text(value.replace("\x00", ""))
+            self.result.warnings.append(
+                (index + 1, f"field '{field_name}': NUL byte removed (PostgreSQL text cannot hold it): "
+                 f"{value!r} → {clean!r}")
+            )  # fmt: skip
+            return clean
+        return _text(value)
+
+
+def _raw_values_with_nul(
+    path: Path, layer: str | None, frame, fields: list[str]
+) -> dict[tuple[int, str], str]:
+    """(row index, field) -> the whole value, for values GDAL cut at a NUL byte."""
+    if not fields:
+        return {}
+    suffix = path.suffix.lower()
+    if suffix in (".geojson", ".json"):
+        return _geojson_nul_values(path, frame, fields)
+    if suffix == ".gpkg":
+        return _gpkg_nul_values(path, layer, frame, fields)
+    return {}
+
+
+def _geojson_nul_values(path: Path, frame, fields: list[str]) -> dict[tuple[int, str], str]:
+    raw = path.read_bytes()
+    if b"\\u0000" not in raw:  # JSON can only carry a NUL escaped
+        return {}
+    try:
+        features = json.loads(raw).get("features") or []
+    except (ValueError, AttributeError):
+        return {}
+    if len(features) != len(frame):
+        return {}
+    found = {}
+    for index, feature in enumerate(features):
+        properties = (feature or {}).get("properties") or {}
+        for name in fields:
+            value = properties.get(name)
+            if isinstance(value, str) and "\x00" in value:
+                found[(index, name)] = value
+    return found
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _gpkg_nul_values(path: Path, layer: str | None, frame, fields: list[str]) -> dict[tuple[int, str], str]:
+    import pyogrio
+
+    table = layer or pyogrio.list_layers(path)[0][0]
+    position = {fid: index for index, fid in enumerate(frame.index)}
+    found = {}
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            # Identifiers come from the GeoPackage's own catalog (gpkg_contents, table_info).
+            known = {r[0] for r in conn.execute("SELECT table_name FROM gpkg_contents")}
+            if table not in known:
+                return {}
+            columns = {r[1]: r[5] for r in conn.execute(f"PRAGMA table_info({_quoted(table)})")}
+            fid = next((c for c, pk in columns.items() if pk), None)
+            for name in fields:
+                if fid is None or name not in columns:
+                    continue
+                column = _quoted(name)
+                rows = conn.execute(
+                    f"SELECT {_quoted(fid)}, CAST({column} AS BLOB) FROM {_quoted(table)} "
+                    f"WHERE instr(CAST({column} AS BLOB), x'00') > 0"
+                )
+                for key, blob in rows:
+                    if key in position:
+                        found[(position[key], name)] = bytes(blob).decode("utf-8", "replace")
+    except sqlite3.Error:
+        return {}
+    return found
+
+
 def read_lines(
     path: Path,
     *,
@@ -94,13 +202,15 @@ def read_lines(
     if kinds and kind_field is None:
         raise InputError(f"{path}: --kinds needs --kind-field to say which field holds the kind")
     frame = _to_wgs84(path, frame)
-    result = ReadResult(rows=len(frame))
+    result = ReadResult(rows=len(frame), fields=_field_names(frame))
+    values = _Values(path, frame, layer, result)
+    values.load_raw([name_field, kind_field])
     ids = frame["osm_id"].tolist() if osm and "osm_id" in frame.columns else None
     wanted = set(kinds) if kinds else None
     for index, geom in enumerate(frame.geometry.values):
         row = index + 1
-        name = _text(frame[name_field].iloc[index]) if name_field else None
-        kind = _text(frame[kind_field].iloc[index]) if kind_field else None
+        name = values.get(name_field, index)
+        kind = values.get(kind_field, index)
         if wanted is not None and kind not in wanted:
             continue
         base_id = str(ids[index]) if ids is not None and ids[index] is not None else str(row)
@@ -154,14 +264,16 @@ def read_areas(
     frame = _read_frame(path, layer)
     _check_fields(path, frame, {"--name-field": name_field, "--kind-field": kind_field})
     frame = _to_wgs84(path, frame)
-    result = ReadResult(rows=len(frame))
+    result = ReadResult(rows=len(frame), fields=_field_names(frame))
+    values = _Values(path, frame, layer, result)
+    values.load_raw([name_field, kind_field])
     for index, geom in enumerate(frame.geometry.values):
         row = index + 1
-        name = _text(frame[name_field].iloc[index])
+        name = values.get(name_field, index)
         if name is None:
             result.skipped.append((row, f"no name in field '{name_field}'"))
             continue
-        area_kind = (_text(frame[kind_field].iloc[index]) if kind_field else None) or kind
+        area_kind = values.get(kind_field, index) or kind
         polygon, reason = _multipolygon(geom)
         if reason:
             result.skipped.append((row, reason))

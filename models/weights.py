@@ -8,12 +8,15 @@ download is an error that says how to fetch the weights, never a stack of HTTP r
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from streetaudit.models.backend import BackendError, WeightsUnavailable
+
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.pt", "*.pth")
 
 
 def checkpoint_dir(model: str) -> Path | None:
@@ -24,6 +27,55 @@ def checkpoint_dir(model: str) -> Path | None:
     if model.startswith(("/", ".", "~")):
         raise BackendError(f"--model {model}: no checkpoint folder there")
     return None
+
+
+def check_checkpoint_dir(folder: Path) -> None:
+    """Refuse an empty folder or damaged weights by name, before transformers reads them.
+
+    transformers reports these as a ValueError about `model_type` or a bare SafetensorError
+    that names no file; the user needs to know which file is wrong.
+    """
+    if not any(folder.iterdir()):
+        raise BackendError(
+            f"--model {folder}: the folder is empty (save a checkpoint there with save_pretrained())"
+        )
+    if not (folder / "config.json").is_file():
+        raise BackendError(
+            f"--model {folder}: no config.json, so not a Hugging Face checkpoint folder "
+            "(save one with save_pretrained())"
+        )
+    weights = sorted(p for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern))
+    if not weights:
+        raise BackendError(
+            f"--model {folder}: no weights file (model.safetensors or pytorch_model.bin) in the folder"
+        )
+    for path in weights:
+        if path.suffix == ".safetensors":
+            check_safetensors(path)
+
+
+def check_safetensors(path: Path) -> None:
+    """Reads the header only: a truncated file no longer covers the tensors it declares."""
+    from safetensors import SafetensorError, safe_open
+
+    if path.stat().st_size == 0:
+        raise BackendError(f"--model {path}: the weights file is empty (0 bytes)")
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            weights.keys()
+    except (SafetensorError, OSError) as error:
+        raise BackendError(
+            f"--model {path}: truncated or corrupt safetensors file ({first_line(error)})"
+        ) from None
+
+
+def first_line(error: BaseException) -> str:
+    """The part of a library's message that says what is wrong, on one line."""
+    text = str(error).strip()
+    if "WeightsUnpickler error:" in text:  # torch's long weights_only preamble; the cause follows it
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line.split(". ")[0].rstrip(".") or type(error).__name__
 
 
 def hub_instructions(model_id: str) -> str:
@@ -39,13 +91,21 @@ def hub_instructions(model_id: str) -> str:
 def load_hf(loader, model: str, *, cache_dir: str | None = None, revision: str | None = None, **kwargs):
     """`loader.from_pretrained` for a folder or hub id, turning cache misses into instructions."""
     folder = checkpoint_dir(model)
+    if folder is not None:
+        check_checkpoint_dir(folder)
     target = str(folder) if folder else model
     try:
         return loader.from_pretrained(target, cache_dir=cache_dir, revision=revision, **kwargs)
     except OSError as error:
         if folder is not None:
-            raise BackendError(f"--model {folder}: not a usable checkpoint folder ({error})") from error
+            raise BackendError(
+                f"--model {folder}: not a usable checkpoint folder ({first_line(error)})"
+            ) from error
         raise WeightsUnavailable(hub_instructions(model)) from error
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        # pytorch_model.bin read by torch.load: truncated zip, garbage pickle
+        where = folder or model
+        raise BackendError(f"--model {where}: cannot read the weights ({first_line(error)})") from error
 
 
 def load_state_dict(checkpoint: str) -> dict[str, torch.Tensor]:
@@ -66,10 +126,15 @@ def load_state_dict(checkpoint: str) -> dict[str, torch.Tensor]:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise BackendError(f"--model {checkpoint}: no checkpoint file there")
+        if path.stat().st_size == 0:
+            raise BackendError(f"--model {checkpoint}: the checkpoint file is empty (0 bytes)")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, OSError, EOFError) as error:
-            raise BackendError(f"--model {checkpoint}: cannot read the checkpoint ({error})") from error
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
+            raise BackendError(
+                f"--model {checkpoint}: cannot read the checkpoint, truncated or not a PyTorch file "
+                f"({first_line(error)})"
+            ) from error
     if isinstance(state, dict):
         for key in ("model", "state_dict"):
             if isinstance(state.get(key), dict):

@@ -85,3 +85,58 @@ def test_pipeline_flow_runs_its_stages_as_prefect_tasks(db_url, models, prefect_
     assert lines[0].startswith("points:") and lines[1].startswith("stats:")
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM api.segment_stats").fetchone()[0] > 0
+
+
+def _one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert text.startswith("error:") and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in text, (fragment, result.output)
+
+
+@pytest.mark.parametrize("fmt", ["gpkg", "csv"])
+def test_stats_export_under_a_file_exits_2_naming_the_path(cli, models, tmp_path, fmt):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    out = blocker / ("stats.gpkg" if fmt == "gpkg" else "stats")
+    _one_line_error(
+        cli("stats", "export", "--format", fmt, "--out", out), f"--out {out}", "cannot write there"
+    )
+    assert blocker.read_text() == "a file, not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_stats_export_and_plot_to_proc_exit_2(cli, models):
+    _one_line_error(
+        cli("stats", "export", "--format", "parquet", "--out", "/proc/streetaudit-export"),
+        "--out /proc/streetaudit-export",
+        "cannot write there",
+    )
+    _one_line_error(cli("stats", "plot", "--out", "/proc/streetaudit-plots"), "--out /proc/streetaudit-plots")
+
+
+def test_stats_plot_under_a_file_exits_2_and_writes_nothing(cli, models, tmp_path):
+    blocker = tmp_path / "plots.png"
+    blocker.write_bytes(b"png")
+    _one_line_error(cli("stats", "plot", "--out", blocker / "figures"), str(blocker / "figures"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plots.png"]
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_failure_while_writing_leaves_the_earlier_output_and_no_staging_files(tmp_path, kind):
+    from streetaudit.flows.output_files import staged_file, staged_folder
+
+    out = tmp_path / ("stats.gpkg" if kind == "file" else "stats")
+    if kind == "file":
+        out.write_text("earlier export")
+    else:
+        out.mkdir()
+        (out / "segment_stats.csv").write_text("earlier export")
+    staging = staged_file(out) if kind == "file" else staged_folder(out)
+    with pytest.raises(RuntimeError, match="halfway"), staging as stage:
+        (stage if kind == "file" else stage / "segment_stats.csv").write_text("half")
+        raise RuntimeError("halfway")
+    earlier = out if kind == "file" else out / "segment_stats.csv"
+    assert earlier.read_text() == "earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
