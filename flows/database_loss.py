@@ -41,8 +41,8 @@ class DatabaseLost(StreetauditError):
     def __init__(self, stage: str, error: BaseException):
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         super().__init__(
-            f"{stage} stopped: lost the connection to the database ({reason}). Rows written so far "
-            f"are kept; start the database again (streetaudit db up) and rerun the same command to resume"
+            f"{stage} stopped: no connection to the database ({reason}). Rows written so far are "
+            "kept; once the database is up again (streetaudit db up) rerun the same command to resume"
         )
 
 
