@@ -48,6 +48,11 @@ def statuses(url: str) -> dict[tuple[int, float], str]:
         }
 
 
+def text(result) -> str:
+    """The output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("STREETAUDIT_DATA_DIR", str(tmp_path / "data"))
@@ -103,17 +108,17 @@ def test_earlier_errors_are_named_with_the_flag_that_retries_them(server, fresh_
     )
     result = cli("collect", "--provider", "baidu", "--no-progress")
     assert result.exit_code == 0, result.output
-    assert "8 ok, 0 missing, 4 error" in result.output
-    assert "4 views failed in this run" in result.output and "--retry-errors" in result.output
+    assert "8 ok, 0 missing, 4 error" in text(result)
+    assert "4 views failed in this run" in text(result) and "--retry-errors" in text(result)
 
     server.script = lambda r: None
     result = cli("collect", "--provider", "baidu", "--no-progress")
     assert result.exit_code == 0, result.output
-    assert "0 ok, 0 missing, 0 error, 8 already stored" in result.output
-    assert "4 views failed in earlier runs and were not asked again; --retry-errors" in result.output
+    assert "0 ok, 0 missing, 0 error, 8 already stored" in text(result)
+    assert "4 views failed in earlier runs and were not asked again; --retry-errors" in text(result)
 
     result = cli("collect", "--provider", "baidu", "--retry-errors", "--no-progress")
-    assert result.exit_code == 0 and "4 ok, 0 missing, 0 error, 8 already stored" in result.output
+    assert result.exit_code == 0 and "4 ok, 0 missing, 0 error, 8 already stored" in text(result)
     assert set(statuses(fresh_db_url).values()) == {"ok"}
 
 
@@ -123,12 +128,12 @@ def test_a_run_with_only_errors_exits_1(server, fresh_db_url, cli, monkeypatch):
     server.script = lambda r: Reply(status=400, body=b"bad", content_type="text/plain")
     result = cli("collect", "--provider", "baidu", "--no-progress")
     assert result.exit_code == 1, result.output
-    assert "0 ok, 0 missing, 12 error" in result.output
-    assert "error: collect: no view is ok or missing, 12 failed" in result.output
-    assert "12 x baidu panorama: HTTP 400" in result.output
+    assert "0 ok, 0 missing, 12 error" in text(result)
+    assert "error: collect: no view is ok or missing, 12 failed" in text(result)
+    assert "12 x baidu panorama: HTTP 400" in text(result)
     # Still nothing but errors on the rerun (they are not asked again): still exit 1.
     result = cli("collect", "--provider", "baidu", "--no-progress")
-    assert result.exit_code == 1 and "12 views failed in earlier runs" in result.output
+    assert result.exit_code == 1 and "12 views failed in earlier runs" in text(result)
 
 
 def test_recheck_missing_asks_the_provider_again(server, fresh_db_url):
