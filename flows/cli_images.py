@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from streetaudit.flows.cli_app import (
     app,
     console,
+    err_console,
     float_list,
     image_size,
     images_app,
@@ -29,31 +31,51 @@ def collect_cmd(
     size: str = typer.Option("1024x512", help="Image size WIDTHxHEIGHT (Baidu serves at most 1024x512)."),
     limit: int = typer.Option(None, help="Collect only N points, spread over the city (same N on reruns)."),
     where_area: str = typer.Option(None, help="Only points inside the heritage area of this name."),
-    concurrency: int = typer.Option(8, help="Requests in flight at once."),
+    concurrency: int = typer.Option(8, help="Requests in flight at once (1 to 1000)."),
     rate: float = typer.Option(None, help="At most R requests per second (token bucket)."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Fetch views that failed before again."),
+    recheck_missing: bool = typer.Option(
+        False, "--recheck-missing", help="Ask again for views the provider had no imagery for."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Fetch street-view images for the sample points; resumable (stored views are never refetched)."""
-    from streetaudit.flows.collect import collect, summary_line
+    """Fetch street-view images for the sample points; resumable (stored views are never refetched).
 
-    report = collect(
-        ready_url(),
-        provider,
-        headings=float_list(headings, "--headings"),
-        pitch=pitch,
-        fov=fov,
-        size=image_size(size),
-        limit=limit,
-        where_area=where_area,
-        concurrency=concurrency,
-        rate=rate,
-        retry_errors=retry_errors,
-        progress=progress,
-    )
-    console.print(summary_line(report), highlight=False)
+    Exit status: 0 done; 1 every view it tried failed (reasons listed; fix, then --retry-errors);
+    2 bad input, or the run stopped on a key, quota or unreachable host (those views are not
+    recorded, so the rerun asks again); 3 the database went away (rerun after `db up`).
+    """
+    from streetaudit.flows.collect import collect, only_errors_message
+    from streetaudit.flows.database_loss import exit_on_database_loss
+
+    with exit_on_database_loss("collect"):
+        report = collect(
+            ready_url(),
+            provider,
+            headings=float_list(headings, "--headings"),
+            pitch=pitch,
+            fov=fov,
+            size=image_size(size),
+            limit=limit,
+            where_area=where_area,
+            concurrency=concurrency,
+            rate=rate,
+            retry_errors=retry_errors,
+            recheck_missing=recheck_missing,
+            progress=progress,
+        )
+    print_collect_report(report)
+    if report.only_errors:
+        err_console.print(f"[bold red]error:[/] {escape(only_errors_message(report))}", highlight=False)
+        raise typer.Exit(1)
+
+
+def print_collect_report(report) -> None:
+    from streetaudit.flows.collect import summary_line
+
+    console.print(escape(summary_line(report)), highlight=False)
     for reason, n in sorted(report.errors.items(), key=lambda kv: -kv[1])[:10]:
-        console.print(f"  {n} x {reason}", highlight=False)
+        console.print(f"  {n} x {escape(reason)}", highlight=False)
 
 
 @images_app.command("clean")
@@ -92,24 +114,32 @@ def run_collect(
     size: str = typer.Option("1024x512", help="Image size WIDTHxHEIGHT."),
     limit: int = typer.Option(None, help="Collect only N points."),
     where_area: str = typer.Option(None, help="Only points inside this heritage area."),
-    concurrency: int = typer.Option(8, help="Requests in flight at once."),
+    concurrency: int = typer.Option(8, help="Requests in flight at once (1 to 1000)."),
     rate: float = typer.Option(None, help="At most R requests per second."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Fetch failed views again."),
+    recheck_missing: bool = typer.Option(False, "--recheck-missing", help="Ask again where no imagery was."),
 ) -> None:
-    """Collect images as the Prefect flow `collect` (retried as a whole; it resumes)."""
+    """Collect images as the Prefect flow `collect` (retried as a whole; it resumes). Exit status as `collect`."""
     quiet_prefect()
-    from streetaudit.flows.collect import collect_flow
+    from streetaudit.flows.collect import CollectFailed, collect_flow
+    from streetaudit.flows.database_loss import exit_on_database_loss
 
-    collect_flow(
-        ready_url(),
-        provider,
-        headings=float_list(headings, "--headings"),
-        pitch=pitch,
-        fov=fov,
-        size=image_size(size),
-        limit=limit,
-        where_area=where_area,
-        concurrency=concurrency,
-        rate=rate,
-        retry_errors=retry_errors,
-    )
+    try:
+        with exit_on_database_loss("collect"):
+            collect_flow(
+                ready_url(),
+                provider,
+                headings=float_list(headings, "--headings"),
+                pitch=pitch,
+                fov=fov,
+                size=image_size(size),
+                limit=limit,
+                where_area=where_area,
+                concurrency=concurrency,
+                rate=rate,
+                retry_errors=retry_errors,
+                recheck_missing=recheck_missing,
+            )
+    except CollectFailed as error:
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        raise typer.Exit(1) from None

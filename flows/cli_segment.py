@@ -22,13 +22,14 @@ def _segment_options(
 ) -> dict:
     """Only options the user set reach the backend, which refuses ones it does not take."""
     from streetaudit.flows.errors import InputError
+    from streetaudit.flows.segment import check_input_size
 
     options: dict = {"terrain": True} if terrain else {}
     if input_size:
         width, sep, height = input_size.lower().partition("x")
         if not sep or not width.isdigit() or not height.isdigit():
             raise InputError(f"--input-size must look like 1024x512 (WIDTHxHEIGHT), got {input_size!r}")
-        options["input_size"] = (int(height), int(width))
+        options["input_size"] = check_input_size((int(height), int(width)))
     named = {
         "label_set": label_set,
         "arch": arch,
@@ -87,7 +88,12 @@ def segment_cmd(
     retry_failed: bool = typer.Option(False, "--retry-failed", help=_SEGMENT_HELP["retry_failed"]),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Segment collected images into building/road/sky/greenery/sidewalk/car shares. Idempotent."""
+    """Segment collected images into building/road/sky/greenery/sidewalk/car shares. Idempotent.
+
+    Exit status: 0 done; 2 bad input (nothing written); 3 the database went away (rows written
+    are kept; rerun after `db up` to resume).
+    """
+    from streetaudit.flows.database_loss import exit_on_database_loss
     from streetaudit.flows.segment import segment
 
     options = _segment_options(
@@ -102,23 +108,28 @@ def segment_cmd(
         masks_dir,
         retry_failed,
     )
-    report = segment(
-        ready_url(),
-        model=model,
-        backend=backend,
-        batch_size=batch_size,
-        device=device,
-        limit=limit,
-        save_masks=save_masks,
-        progress=progress,
-        **options,
-    )
+    with exit_on_database_loss("segment"):
+        report = segment(
+            ready_url(),
+            model=model,
+            backend=backend,
+            batch_size=batch_size,
+            device=device,
+            limit=limit,
+            save_masks=save_masks,
+            progress=progress,
+            **options,
+        )
     console.print(
         f"model {report.model_id} ({report.model_name}, {report.label_set}) on {report.device}: "
         f"{report.done} segmented, {report.skipped} already done, {report.failed} failed; "
         f"{report.images_per_s:.1f} images/s",
         highlight=False,
     )
+    if report.vanished:
+        console.print(
+            f"  {report.vanished} images were deleted while segmenting (points re-densified?) and skipped"
+        )
     for image_id, error in report.errors[:10]:
         console.print(f"  image {image_id}: {error}", highlight=False)
 
@@ -141,18 +152,20 @@ def run_segment(
 ) -> None:
     """Segment images as the Prefect flow `segment`."""
     quiet_prefect()
+    from streetaudit.flows.database_loss import exit_on_database_loss
     from streetaudit.flows.segment import segment_flow
 
     options = _segment_options(
         terrain, label_set, arch, checkpoint, mask_dir, input_size, None, workers, None, False
     )
-    segment_flow(
-        ready_url(),
-        model=model,
-        backend=backend,
-        batch_size=batch_size,
-        device=device,
-        limit=limit,
-        save_masks=save_masks,
-        options=options,
-    )
+    with exit_on_database_loss("segment"):
+        segment_flow(
+            ready_url(),
+            model=model,
+            backend=backend,
+            batch_size=batch_size,
+            device=device,
+            limit=limit,
+            save_masks=save_masks,
+            options=options,
+        )

@@ -5,10 +5,21 @@ stored), `concurrency` workers (provider requests through one token bucket, retr
 exponential backoff and full jitter, Retry-After honoured) and one writer (rows upserted in
 small batches). Queues are bounded, so memory stays flat however many points there are.
 
-Resuming: a view whose row is `ok`, `missing` or `excluded` is never requested again; an
-`error` view only with `retry_errors`. A file is stored completely (temp + rename) before
-its row is written, so a killed run leaves no row pointing at a partial file; views that
-were in flight are simply fetched again by the next run (same path, so no orphans).
+Resuming: a view whose row is `ok` or `excluded` is never requested again; a `missing` one
+only when the provider's source changed since (the folder provider's fingerprint of the
+folder) or with `recheck_missing`; an `error` one only with `retry_errors`. A file is stored
+completely (temp + rename) before its row is written, so a killed run leaves no row pointing
+at a partial file; views that were in flight are simply fetched again by the next run (same
+path, so no orphans).
+
+What is recorded as a view's `error` is a failure of that view alone. A failure of the whole
+run (key refused, quota spent, host unreachable) stops the run and records nothing for the
+views it hit, so the corrected rerun fetches them without `--retry-errors`.
+
+Failing fast: producer, workers and writer run in one task group, so the first failure
+(the database gone, most often) cancels the others instead of leaving them blocked on a
+full queue; the idle writer pings the database every `heartbeat` seconds, and every
+connection has TCP keepalives (see `database_loss`).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import contextlib
 import hashlib
 import io
 import logging
+import math
 import random
 import ssl
 import time
@@ -33,6 +45,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.errors import InputError, load_settings, worth_retrying
 from streetaudit.flows.image_store import ImageStore, sidecar_key, view_key
 from streetaudit.flows.providers import open_provider
@@ -49,8 +62,11 @@ from streetaudit.flows.providers.base import (
 )
 from streetaudit.sql.errors import StreetauditError
 
-DONE = ("ok", "missing", "excluded")
 _FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WebP"}
+# Requests in flight are bounded, and so is the number of HTTP clients they share, so memory
+# does not grow with --concurrency.
+MAX_CONCURRENCY = 1000
+MAX_CLIENTS = 32
 
 
 class CollectSettings(BaseSettings):
@@ -65,6 +81,7 @@ class CollectSettings(BaseSettings):
     timeout: float = Field(30.0, gt=0)
     batch: int = Field(32, ge=1)
     page: int = Field(256, ge=1)
+    heartbeat: float = Field(5.0, gt=0)
 
 
 def collect_settings() -> CollectSettings:
@@ -78,6 +95,8 @@ class CollectReport:
     missing: int = 0
     error: int = 0
     skipped: int = 0
+    earlier_errors: int = 0
+    vanished: int = 0
     points: int = 0
     requests: int = 0
     retries: int = 0
@@ -91,12 +110,17 @@ class CollectReport:
         return self.ok + self.missing + self.error
 
     @property
+    def only_errors(self) -> bool:
+        """Nothing usable came of the run: no view is ok or missing, now or before."""
+        return self.ok + self.missing + self.skipped == 0 and self.error + self.earlier_errors > 0
+
+    @property
     def requests_per_second(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
 
 class CollectStopped(StreetauditError):
-    """The provider refused the key or the quota is spent: every further request would fail."""
+    """Key refused, quota spent or host unreachable: every further request would fail."""
 
     def __init__(self, message: str, report: CollectReport):
         super().__init__(message)
@@ -121,7 +145,14 @@ SELECT p.id, ST_X(p.geom), ST_Y(p.geom),
        EXISTS (SELECT 1 FROM streetaudit.heritage_area AS a
                WHERE a.kind = 'core' AND ST_Intersects(a.geom, p.geom)),
        coalesce((SELECT array_agg(i.heading) FROM streetaudit.image AS i
-                 WHERE i.point_id = p.id AND i.provider = %(provider)s AND i.status = ANY(%(done)s)),
+                 WHERE i.point_id = p.id AND i.provider = %(provider)s
+                   AND (i.status IN ('ok', 'excluded')
+                        OR (i.status = 'missing' AND NOT %(recheck)s
+                            AND (%(state)s::text IS NULL OR strpos(coalesce(i.detail, ''), %(state)s) > 0))
+                        OR (i.status = 'error' AND NOT %(retry)s))),
+                '{}'),
+       coalesce((SELECT array_agg(i.heading) FROM streetaudit.image AS i
+                 WHERE i.point_id = p.id AND i.provider = %(provider)s AND i.status = 'error'),
                 '{}')
 FROM streetaudit.sample_point AS p
 WHERE {selection}
@@ -145,7 +176,7 @@ ON CONFLICT (point_id, provider, heading) DO UPDATE SET
     height = EXCLUDED.height, captured_at = EXCLUDED.captured_at, geom = EXCLUDED.geom, uri = EXCLUDED.uri,
     sha256 = EXCLUDED.sha256, bytes = EXCLUDED.bytes, status = EXCLUDED.status, detail = EXCLUDED.detail,
     attempts = i.attempts + EXCLUDED.attempts, fetched_at = EXCLUDED.fetched_at
-WHERE i.status = 'error'
+WHERE i.status IN ('error', 'missing')
 """
 
 
@@ -158,14 +189,20 @@ def image_complete(data: bytes, extension: str) -> bool:
     return True
 
 
+def _degrees(values: list[float]) -> str:
+    """`0, 90, nan`: no brackets, which the console would take for markup and drop."""
+    return ", ".join(f"{v:g}" for v in values)
+
+
 def _validate(headings, pitch, fov, size, limit, concurrency, rate, provider: Provider) -> list[float]:
     headings = [float(h) for h in headings]
     if not headings:
         raise InputError("--headings needs at least one heading")
-    if any(not 0 <= h < 360 for h in headings):
-        raise InputError(f"--headings must lie in [0, 360) degrees, got {headings}")
+    bad = [h for h in headings if not (math.isfinite(h) and 0 <= h < 360)]
+    if bad:
+        raise InputError(f"--headings must be numbers in [0, 360) degrees, got {_degrees(bad)}")
     if len(set(headings)) != len(headings):
-        raise InputError(f"--headings has duplicates: {headings}")
+        raise InputError(f"--headings has duplicates: {_degrees(headings)}")
     if not -90 <= pitch <= 90:
         raise InputError(f"--pitch must lie in [-90, 90] degrees, got {pitch}")
     if not 0 < fov <= 360:
@@ -180,9 +217,9 @@ def _validate(headings, pitch, fov, size, limit, concurrency, rate, provider: Pr
         )
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1 point, got {limit}")
-    if concurrency < 1:
-        raise InputError(f"--concurrency must be at least 1, got {concurrency}")
-    if rate is not None and not rate > 0:
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise InputError(f"--concurrency must be between 1 and {MAX_CONCURRENCY} requests, got {concurrency}")
+    if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise InputError(f"--rate must be a positive number of requests per second, got {rate}")
     return headings
 
@@ -190,7 +227,7 @@ def _validate(headings, pitch, fov, size, limit, concurrency, rate, provider: Pr
 def _check_area(url: str, area: str | None) -> None:
     if area is None:
         return
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
         names = [r[0] for r in conn.execute("SELECT DISTINCT name FROM streetaudit.heritage_area ORDER BY 1")]
     if area not in names:
         known = ", ".join(names[:10]) or "none loaded"
@@ -212,7 +249,18 @@ class _RedactFilter(logging.Filter):
 
 class _Collector:
     def __init__(
-        self, url, provider: Provider, views, *, limit, area, concurrency, rate, retry_errors, progress
+        self,
+        url,
+        provider: Provider,
+        views,
+        *,
+        limit,
+        area,
+        concurrency,
+        rate,
+        retry_errors,
+        recheck_missing,
+        progress,
     ):
         self.url = url
         self.provider = provider
@@ -221,6 +269,7 @@ class _Collector:
         self.area = area
         self.concurrency = concurrency
         self.retry_errors = retry_errors
+        self.recheck_missing = recheck_missing
         self.settings = collect_settings()
         self.bucket = TokenBucket(rate)
         self.store = ImageStore()
@@ -246,7 +295,7 @@ class _Collector:
         return sorted(r[0] for r in await cursor.fetchall())
 
     async def count_points(self) -> int:
-        async with await psycopg.AsyncConnection.connect(self.url) as conn:
+        async with await psycopg.AsyncConnection.connect(self.url, **CONNECT_OPTIONS) as conn:
             cursor = await conn.execute(
                 """SELECT count(*) FROM streetaudit.sample_point AS p
                    WHERE %(area)s::text IS NULL OR EXISTS (
@@ -257,14 +306,23 @@ class _Collector:
             total = (await cursor.fetchone())[0]
         return min(total, self.limit) if self.limit else total
 
-    async def pages(self) -> AsyncIterator[list[tuple[SamplePoint, set[float]]]]:
-        done = list(DONE) if self.retry_errors else [*DONE, "error"]
+    async def pages(self) -> AsyncIterator[list[tuple[SamplePoint, set[float], set[float]]]]:
+        """Pages of (point, headings not to fetch, headings that failed before)."""
         page = self.settings.page
-        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, **CONNECT_OPTIONS
+        ) as conn:
             chosen = await self._chosen_ids(conn)
             after, offset = 0, 0
             while True:
-                params = {"provider": self.provider.name, "done": done, "area": self.area, "page": page}
+                params = {
+                    "provider": self.provider.name,
+                    "retry": self.retry_errors,
+                    "recheck": self.recheck_missing,
+                    "state": self.provider.source_state(),
+                    "area": self.area,
+                    "page": page,
+                }
                 if chosen is None:
                     selection, params["after"] = "p.id > %(after)s", after
                 else:
@@ -278,17 +336,17 @@ class _Collector:
                     return
                 if rows:
                     after = rows[-1][0]
-                    yield [(SamplePoint(r[0], r[1], r[2], r[3]), set(r[4])) for r in rows]
+                    yield [(SamplePoint(r[0], r[1], r[2], r[3]), set(r[4]), set(r[5])) for r in rows]
 
     async def produce(self, queue: asyncio.Queue, on_skip) -> None:
         async for page in self.pages():
-            for point, done in page:
+            for point, done, failed in page:
                 self.report.points += 1
                 for view in self.views:
                     if self.stop_reason:
                         return
                     if view.heading in done:
-                        on_skip()
+                        on_skip(earlier_error=view.heading in failed)
                     else:
                         await queue.put((point, view))
 
@@ -299,9 +357,13 @@ class _Collector:
         ceiling = min(self.settings.backoff_max, self.settings.backoff * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 
-    async def fetch_view(self, http: Http, point: SamplePoint, view: View) -> _Row:
+    def _stop(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
+
+    async def fetch_view(self, http: Http, point: SamplePoint, view: View) -> _Row | None:
+        """The view's row, or None when the run stops (that view is then not recorded)."""
         attempt = 0
-        while True:
+        while not self.stop_reason:
             attempt += 1
             try:
                 result = await self.provider.fetch(http, point, view)
@@ -317,9 +379,12 @@ class _Collector:
             except ProviderError as error:
                 detail = redact(error.detail, self.secrets)
                 if error.fatal:
-                    self.stop_reason = self.stop_reason or detail
-                    return _Row(point, view, "error", attempt, detail=detail)
+                    self._stop(detail)
+                    return None
                 if not error.retryable or attempt >= self.settings.attempts:
+                    if error.unreachable:
+                        self._stop(f"{detail} after {attempt} attempts: the host cannot be reached")
+                        return None
                     suffix = f" after {attempt} attempts" if error.retryable else ""
                     return _Row(point, view, "error", attempt, detail=detail + suffix)
                 self.report.retries += 1
@@ -327,6 +392,7 @@ class _Collector:
             except (httpx.HTTPError, OSError) as error:
                 detail = redact(f"{self.provider.name}: {type(error).__name__}: {error}", self.secrets)
                 return _Row(point, view, "error", attempt, detail=detail)
+        return None
 
     def store_image(self, point: SamplePoint, view: View, image: Image, attempt: int) -> _Row:
         try:
@@ -355,10 +421,18 @@ class _Collector:
             try:
                 if item is None:
                     return
-                if not self.stop_reason:
-                    await results.put(await self.fetch_view(http, *item))
+                if not self.stop_reason and (row := await self.fetch_view(http, *item)) is not None:
+                    await results.put(row)
             finally:
                 queue.task_done()
+
+    async def feed(self, queue: asyncio.Queue, workers: list[asyncio.Task], results: asyncio.Queue, on_skip):
+        """Queue every view to fetch, then tell the workers and, once they are done, the writer."""
+        await self.produce(queue, on_skip)
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.wait(workers)
+        await results.put(None)
 
     # -- writing rows -----------------------------------------------------------------------
     def _params(self, row: _Row) -> dict:
@@ -383,25 +457,53 @@ class _Collector:
             "attempts": row.attempts,
         }
 
+    async def _next_batch(self, conn: psycopg.AsyncConnection, results: asyncio.Queue) -> list:
+        """Up to `batch` results; while none come, the database is pinged, so its loss shows."""
+        while True:
+            try:
+                batch = [await asyncio.wait_for(results.get(), self.settings.heartbeat)]
+                break
+            except TimeoutError:
+                await conn.execute("SELECT 1")
+                await conn.commit()
+        while len(batch) < self.settings.batch:
+            try:
+                batch.append(results.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
+    async def _upsert(self, conn: psycopg.AsyncConnection, rows: list[_Row]) -> list[_Row]:
+        """Write the rows; those whose point vanished meanwhile (a concurrent densify) are dropped."""
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(_UPSERT_SQL, [self._params(r) for r in rows])
+            await conn.commit()
+            return rows
+        except psycopg.errors.ForeignKeyViolation:
+            await conn.rollback()
+        written = []
+        for row in rows:
+            try:
+                async with conn.transaction():
+                    await conn.execute(_UPSERT_SQL, self._params(row))
+                written.append(row)
+            except psycopg.errors.ForeignKeyViolation:
+                self.report.vanished += 1
+        await conn.commit()
+        return written
+
     async def write(self, results: asyncio.Queue, on_written) -> None:
-        async with await psycopg.AsyncConnection.connect(self.url) as conn:
+        async with await psycopg.AsyncConnection.connect(self.url, **CONNECT_OPTIONS) as conn:
             finished = False
             while not finished:
-                batch = [await results.get()]
-                while len(batch) < self.settings.batch:
-                    try:
-                        batch.append(results.get_nowait())
-                    except asyncio.QueueEmpty:
-                        break
+                batch = await self._next_batch(conn, results)
                 if batch[-1] is None:
                     finished = True
                     batch.pop()
                 rows = [r for r in batch if r is not None]
                 if rows:
-                    async with conn.cursor() as cursor:
-                        await cursor.executemany(_UPSERT_SQL, [self._params(r) for r in rows])
-                    await conn.commit()
-                    on_written(rows)
+                    on_written(await self._upsert(conn, rows))
 
     def count(self, rows: list[_Row]) -> None:
         for row in rows:
@@ -414,14 +516,15 @@ class _Collector:
 
     # -- the run ----------------------------------------------------------------------------
     def clients(self) -> list[httpx.AsyncClient]:
-        """One small client per worker: a shared pool scans all its connections on every
-        request, which costs more CPU than the requests themselves at a few hundred per second."""
+        """Small clients shared round-robin by the workers: a single shared pool scans all its
+        connections on every request, which costs more CPU than the requests themselves at a
+        few hundred per second, while one client per worker would make memory grow with
+        --concurrency. Local providers (folder, synthetic) need one."""
+        n = min(self.concurrency, MAX_CLIENTS) if self.provider.uses_http else 1
+        per_client = 2 * math.ceil(self.concurrency / n)
         tls = ssl.create_default_context(cafile=certifi.where())
-        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-        return [
-            httpx.AsyncClient(timeout=self.settings.timeout, limits=limits, verify=tls)
-            for _ in range(self.concurrency)
-        ]
+        limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+        return [httpx.AsyncClient(timeout=self.settings.timeout, limits=limits, verify=tls) for _ in range(n)]
 
     def requests(self) -> int:
         return sum(http.requests for http in self.https)
@@ -445,8 +548,11 @@ class _Collector:
                     status=f"ok {r.ok}  missing {r.missing}  error {r.error}  skipped {r.skipped}  {rate:.1f} req/s",
                 )
 
-            def on_skip() -> None:
-                self.report.skipped += 1
+            def on_skip(earlier_error: bool) -> None:
+                if earlier_error:
+                    self.report.earlier_errors += 1
+                else:
+                    self.report.skipped += 1
                 refresh(1)
 
             def on_written(rows: list[_Row]) -> None:
@@ -454,24 +560,34 @@ class _Collector:
                 refresh(len(rows))
 
             async with contextlib.AsyncExitStack() as stack:
-                self.https = [Http(await stack.enter_async_context(c), self.bucket) for c in self.clients()]
-                writer = asyncio.create_task(self.write(results, on_written))
-                workers = [asyncio.create_task(self.work(http, queue, results)) for http in self.https]
-                try:
-                    await self.produce(queue, on_skip)
-                    for _ in workers:
-                        await queue.put(None)
-                    await asyncio.gather(*workers)
-                    await results.put(None)
-                    await writer
-                finally:
-                    for t in [*workers, writer]:
-                        t.cancel()
+                https = [Http(await stack.enter_async_context(c), self.bucket) for c in self.clients()]
+                self.https = https
+                await _first_failure_raised(self._stages(https, queue, results, on_skip, on_written))
         self.store.release()
         self.report.requests = self.requests()
         self.report.seconds = time.perf_counter() - start
         self.report.stopped = self.stop_reason
         return self.report
+
+    async def _stages(self, https, queue, results, on_skip, on_written) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.write(results, on_written), name="writer")
+            workers = [
+                group.create_task(self.work(https[i % len(https)], queue, results), name=f"worker-{i}")
+                for i in range(self.concurrency)
+            ]
+            group.create_task(self.feed(queue, workers, results, on_skip), name="producer")
+
+
+async def _first_failure_raised(stages) -> None:
+    """A task group reports failures as a group; the first real one is what the user needs."""
+    try:
+        await stages
+    except BaseExceptionGroup as group:
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
 
 
 def _progress(enabled: bool) -> Progress:
@@ -498,12 +614,16 @@ def collect(
     concurrency: int = 8,
     rate: float | None = None,
     retry_errors: bool = False,
+    recheck_missing: bool = False,
     progress: bool = True,
 ) -> CollectReport:
-    """Fetch every view not yet stored; see the module docstring for the guarantees."""
+    """Fetch every view not yet stored; see the module docstring for the guarantees.
+
+    Raises CollectStopped when the run stopped (key, quota, host) and DatabaseLost when the
+    database went away; in both cases what was written is kept and a rerun resumes.
+    """
     chosen = open_provider(provider)
     headings = _validate(headings, pitch, fov, size, limit, concurrency, rate, chosen)
-    _check_area(url, where_area)
     views = [View(h, pitch, fov, size[0], size[1]) for h in headings]
     collector = _Collector(
         url,
@@ -514,32 +634,67 @@ def collect(
         concurrency=concurrency,
         rate=rate,
         retry_errors=retry_errors,
+        recheck_missing=recheck_missing,
         progress=progress,
     )
     redactor = _RedactFilter(chosen.secrets())
     httpx_logger = logging.getLogger("httpx")
     httpx_logger.addFilter(redactor)
     try:
-        report = asyncio.run(collector.run())
+        with reporting_database_loss("collect"):
+            _check_area(url, where_area)
+            report = asyncio.run(collector.run())
     finally:
         httpx_logger.removeFilter(redactor)
     if report.stopped:
         raise CollectStopped(
             f"collection stopped: {report.stopped}; stored {report.ok} ok, {report.missing} missing, "
-            f"{report.error} error views before stopping",
+            f"{report.error} error views before stopping (the views it stopped on are not recorded: "
+            "fix the cause and rerun)",
             report,
         )
     return report
 
 
+class CollectFailed(StreetauditError):
+    """Every view the run asked for failed: nothing usable came of it."""
+
+
 def summary_line(report: CollectReport) -> str:
     views_per_s = report.fetched / report.seconds if report.seconds > 0 else 0.0
-    return (
+    line = (
         f"{report.provider}: {report.ok} ok, {report.missing} missing, {report.error} error, "
         f"{report.skipped} already stored; {report.points} points, {views_per_s:.1f} views/s, "
         f"{report.requests} requests ({report.requests_per_second:.1f}/s, {report.retries} retries), "
         f"{report.bytes / 1e6:.1f} MB in {report.seconds:.1f} s"
     )
+    return line + "".join(f"\n{note}" for note in summary_notes(report))
+
+
+def only_errors_message(report: CollectReport) -> str:
+    return (
+        f"collect: no view is ok or missing, {report.error + report.earlier_errors} failed "
+        "(see the reasons above); fix the cause and rerun with --retry-errors"
+    )
+
+
+def summary_notes(report: CollectReport) -> list[str]:
+    """What the counts alone do not say: earlier failures and how to fetch them again."""
+    notes = []
+    if report.earlier_errors:
+        notes.append(
+            f"{report.earlier_errors} views failed in earlier runs and were not asked again; "
+            "--retry-errors fetches them again"
+        )
+    if report.error:
+        notes.append(
+            f"{report.error} views failed in this run; fix the cause, then rerun with --retry-errors"
+        )
+    if report.vanished:
+        notes.append(
+            f"{report.vanished} views were dropped because their sample points were deleted during the run"
+        )
+    return notes
 
 
 @task(name="collect-views", retries=1, retry_delay_seconds=30, retry_condition_fn=worth_retrying)
@@ -561,7 +716,9 @@ def collect_flow(
     concurrency: int = 8,
     rate: float | None = None,
     retry_errors: bool = False,
+    recheck_missing: bool = False,
 ) -> dict:
+    """Raises CollectFailed when every view failed, so the flow run is marked failed."""
     report = collect_task(
         url,
         provider,
@@ -574,9 +731,12 @@ def collect_flow(
         concurrency=concurrency,
         rate=rate,
         retry_errors=retry_errors,
+        recheck_missing=recheck_missing,
         progress=False,
     )
     print(summary_line(report))
     for reason, n in sorted(report.errors.items(), key=lambda kv: -kv[1])[:10]:
         print(f"  {n} x {reason}")
+    if report.only_errors:
+        raise CollectFailed(only_errors_message(report))
     return {k: v for k, v in report.__dict__.items() if k != "errors"} | {"errors": dict(report.errors)}

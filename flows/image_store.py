@@ -21,6 +21,8 @@ import fsspec
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streetaudit.flows.errors import InputError
+
 
 class ImageSettings(BaseSettings):
     """`STREETAUDIT_IMAGES_URL` (a path or fsspec URL such as `s3://bucket/images`) overrides
@@ -62,8 +64,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _filesystem(root: str, setting: str) -> fsspec.AbstractFileSystem:
+    """The fsspec filesystem of `root`; an unknown scheme or a missing backend is the user's to fix."""
+    scheme = root.split("://", 1)[0]
+    try:
+        fs, _ = fsspec.core.url_to_fs(root)
+    except ImportError as error:
+        raise InputError(
+            f"{setting}: storing images at {scheme}:// needs an fsspec backend that is not installed "
+            f"({error}); install it into this environment (e.g. pip install s3fs for s3://)"
+        ) from None
+    except ValueError as error:
+        raise InputError(
+            f"{setting}: unknown storage scheme {scheme!r} ({error}); use a folder path or an "
+            "fsspec URL such as s3://bucket/images"
+        ) from None
+    return fs
+
+
 class ImageStore:
     def __init__(self, root: str | None = None):
+        setting = "image store root" if root else "STREETAUDIT_IMAGES_URL"
         root = root or ImageSettings().root()
         if root.startswith("file://"):
             root = root[len("file://") :]
@@ -73,7 +94,7 @@ class ImageStore:
             self.fs = None
         else:
             self.root = root.rstrip("/")
-            self.fs, _ = fsspec.core.url_to_fs(self.root)
+            self.fs = _filesystem(self.root, setting)
         self._tmp = f"{socket.gethostname()}-{os.getpid()}"
 
     def uri(self, key: str) -> str:

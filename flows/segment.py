@@ -4,6 +4,11 @@ The model runs on whole batches on the device while DataLoader workers decode th
 JPEGs and a writer thread COPYs finished rows (and saves masks), so the pipeline runs
 close to the model's own speed. Work is idempotent per (image, model): only images with
 no row for this model are read, and rows are inserted with ON CONFLICT DO NOTHING.
+
+Everything the user gave is checked before the model row is written. A lost database stops
+the run at the next batch with `DatabaseLost` (one line, exit 3; the rerun resumes). Images
+deleted while the run goes (a `points densify` that replaced their points) are skipped and
+counted, not a foreign-key traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from prefect import flow
 from psycopg.types.json import Jsonb
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.errors import InputError
 from streetaudit.models.backend import (
     BackendError,
@@ -39,6 +45,7 @@ from streetaudit.sql.settings import DatabaseSettings
 COLUMNS = ("image_id", "model_id", *ELEMENTS, "histogram", "pixels", "mask_uri", "error")
 # Options of the pipeline itself; every other keyword goes to the backend.
 PIPELINE_OPTIONS = ("workers", "masks_dir", "retry_failed")
+MAX_INPUT_SIDE = 8192
 
 
 @dataclass
@@ -50,6 +57,7 @@ class SegmentReport:
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    vanished: int = 0
     seconds: float = 0.0
     images_per_s: float = 0.0
     device: str = "cpu"
@@ -70,6 +78,8 @@ def segment(
 ) -> SegmentReport:
     """Segment every 'ok' image that has no row for this model yet; returns counts and speed."""
     pipeline = {k: backend_options.pop(k) for k in PIPELINE_OPTIONS if k in backend_options}
+    if backend_options.get("input_size") is not None:
+        backend_options["input_size"] = check_input_size(backend_options["input_size"])
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     if limit is not None and limit < 0:
@@ -82,7 +92,25 @@ def segment(
     except (BackendError, LabelSetError) as error:
         raise InputError(str(error)) from error
 
-    with psycopg.connect(url) as conn:
+    with reporting_database_loss("segment"):
+        return _segment(url, runner, target, batch_size, limit, save_masks, progress, pipeline)
+
+
+def check_input_size(size) -> tuple[int, int]:
+    """(height, width) in pixels, each 1 to MAX_INPUT_SIDE; refused before anything is written."""
+    try:
+        height, width = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise InputError(f"--input-size must be WIDTHxHEIGHT in pixels, got {size!r}") from None
+    if not (1 <= width <= MAX_INPUT_SIDE and 1 <= height <= MAX_INPUT_SIDE):
+        raise InputError(
+            f"--input-size must be between 1x1 and {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} pixels, got {width}x{height}"
+        )
+    return height, width
+
+
+def _segment(url, runner, target, batch_size, limit, save_masks, progress, pipeline) -> SegmentReport:
+    with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
         model_id = register_model(conn, runner)
         if pipeline.get("retry_failed"):
             conn.execute(
@@ -186,10 +214,8 @@ def run_batches(
         disable=not progress,
     )
     started = time.perf_counter()
-    with (
-        bar,
-        RowWriter(url, model_id, runner.label_set, masks_dir, imported=runner.name == "masks") as writer,
-    ):
+    writer = RowWriter(url, model_id, runner.label_set, masks_dir, imported=runner.name == "masks")
+    with bar, writer:
         task = bar.add_task("segment", total=total, speed=0.0)
         for batch in batches:
             results = predict_batch(runner, batch, classes, keep_maps=masks_dir is not None)
@@ -199,6 +225,10 @@ def run_batches(
             report.errors.extend(list(batch.errors.items())[: max(0, 20 - len(report.errors))])
             elapsed = time.perf_counter() - started
             bar.update(task, advance=len(batch.ids), speed=(report.done + report.failed) / elapsed)
+    # Counted when predicted; those whose image was deleted meanwhile were not stored.
+    report.done -= writer.vanished_done
+    report.failed -= writer.vanished - writer.vanished_done
+    report.vanished = writer.vanished
 
 
 def predict_batch(
@@ -235,11 +265,13 @@ class RowWriter:
         self.masks_dir = masks_dir
         self.queue: queue.Queue = queue.Queue(maxsize=8)
         self.error: BaseException | None = None
+        self.vanished = 0  # rows whose image was deleted before they were written
+        self.vanished_done = 0  # of them, rows with shares (not failures)
         self.thread = threading.Thread(target=self._run, name="segmentation-writer", daemon=True)
         self.pool = ThreadPoolExecutor(4) if masks_dir else None
 
     def __enter__(self) -> RowWriter:
-        self.conn = psycopg.connect(self.url)
+        self.conn = psycopg.connect(self.url, **CONNECT_OPTIONS)
         self.conn.execute(
             """CREATE TEMP TABLE segmentation_load (LIKE streetaudit.segmentation INCLUDING DEFAULTS)
                ON COMMIT DELETE ROWS"""
@@ -249,9 +281,17 @@ class RowWriter:
         return self
 
     def put(self, batch: Batch, results) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put((batch, results))
+        """Hand a batch to the writer; its failure (a lost database) is raised here."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            if not self.thread.is_alive():
+                raise RuntimeError("the segmentation writer thread stopped")
+            try:
+                self.queue.put((batch, results), timeout=1.0)
+                return
+            except queue.Full:
+                continue
 
     def __exit__(self, *exc) -> None:
         self.queue.put(None)
@@ -306,15 +346,28 @@ class RowWriter:
         return str(path)
 
     def write(self, rows: list[tuple]) -> None:
+        """COPY, then insert the rows whose image still exists, locked so it cannot go meanwhile."""
         columns = ", ".join(COLUMNS)
         with self.conn.transaction():
             with self.conn.cursor().copy(f"COPY segmentation_load ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+            alive = {
+                r[0]
+                for r in self.conn.execute(
+                    """SELECT i.id FROM streetaudit.image AS i
+                       WHERE i.id IN (SELECT image_id FROM segmentation_load) FOR KEY SHARE"""
+                )
+            }
             self.conn.execute(
                 f"""INSERT INTO streetaudit.segmentation ({columns})
-                    SELECT {columns} FROM segmentation_load ON CONFLICT (image_id, model_id) DO NOTHING"""
+                    SELECT {columns} FROM segmentation_load WHERE image_id = ANY(%s)
+                    ON CONFLICT (image_id, model_id) DO NOTHING""",
+                (list(alive),),
             )
+        gone = [row for row in rows if row[0] not in alive]
+        self.vanished += len(gone)
+        self.vanished_done += sum(1 for row in gone if row[-1] is None)
 
 
 @flow(name="segment", log_prints=True)

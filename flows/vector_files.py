@@ -41,6 +41,14 @@ class ReadResult:
     fields: list[str] = field(default_factory=list)  # the file's attribute fields
     warnings: list[tuple[int, str]] = field(default_factory=list)  # (row number, what was repaired)
 
+    def refuse_if_all_skipped(self, path: Path, what: str) -> None:
+        """Every row was unusable: name them and why, rather than only how many."""
+        if self.features or not self.skipped:
+            return
+        shown = "; ".join(f"row {row}: {reason}" for row, reason in self.skipped[:5])
+        more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+        raise InputError(f"{path}: no usable {what} ({shown}{more})")
+
 
 def is_osm(path: Path) -> bool:
     return path.name.lower().endswith(OSM_SUFFIXES)
@@ -221,6 +229,7 @@ def read_lines(
         for part_no, part in enumerate(parts):
             source_id = base_id if len(parts) == 1 else f"{base_id}.{part_no + 1}"
             result.features.append(Feature(source_id, name, kind, part))
+    result.refuse_if_all_skipped(path, "road lines")
     return result
 
 
@@ -279,6 +288,7 @@ def read_areas(
             result.skipped.append((row, reason))
             continue
         result.features.append(Feature(str(row), name, area_kind, polygon))
+    result.refuse_if_all_skipped(path, "areas")
     return result
 
 

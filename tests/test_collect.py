@@ -169,8 +169,7 @@ def test_bad_key_stops_the_run_and_the_key_never_appears(
         collect(fresh_db_url, "baidu", concurrency=1, progress=True)
     assert "AK" in str(raised.value) and "STREETAUDIT_BAIDU_AK" in str(raised.value)
     assert len(server.hits) < 20  # stopped early instead of burning through every point
-    stored = rows(fresh_db_url)
-    assert stored and all(r[2] == "error" for r in stored)
+    assert rows(fresh_db_url) == []  # a run-level failure is no view's failure: nothing recorded
     with psycopg.connect(fresh_db_url) as conn:
         dump = "".join(str(r) for r in conn.execute("SELECT * FROM streetaudit.image").fetchall())
     out = capsys.readouterr()
@@ -179,6 +178,10 @@ def test_bad_key_stops_the_run_and_the_key_never_appears(
     assert "HTTP Request" in caplog.text and "ak=***" in caplog.text  # httpx logged, redacted
     files = [p for p in (env / "data" / "images").rglob("*") if p.is_file()]
     assert files == []
+    # With the key corrected, a plain rerun (no --retry-errors) fetches every view.
+    server.key = KEY
+    report = collect(fresh_db_url, "baidu", concurrency=1, progress=False)
+    assert (report.ok, report.error, report.skipped, report.earlier_errors) == (20, 0, 0, 0)
 
 
 def test_cli_output_never_contains_the_key(server, cli, db_url, monkeypatch):

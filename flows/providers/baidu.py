@@ -53,7 +53,7 @@ def classify_json_error(body: bytes) -> NoImagery | ProviderError:
     if status in _TRANSIENT_STATUSES or _CONCURRENCY_TEXT.search(message):
         return ProviderError(said, retryable=True)
     if status in _QUOTA_STATUSES:
-        return ProviderError(f"{said} (quota exhausted; rerun later with --retry-errors)", fatal=True)
+        return ProviderError(f"{said} (quota exhausted; rerun later)", fatal=True)
     if status in _KEY_STATUSES:
         return ProviderError(f"{said} (check STREETAUDIT_BAIDU_AK and its service permissions)", fatal=True)
     return ProviderError(said)

@@ -62,17 +62,27 @@ class NoImagery:
 class ProviderError(Exception):
     """A failed request. `retryable` errors are retried with backoff; `fatal` ones stop the run.
 
+    `unreachable` ones (no connection could be made) are retried, and when the retries run
+    out they stop the run too: the host is down or misconfigured for every view, not this one.
+    Errors that stop the run are not recorded as the view's failure, so the rerun asks again.
     The message is stored as the view's `detail`, so it must never contain a key or a URL.
     """
 
     def __init__(
-        self, detail: str, *, retryable: bool = False, retry_after: float | None = None, fatal: bool = False
+        self,
+        detail: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        fatal: bool = False,
+        unreachable: bool = False,
     ):
         super().__init__(detail)
         self.detail = detail
         self.retryable = retryable
         self.retry_after = retry_after
         self.fatal = fatal
+        self.unreachable = unreachable
 
 
 class ProviderConfigError(StreetauditError):
@@ -150,6 +160,10 @@ class Http:
         self.requests += 1
         try:
             response = await self.client.get(url, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise ProviderError(
+                f"{what}: cannot connect ({type(error).__name__})", retryable=True, unreachable=True
+            ) from None
         except httpx.TimeoutException as error:
             raise ProviderError(f"{what}: timed out ({type(error).__name__})", retryable=True) from None
         except httpx.TransportError as error:
@@ -200,6 +214,14 @@ class Provider(ABC):
 
     async def prepare(self, url: str) -> None:  # noqa: B027 - optional hook
         """Called once before fetching (e.g. to index a folder against the sample points)."""
+
+    def source_state(self) -> str | None:
+        """A text that every `missing` answer's detail carries while the source is unchanged.
+
+        A stored `missing` view whose detail lacks it is asked again (a folder with new photos);
+        None: `missing` is final (the web providers), short of `--recheck-missing`.
+        """
+        return None
 
     @abstractmethod
     async def fetch(self, http: Http, point: SamplePoint, view: View) -> Image | NoImagery:

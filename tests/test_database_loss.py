@@ -1,0 +1,236 @@
+"""`db down` in the middle of `collect` and `segment`: a prompt one-line stop, then a clean resume.
+
+Each test runs its own PostGIS cluster (the session cluster is shared with every other test
+module and must stay up), starts the command in a subprocess, stops the cluster once rows
+are being written, and asserts the command exits within a generous bound with exit status 3
+and one line, no traceback. After starting the cluster again a rerun completes, and every
+view / image is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+import torch
+from PIL import Image
+
+from streetaudit.flows.collect import collect
+from streetaudit.flows.providers.local_server import LocalProviders
+from streetaudit.flows.segment import segment
+from streetaudit.models.label_sets import CITYSCAPES
+from streetaudit.sql.cluster import LocalCluster
+from streetaudit.sql.migrate import migrate
+
+KEY = "SEKRET-db-loss-31c7"
+EXIT_BOUND_S = 30.0
+CLI = [sys.executable, "-m", "streetaudit.flows.cli"]
+
+
+# -- data, as tests/test_collect_resume.py and tests/test_segment.py make it (importlib mode:
+# test modules cannot import each other) ---------------------------------------------------
+def make_points(url: str, n: int) -> None:
+    with psycopg.connect(url) as conn:
+        road = conn.execute(
+            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
+               VALUES ('t', '1', ST_GeomFromText('LINESTRING(116.39 39.90, 116.40 39.90)', 4326), 850)
+               RETURNING id"""
+        ).fetchone()[0]
+        conn.execute(
+            """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
+               SELECT %s, g, g * 14.0, ST_SetSRID(ST_MakePoint(116.39 + g * 0.00016, 39.90), 4326)
+               FROM generate_series(0, %s - 1) AS g""",
+            (road, n),
+        )
+
+
+def tiny_segformer(folder: Path) -> Path:
+    """A random-weight SegFormer saved in the real format; its processor resizes to 64x128."""
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    config = SegformerConfig(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        num_attention_heads=[1, 1],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=16,
+        id2label=dict(enumerate(CITYSCAPES)),
+        label2id={name: i for i, name in enumerate(CITYSCAPES)},
+    )
+    torch.manual_seed(0)
+    SegformerForSemanticSegmentation(config).save_pretrained(folder)
+    SegformerImageProcessor(size={"height": 64, "width": 128}).save_pretrained(folder)
+    return folder
+
+
+def street_like_jpeg(path: Path, seed: int, size: tuple[int, int]) -> Path:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
+    Image.fromarray(small).resize((size[1], size[0]), Image.BILINEAR).save(path, quality=90)
+    return path
+
+
+def add_images(url: str, paths: list[Path]) -> list[int]:
+    with psycopg.connect(url) as conn:
+        road = conn.execute(
+            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
+               VALUES ('t', 'seg', 'SRID=4326;LINESTRING(24.94 60.17, 24.95 60.17)', 555) RETURNING id"""
+        ).fetchone()[0]
+        return [
+            conn.execute(
+                """WITH p AS (INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
+                              VALUES (%s, %s, 0, ST_SetSRID(ST_MakePoint(24.94, 60.17), 4326)) RETURNING id)
+                   INSERT INTO streetaudit.image (point_id, provider, heading, uri, status)
+                   SELECT id, 'test', 0, %s, 'ok' FROM p RETURNING id""",
+                (road, seq, str(path)),
+            ).fetchone()[0]
+            for seq, path in enumerate(paths)
+        ]
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, str]]:
+    cluster = LocalCluster(tmp_path / "pg", fast_unsafe=True)
+    url = cluster.up()
+    migrate(url)
+    yield cluster, url
+    cluster.destroy()
+
+
+def count(url: str, sql: str) -> int:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def wait_for_rows(process: subprocess.Popen, url: str, sql: str, at_least: int) -> None:
+    deadline = time.monotonic() + 180
+    while count(url, sql) < at_least:
+        if process.poll() is not None:
+            pytest.fail(f"the command ended before the database was stopped:\n{process.stdout.read()}")
+        assert time.monotonic() < deadline, "the command wrote nothing in 180 s"
+        time.sleep(0.1)
+
+
+def stop_and_time_exit(cluster: LocalCluster, process: subprocess.Popen) -> tuple[float, str]:
+    stopped_at = time.monotonic()
+    cluster.stop()
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the command was still running 120 s after the database stopped (it hangs)")
+    return time.monotonic() - stopped_at, process.stdout.read()
+
+
+def assert_one_line_stop(output: str, returncode: int, stage: str) -> None:
+    assert returncode == 3, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output
+    assert f"{stage} stopped: no connection to the database" in errors[0]
+    assert "rerun" in errors[0]
+
+
+@pytest.mark.slow
+def test_collect_stops_within_seconds_when_the_database_goes_and_resumes_exactly(
+    own_cluster, tmp_path, monkeypatch
+):
+    cluster, url = own_cluster
+    n_points = 150
+    make_points(url, n_points)
+    env = {
+        **os.environ,
+        "STREETAUDIT_DATABASE_URL": url,
+        "STREETAUDIT_DATA_DIR": str(tmp_path / "data"),
+        "STREETAUDIT_BAIDU_AK": KEY,
+        "STREETAUDIT_COLLECT_BATCH": "4",
+    }
+    env.pop("STREETAUDIT_IMAGES_URL", None)
+    with LocalProviders(key=KEY, latency=0.03) as server:
+        env["STREETAUDIT_BAIDU_URL"] = f"{server.url}/panorama/v2"
+        process = subprocess.Popen(
+            [*CLI, "collect", "--provider", "baidu", "--concurrency", "4", "--no-progress"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_for_rows(process, url, "SELECT count(*) FROM streetaudit.image", 40)
+        took, output = stop_and_time_exit(cluster, process)
+        print(f"\ncollect exited {took:.1f} s after the database stopped")
+        assert took < EXIT_BOUND_S, f"exit took {took:.1f} s"
+        assert_one_line_stop(output, process.returncode, "collect")
+
+        url = cluster.up()  # the port may differ after a restart
+        env["STREETAUDIT_DATABASE_URL"] = url
+        stored_before = count(url, "SELECT count(*) FROM streetaudit.image")
+        assert stored_before < n_points * 4, "the stop came too late to test anything"
+        for name, value in env.items():
+            if name.startswith("STREETAUDIT_"):
+                monkeypatch.setenv(name, value)
+        report = collect(url, "baidu", concurrency=4, progress=False)
+
+    assert report.skipped == stored_before and report.ok == n_points * 4 - stored_before
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT point_id, heading, status, uri FROM streetaudit.image").fetchall()
+    assert len(rows) == n_points * 4
+    assert len({(r[0], r[1]) for r in rows}) == len(rows)
+    assert {r[2] for r in rows} == {"ok"}
+    on_disk = {str(p) for p in (tmp_path / "data" / "images").rglob("*") if p.is_file()}
+    assert on_disk == {r[3] for r in rows}  # files written before the stop were reused, no orphans
+
+
+@pytest.mark.slow
+def test_segment_stops_within_seconds_when_the_database_goes_and_resumes_exactly(own_cluster, tmp_path):
+    cluster, url = own_cluster
+    model_dir = tiny_segformer(tmp_path / "segformer")
+    # Large images make each batch slow enough (logits upsampled to 512x1024) to stop mid-run.
+    paths = [street_like_jpeg(tmp_path / f"{i}_0.jpg", seed=i, size=(512, 1024)) for i in range(240)]
+    ids = add_images(url, paths)
+    env = {**os.environ, "STREETAUDIT_DATABASE_URL": url, "STREETAUDIT_DATA_DIR": str(tmp_path / "data")}
+    command = [*CLI, "segment", "--model", str(model_dir), "--device", "cpu", "--batch-size", "2"]
+    process = subprocess.Popen(
+        [*command, "--workers", "0", "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for_rows(process, url, "SELECT count(*) FROM streetaudit.segmentation", 6)
+    took, output = stop_and_time_exit(cluster, process)
+    print(f"\nsegment exited {took:.1f} s after the database stopped")
+    assert took < EXIT_BOUND_S, f"exit took {took:.1f} s"
+    assert_one_line_stop(output, process.returncode, "segment")
+
+    url = cluster.up()  # the port may differ after a restart
+    done_before = count(url, "SELECT count(*) FROM streetaudit.segmentation")
+    assert done_before < len(ids), "the stop came too late to test anything"
+    report = segment(url, model=str(model_dir), device="cpu", batch_size=8, workers=0, progress=False)
+    assert (report.skipped, report.done, report.failed) == (done_before, len(ids) - done_before, 0)
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT image_id, model_id FROM streetaudit.segmentation").fetchall()
+        models = conn.execute("SELECT count(*) FROM streetaudit.model").fetchone()[0]
+    assert sorted(r[0] for r in stored) == sorted(ids)
+    assert models == 1 and {r[1] for r in stored} == {report.model_id}
+
+
+def test_a_database_that_is_not_there_is_one_line_and_exit_3(tmp_path):
+    """A URL nobody listens on: the same line, not a psycopg traceback, for both commands."""
+    from streetaudit.sql.cluster import free_port
+
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+    env = {**os.environ, "STREETAUDIT_DATABASE_URL": url, "STREETAUDIT_DATA_DIR": str(tmp_path / "data")}
+    for args in (["collect", "--provider", "synthetic", "--no-progress"], ["segment", "--backend", "masks"]):
+        result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert_one_line_stop(result.stdout + result.stderr, result.returncode, args[0])
