@@ -11,6 +11,7 @@ import os
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from streetaudit.sql.errors import StreetauditError
@@ -26,7 +27,7 @@ class StreetauditGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except StreetauditError as error:
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
 

@@ -34,8 +34,12 @@ def worth_retrying(task, task_run, state) -> bool:
     Retrying those only delays the error by the retry delay; network hiccups, timeouts and
     crashes are retried, and the stages resume where they stopped.
     """
+    from streetaudit.flows.database_loss import DatabaseLost
+
     try:
         state.result()
+    except DatabaseLost:  # the database may be back by the retry; the stage resumes
+        return True
     except StreetauditError:
         return False
     except BaseException:  # anything else may be transient; Prefect retries it
