@@ -131,17 +131,19 @@ def images_orphans(
     if not min_age >= 0 or min_age == float("inf"):
         raise InputError(f"--min-age must be a finite number of seconds >= 0, got {min_age}")
     report = find_orphans(ready_url(), delete=delete, min_age_s=min_age)
-    console.print(f"image store {report.root}: {report.files} files", highlight=False)
+    console.print(f"image store {report.root}: {report.files} files", highlight=False, soft_wrap=True)
     console.print(
         f"{len(report.orphans)} files have no image row ({report.orphan_bytes / 1e6:.1f} MB)", highlight=False
     )
     for orphan in report.orphans[:show]:
-        console.print(f"  {orphan.uri}", highlight=False)
+        console.print(f"  {orphan.uri}", highlight=False, soft_wrap=True)
     if len(report.orphans) > show:
         console.print(f"  … and {len(report.orphans) - show} more")
-    console.print(f"{len(report.missing)} image rows name a file that is missing", highlight=False)
+    console.print(
+        f"{len(report.missing)} image rows name a file that is missing", highlight=False, soft_wrap=True
+    )
     for image_id, status, uri in report.missing[:show]:
-        console.print(f"  image {image_id} ({status}): {uri}", highlight=False)
+        console.print(f"  image {image_id} ({status}): {uri}", highlight=False, soft_wrap=True)
     if len(report.missing) > show:
         console.print(f"  … and {len(report.missing) - show} more")
     if report.missing:
@@ -151,6 +153,7 @@ def images_orphans(
             f"deleted {report.deleted} files without an image row"
             + (f"; left {report.too_recent} younger than {min_age:g} s" if report.too_recent else ""),
             highlight=False,
+            soft_wrap=True,
         )
     elif report.orphans:
         console.print("nothing deleted; `streetaudit images orphans --delete` deletes the files without rows")
