@@ -155,9 +155,9 @@ COMMENT ON FUNCTION streetaudit.densify_parameter_problem(double precision, doub
 --
 -- Each new point takes, in this order: the stored point with the same road, seq, distance
 -- and position (a rerun with the same interval changes nothing); else the nearest stored
--- point of the same road within reuse_m metres, active or retired (so returning to an
--- interval reactivates the old ids, and a point on the spot of an old one keeps its
--- images); else a new row. The pairing is one to one: each stored point goes to its
+-- point of the same road within reuse_m metres (along the road, and on the sphere), active
+-- or retired (so returning to an interval reactivates the old ids, and a point on the spot
+-- of an old one keeps its images); else a new row. The pairing is one to one: each stored point goes to its
 -- nearest new point, and each new point keeps the nearest of those that chose it. A reused
 -- point takes the new seq; it also takes the new position unless it has images, which were
 -- taken where it stands (it never moves, so it cannot drift from them). Active points that
@@ -185,6 +185,12 @@ DECLARE
     n_reactivated bigint;
     n_retired bigint;
     n_rows bigint;
+    n_matched bigint := 0;
+    n_kept bigint;
+    n_exact bigint := 0;
+    n_moved bigint;
+    n_updates bigint;
+    n_writes bigint;
     bulk boolean;
     max_lat double precision;
     tol_x double precision;
@@ -199,13 +205,14 @@ BEGIN
 
     -- Roads must not change under us, and two densify runs must not interleave.
     LOCK TABLE streetaudit.road IN SHARE ROW EXCLUSIVE MODE;
-    -- Near points are found in degrees, bounded conservatively (1 deg >= 110 km of
-    -- latitude, and >= 110 km * cos(lat) of longitude at the most poleward road); the
-    -- sphere distance then decides. Merging hashes into cells 16 tolerances wide, so a
-    -- point probes its own cell and only the neighbours whose edge lies within reach.
-    SELECT LEAST(max(GREATEST(abs(ST_YMin(geom)), abs(ST_YMax(geom)))) + 0.01, 90)
-    INTO max_lat FROM streetaudit.road;
+    -- Merging uses grid hashing in degrees: cells 16 tolerances wide, so a point probes
+    -- its own cell and only the neighbours whose edge lies within the tolerance.
+    -- Degrees per metre are bounded conservatively (1 deg >= 110 km of latitude, and
+    -- >= 110 km * cos(lat) of longitude at the most poleward road); the sphere distance
+    -- then decides.
     IF dedupe_m > 0 THEN
+        SELECT LEAST(max(GREATEST(abs(ST_YMin(geom)), abs(ST_YMax(geom)))) + 0.01, 90)
+        INTO max_lat FROM streetaudit.road;
         tol_y := dedupe_m / 110000.0;
         tol_x := dedupe_m / (110000.0 * GREATEST(cos(radians(max_lat)), 0.001));
         cell_x := 16 * tol_x;
@@ -255,89 +262,100 @@ BEGIN
     -- Which stored point each new point becomes: first the unchanged ones ...
     DROP TABLE IF EXISTS streetaudit.densify_match;
     CREATE UNLOGGED TABLE streetaudit.densify_match
-        (road_id bigint, seq integer, point_id bigint, was_active boolean);
-    -- (The first run has nothing to match, and sorting every new point for that costs.)
-    IF EXISTS (SELECT 1 FROM streetaudit.sample_point) THEN
-        INSERT INTO streetaudit.densify_match (road_id, seq, point_id, was_active)
-        SELECT DISTINCT ON (n.road_id, n.seq)
-               n.road_id, n.seq, sp.id, sp.retired_at IS NULL
+        (road_id bigint, seq integer, point_id bigint, was_active boolean, same_seq boolean);
+    SELECT count(*) INTO n_rows FROM streetaudit.sample_point;
+    IF n_rows > 0 THEN  -- (a first run has nothing to pair, and sorting every new point for that costs)
+        -- The last run may have rebuilt the table; plans below need its real size.
+        ANALYZE streetaudit.sample_point;
+        INSERT INTO streetaudit.densify_match
+        SELECT DISTINCT ON (n.road_id, n.seq) n.road_id, n.seq, sp.id, sp.retired_at IS NULL, true
         FROM streetaudit.densified AS n
         JOIN streetaudit.sample_point AS sp
           ON sp.road_id = n.road_id AND sp.seq = n.seq AND sp.distance_m = n.distance_m AND sp.geom = n.geom
         ORDER BY n.road_id, n.seq, sp.retired_at IS NULL DESC, sp.id;
+        GET DIAGNOSTICS n_exact = ROW_COUNT;
+        n_matched := n_exact;
+        ANALYZE streetaudit.densify_match;  -- the joins below are planned from its size
     END IF;
-    -- ... then the nearest within reuse_m, for new points and stored points still unpaired.
-    IF reuse_m > 0 AND EXISTS (
-        SELECT 1 FROM streetaudit.sample_point AS sp
-        WHERE NOT EXISTS (SELECT 1 FROM streetaudit.densify_match AS m WHERE m.point_id = sp.id)
-    ) THEN
-        INSERT INTO streetaudit.densify_match (road_id, seq, point_id, was_active)
+    -- ... then the nearest within reuse_m (along the road and on the sphere), for what is
+    -- unpaired on both sides (pairs are one to one, so counts tell). Distances along the
+    -- road hash into buckets reuse_m long: a pair lies in the same or a neighbouring bucket,
+    -- so this is a hash join, not a probe per point.
+    IF reuse_m > 0 AND n_rows > n_matched AND n_points - n_merged > n_matched THEN
+        INSERT INTO streetaudit.densify_match
         WITH pair AS (
             SELECT n.road_id, n.seq, sp.id AS point_id, sp.retired_at IS NULL AS was_active,
-                   ST_DistanceSphere(n.geom, sp.geom) AS d
+                   sp.seq = n.seq AS same_seq, abs(sp.distance_m - n.distance_m) AS d
             FROM streetaudit.densified AS n
+            CROSS JOIN (VALUES (-1), (0), (1)) AS near (k)
             JOIN streetaudit.sample_point AS sp
               ON sp.road_id = n.road_id
-             AND sp.geom && ST_Expand(n.geom,
-                                      reuse_m / (110000.0 * GREATEST(cos(radians(max_lat)), 0.001)),
-                                      reuse_m / 110000.0)
-            WHERE NOT EXISTS (SELECT 1 FROM streetaudit.densify_match AS m
+             AND floor(sp.distance_m / reuse_m)::bigint = floor(n.distance_m / reuse_m)::bigint + near.k
+            WHERE abs(sp.distance_m - n.distance_m) <= reuse_m
+              AND NOT EXISTS (SELECT 1 FROM streetaudit.densify_match AS m
                               WHERE m.road_id = n.road_id AND m.seq = n.seq)
               AND NOT EXISTS (SELECT 1 FROM streetaudit.densify_match AS m WHERE m.point_id = sp.id)
               AND ST_DistanceSphere(n.geom, sp.geom) <= reuse_m
         ), nearest_new AS (
             SELECT DISTINCT ON (point_id) * FROM pair ORDER BY point_id, d, road_id, seq
         )
-        SELECT DISTINCT ON (road_id, seq) road_id, seq, point_id, was_active
+        SELECT DISTINCT ON (road_id, seq) road_id, seq, point_id, was_active, same_seq
         FROM nearest_new
         ORDER BY road_id, seq, d, was_active DESC, point_id;
     END IF;
 
-    SELECT count(*) FILTER (WHERE NOT was_active) INTO n_reactivated FROM streetaudit.densify_match;
-    SELECT count(*) INTO n_retired
-    FROM streetaudit.sample_point AS sp
-    WHERE sp.retired_at IS NULL
-      AND NOT EXISTS (SELECT 1 FROM streetaudit.densify_match AS m WHERE m.point_id = sp.id);
-    -- Retire what is not taken, and for now also what changes seq: (road, seq) is unique
-    -- among active points, and the taken points are then activated in one go.
-    UPDATE streetaudit.sample_point AS sp SET retired_at = now()
-    WHERE sp.retired_at IS NULL
-      AND NOT EXISTS (SELECT 1 FROM streetaudit.densify_match AS m WHERE m.point_id = sp.id AND m.seq = sp.seq);
-    UPDATE streetaudit.sample_point AS sp
-    SET retired_at = NULL,
-        seq = n.seq,
-        distance_m = CASE WHEN imaged.has_images THEN sp.distance_m ELSE n.distance_m END,
-        geom = CASE WHEN imaged.has_images THEN sp.geom ELSE n.geom END
-    FROM streetaudit.densify_match AS m
-    JOIN streetaudit.densified AS n ON n.road_id = m.road_id AND n.seq = m.seq
-    CROSS JOIN LATERAL (
-        SELECT EXISTS (SELECT 1 FROM streetaudit.image AS i WHERE i.point_id = m.point_id) AS has_images
-    ) AS imaged
-    WHERE sp.id = m.point_id
-      AND (sp.retired_at IS NOT NULL OR sp.seq <> n.seq
-           OR (NOT imaged.has_images AND (sp.distance_m <> n.distance_m OR NOT sp.geom = n.geom)));
-
-    DELETE FROM streetaudit.densified AS n
-    USING streetaudit.densify_match AS m
-    WHERE m.road_id = n.road_id AND m.seq = n.seq;
-    DROP TABLE streetaudit.densify_match;
-    SELECT count(*) INTO n_inserted FROM streetaudit.densified;
-    SELECT count(*) INTO n_rows FROM streetaudit.sample_point;
+    SELECT count(*), count(*) FILTER (WHERE NOT was_active), count(*) FILTER (WHERE was_active),
+           count(*) FILTER (WHERE NOT (was_active AND same_seq)), count(*) FILTER (WHERE was_active AND NOT same_seq)
+    INTO n_matched, n_reactivated, n_kept, n_updates, n_moved
+    FROM streetaudit.densify_match;
+    SELECT count(*) - n_kept INTO n_retired FROM streetaudit.sample_point WHERE retired_at IS NULL;
+    n_inserted := n_points - n_merged - n_matched;
 
     -- Maintaining a GiST index, unique and plain indexes and a foreign key row by row costs
     -- several times more than building them once over the finished table (PostgreSQL's own
-    -- advice for bulk loads). When most rows are new (first run, new interval) do that; the
-    -- table is locked for the transaction either way.
-    bulk := n_inserted > 10000 AND n_inserted > n_rows;
+    -- advice for bulk loads). When most rows are written (first run, new interval) do that;
+    -- the table is locked for the transaction either way. The primary key stays: images
+    -- reference it.
+    n_writes := n_retired + n_updates + n_inserted;
+    bulk := n_writes > 10000 AND 2 * n_writes > n_rows + n_inserted;
     IF bulk THEN
         ALTER TABLE streetaudit.sample_point DROP CONSTRAINT sample_point_road_fk;
         DROP INDEX streetaudit.sample_point_active_seq_key;
         DROP INDEX streetaudit.sample_point_road_idx;
         DROP INDEX streetaudit.sample_point_geom_idx;
     END IF;
+
+    -- Retire what is not taken, and for now also what changes seq: (road, seq) is unique
+    -- among active points, and the taken points are then activated in one go.
+    -- (A rerun with the same interval has nothing to retire or update: both are skipped.)
+    IF n_retired + n_moved > 0 THEN
+        UPDATE streetaudit.sample_point AS sp SET retired_at = now()
+        WHERE sp.retired_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM streetaudit.densify_match AS m
+                          WHERE m.point_id = sp.id AND m.was_active AND m.same_seq);
+    END IF;
+    IF n_updates > 0 OR n_matched > n_exact THEN
+        UPDATE streetaudit.sample_point AS sp
+        SET retired_at = NULL,
+            seq = n.seq,
+            distance_m = CASE WHEN imaged.has_images THEN sp.distance_m ELSE n.distance_m END,
+            geom = CASE WHEN imaged.has_images THEN sp.geom ELSE n.geom END
+        FROM streetaudit.densify_match AS m
+        JOIN streetaudit.densified AS n ON n.road_id = m.road_id AND n.seq = m.seq
+        CROSS JOIN LATERAL (
+            SELECT EXISTS (SELECT 1 FROM streetaudit.image AS i WHERE i.point_id = m.point_id) AS has_images
+        ) AS imaged
+        WHERE sp.id = m.point_id
+          AND (NOT (m.was_active AND m.same_seq)
+               OR (NOT imaged.has_images AND (sp.distance_m <> n.distance_m OR NOT sp.geom = n.geom)));
+    END IF;
+
     INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
     SELECT n.road_id, n.seq, n.distance_m, n.geom FROM streetaudit.densified AS n
+    WHERE NOT EXISTS (SELECT 1 FROM streetaudit.densify_match AS m WHERE m.road_id = n.road_id AND m.seq = n.seq)
     ORDER BY n.road_id, n.seq;
+    DROP TABLE streetaudit.densify_match;
+
     IF bulk THEN
         CREATE INDEX sample_point_geom_idx ON streetaudit.sample_point USING gist (geom);
         CREATE UNIQUE INDEX sample_point_active_seq_key

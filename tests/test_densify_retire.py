@@ -313,3 +313,35 @@ def test_a_segmentation_written_while_densify_runs_is_not_refused(fresh_db_url: 
         ).fetchone()[0]
         == 2
     )
+
+
+def test_bulk_rewrites_keep_ids_and_rebuild_every_index(fresh_db_url: str) -> None:
+    """Over 10,000 writes take the path that drops and rebuilds the indexes and foreign key."""
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        add_roads(conn, [3000.0] * 5)
+        assert densify(fresh_db_url, interval=1, dedupe_within=0).inserted > 10000
+        at_1 = active(conn)
+        at_2 = densify(fresh_db_url, interval=2, dedupe_within=0)
+        assert at_2.inserted == 0 and at_2.retired > 5000  # every other point is a 1 m one
+        assert all(pid == at_1[(r, 2 * s)] for (r, s), pid in active(conn).items())
+        back = densify(fresh_db_url, interval=1, dedupe_within=0)
+        assert active(conn) == at_1 and back.inserted == 0 and back.reactivated == at_2.retired
+        indexes = {
+            r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'sample_point'")
+        }
+        assert indexes == {
+            "sample_point_pkey",
+            "sample_point_geom_idx",
+            "sample_point_active_seq_key",
+            "sample_point_road_idx",
+        }
+        fk = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'sample_point_road_fk'"
+        ).fetchone()[0]
+        assert fk == 1
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
+                   SELECT road_id, seq, distance_m, geom FROM streetaudit.sample_point
+                   WHERE retired_at IS NULL LIMIT 1"""
+            )
