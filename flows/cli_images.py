@@ -130,6 +130,8 @@ def images_orphans(
 
     if not min_age >= 0 or min_age == float("inf"):
         raise InputError(f"--min-age must be a finite number of seconds >= 0, got {min_age}")
+    if show < 0:
+        raise InputError(f"--show must be >= 0, got {show}")
     report = find_orphans(ready_url(), delete=delete, min_age_s=min_age)
     console.print(f"image store {report.root}: {report.files} files", highlight=False, soft_wrap=True)
     console.print(
