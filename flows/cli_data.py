@@ -150,23 +150,30 @@ def print_repaired(warnings: list[tuple[int, str]]) -> None:
 
 @points_app.command("densify")
 def points_densify(
-    interval: float = typer.Option(30.0, help="Metres between sample points along each road."),
+    interval: float = typer.Option(30.0, help="Metres between sample points along each road (1 to 100000)."),
     dedupe_within: float = typer.Option(
         1.0,
-        help="Drop a point when a point of an earlier-loaded road lies within this many metres (0: keep all).",
+        help="Drop a point when a point of an earlier-loaded road lies within this many metres (0: keep all; at most 50).",
     ),
     srid: int = typer.Option(None, help="Metric CRS to measure in (default: each road's UTM zone)."),
+    prune: bool = typer.Option(
+        False,
+        "--prune",
+        help="DELETE retired points with their images, segmentations and image files (says how many).",
+    ),
 ) -> None:
-    """Place sample points at 0, d, 2d, … metres along every road, in PostGIS. Idempotent."""
-    from streetaudit.flows.points import densify
+    """Place sample points at 0, d, 2d, … metres along every road, in PostGIS. Idempotent.
+
+    Points of an earlier interval are retired, not deleted: they keep their images, and come
+    back (same ids) when a new point falls within 1.5 m of one on the same road.
+    """
+    from streetaudit.flows.points import densify, summary_lines
 
     url = ready_url()
     with console.status(f"placing sample points every {interval:g} m…"):
-        report = densify(url, interval=interval, dedupe_within=dedupe_within, srid=srid)
-    console.print(
-        f"{report.points} sample points every {interval:g} m: {report.inserted} new, {report.deleted} removed, "
-        f"{report.merged} merged into nearby points of other roads; {report.seconds:.2f} s"
-    )
+        report = densify(url, interval=interval, dedupe_within=dedupe_within, srid=srid, prune=prune)
+    for line in summary_lines(report, interval):
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @run_app.command("roads")
@@ -180,12 +187,22 @@ def run_roads(roads: RoadLoading) -> None:
 
 
 @run_app.command("points")
-def run_points(interval: float = typer.Option(30.0), dedupe_within: float = typer.Option(1.0)) -> None:
+def run_points(
+    interval: float = typer.Option(30.0),
+    dedupe_within: float = typer.Option(1.0),
+    srid: int = typer.Option(None),
+    prune: bool = typer.Option(False, "--prune", help="DELETE retired points, their images and files."),
+) -> None:
     """Densify as the Prefect flow `points`."""
     quiet_prefect()
-    from streetaudit.flows.points import points_flow
+    import psycopg
 
-    points_flow(ready_url(), interval=interval, dedupe_within=dedupe_within)
+    from streetaudit.flows.points import check_densify_parameters, points_flow
+
+    url = ready_url()
+    with psycopg.connect(url) as conn:  # a bad value is an exit-2 line, not a failed flow run
+        check_densify_parameters(conn, interval=interval, dedupe_within=dedupe_within, srid=srid)
+    points_flow(url, interval=interval, dedupe_within=dedupe_within, srid=srid, prune=prune)
 
 
 # -- demo --------------------------------------------------------------------------------

@@ -143,3 +143,49 @@ def run_collect(
     except CollectFailed as error:
         err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(1) from None
+
+
+@images_app.command("orphans")
+def images_orphans(
+    delete: bool = typer.Option(False, "--delete", help="Delete the files that no image row names."),
+    min_age: float = typer.Option(
+        600.0,
+        help="With --delete, leave files younger than this many seconds (a collect may be writing their row).",
+    ),
+    show: int = typer.Option(20, help="List at most this many files and rows of each kind."),
+) -> None:
+    """Find image files with no `image` row, and rows whose file is missing; deletes files only with --delete."""
+    from streetaudit.flows.errors import InputError
+    from streetaudit.flows.orphans import find_orphans
+
+    if not min_age >= 0 or min_age == float("inf"):
+        raise InputError(f"--min-age must be a finite number of seconds >= 0, got {min_age}")
+    if show < 0:
+        raise InputError(f"--show must be >= 0, got {show}")
+    report = find_orphans(ready_url(), delete=delete, min_age_s=min_age)
+    console.print(f"image store {report.root}: {report.files} files", highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(report.orphans)} files have no image row ({report.orphan_bytes / 1e6:.1f} MB)", highlight=False
+    )
+    for orphan in report.orphans[:show]:
+        console.print(f"  {orphan.uri}", highlight=False, soft_wrap=True)
+    if len(report.orphans) > show:
+        console.print(f"  … and {len(report.orphans) - show} more")
+    console.print(
+        f"{len(report.missing)} image rows name a file that is missing", highlight=False, soft_wrap=True
+    )
+    for image_id, status, uri in report.missing[:show]:
+        console.print(f"  image {image_id} ({status}): {uri}", highlight=False, soft_wrap=True)
+    if len(report.missing) > show:
+        console.print(f"  … and {len(report.missing) - show} more")
+    if report.missing:
+        console.print("  (`streetaudit images clean` marks ok views whose file is gone as excluded)")
+    if delete:
+        console.print(
+            f"deleted {report.deleted} files without an image row"
+            + (f"; left {report.too_recent} younger than {min_age:g} s" if report.too_recent else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif report.orphans:
+        console.print("nothing deleted; `streetaudit images orphans --delete` deletes the files without rows")

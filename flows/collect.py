@@ -155,7 +155,7 @@ SELECT p.id, ST_X(p.geom), ST_Y(p.geom),
                  WHERE i.point_id = p.id AND i.provider = %(provider)s AND i.status = 'error'),
                 '{}')
 FROM streetaudit.sample_point AS p
-WHERE {selection}
+WHERE p.retired_at IS NULL AND {selection}
   AND (%(area)s::text IS NULL OR EXISTS (
         SELECT 1 FROM streetaudit.heritage_area AS a WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom)))
 ORDER BY p.id
@@ -286,9 +286,9 @@ class _Collector:
             return None
         cursor = await conn.execute(
             """SELECT p.id FROM streetaudit.sample_point AS p
-               WHERE %(area)s::text IS NULL OR EXISTS (
+               WHERE p.retired_at IS NULL AND (%(area)s::text IS NULL OR EXISTS (
                    SELECT 1 FROM streetaudit.heritage_area AS a
-                   WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom))
+                   WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom)))
                ORDER BY hashint8(p.id), p.id LIMIT %(limit)s""",
             {"area": self.area, "limit": self.limit},
         )
@@ -298,9 +298,9 @@ class _Collector:
         async with await psycopg.AsyncConnection.connect(self.url, **CONNECT_OPTIONS) as conn:
             cursor = await conn.execute(
                 """SELECT count(*) FROM streetaudit.sample_point AS p
-                   WHERE %(area)s::text IS NULL OR EXISTS (
+                   WHERE p.retired_at IS NULL AND (%(area)s::text IS NULL OR EXISTS (
                        SELECT 1 FROM streetaudit.heritage_area AS a
-                       WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom))""",
+                       WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom)))""",
                 {"area": self.area},
             )
             total = (await cursor.fetchone())[0]

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from streetaudit.flows.areas import load_areas
 from streetaudit.flows.errors import InputError
-from streetaudit.flows.points import densify
+from streetaudit.flows.points import check_densify_parameters, densify
 from streetaudit.flows.roads import load_roads
 
 # Streets a street-view car or walker actually photographs (not footpaths, steps, platforms).
@@ -52,10 +52,12 @@ def summary(url: str) -> dict[str, float]:
         roads, km = conn.execute(
             "SELECT count(*), coalesce(sum(length_m), 0) / 1000 FROM streetaudit.road"
         ).fetchone()
-        points = conn.execute("SELECT count(*) FROM streetaudit.sample_point").fetchone()[0]
+        points = conn.execute(
+            "SELECT count(*) FROM streetaudit.sample_point WHERE retired_at IS NULL"
+        ).fetchone()[0]
         inside = conn.execute(
             """SELECT count(*) FROM streetaudit.sample_point AS p
-               WHERE EXISTS (SELECT 1 FROM streetaudit.heritage_area AS a
+               WHERE p.retired_at IS NULL AND EXISTS (SELECT 1 FROM streetaudit.heritage_area AS a
                              WHERE a.kind = 'core' AND ST_Intersects(a.geom, p.geom))"""
         ).fetchone()[0]
         areas = conn.execute("SELECT count(*) FROM streetaudit.heritage_area").fetchone()[0]
@@ -187,6 +189,9 @@ def step_stats(url: str, console: Console) -> None:
 
 
 def run_demo(url: str, console: Console, *, interval: float = 30.0) -> None:
+    """Every step; the options are checked before the first one writes anything."""
+    with psycopg.connect(url) as conn:
+        check_densify_parameters(conn, interval=interval)
     step_roads_and_points(url, console, interval=interval)
     step_collect(url, console)
     step_segment(url, console)

@@ -1,14 +1,41 @@
-"""Stage 2: sample points every interval metres along the roads, computed in PostGIS."""
+"""Stage 2: sample points every interval metres along the roads, computed in PostGIS.
+
+Densify retires points instead of deleting them (see sql/045_retire_points.sql): images
+cost money and time, so only `prune=True` deletes retired points, and then it says what
+it deleted, rows and files.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from prefect import flow
 
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.orphans import RemovedFiles, remove_files
+
+# densify_parameter_problem() names the SQL parameters; users know the options.
+OPTIONS = {"interval_m": "--interval", "dedupe_m": "--dedupe-within", "metric_srid": "--srid"}
+
+
+@dataclass
+class RetiredPoints:
+    """Retired points and what they still hold (kept until a prune)."""
+
+    points: int = 0
+    imaged: int = 0
+    images: int = 0
+    segmentations: int = 0
+
+
+@dataclass
+class PruneReport:
+    points: int = 0
+    images: int = 0
+    segmentations: int = 0
+    files: RemovedFiles = field(default_factory=RemovedFiles)
 
 
 @dataclass
@@ -16,36 +43,142 @@ class DensifyReport:
     points: int
     merged: int
     inserted: int
-    deleted: int
+    reactivated: int
+    retired: int
     seconds: float
+    kept: RetiredPoints = field(default_factory=RetiredPoints)
+    pruned: PruneReport | None = None
+
+
+def check_densify_parameters(
+    conn: psycopg.Connection, *, interval: float, dedupe_within: float = 1.0, srid: int | None = None
+) -> None:
+    """Raise InputError naming the option when densify would refuse these values."""
+    bad = conn.execute(
+        "SELECT parameter, problem FROM streetaudit.densify_parameter_problem(%s, %s, %s::numeric) LIMIT 1",
+        (interval, dedupe_within, srid),
+    ).fetchone()
+    if bad is not None:
+        raise InputError(f"{OPTIONS.get(bad[0], bad[0])} {bad[1]}")
+
+
+def retired_points(conn: psycopg.Connection) -> RetiredPoints:
+    row = conn.execute(
+        """SELECT count(DISTINCT p.id), count(DISTINCT i.point_id), count(DISTINCT i.id), count(s.image_id)
+           FROM streetaudit.sample_point AS p
+           LEFT JOIN streetaudit.image AS i ON i.point_id = p.id
+           LEFT JOIN streetaudit.segmentation AS s ON s.image_id = i.id
+           WHERE p.retired_at IS NOT NULL"""
+    ).fetchone()
+    return RetiredPoints(*row)
+
+
+def _delete_retired(conn: psycopg.Connection) -> tuple[PruneReport, list[str]]:
+    """Delete retired points (images and segmentations cascade); the files to remove after commit."""
+    held = retired_points(conn)
+    uris = [
+        r[0]
+        for r in conn.execute(
+            """SELECT i.uri FROM streetaudit.image AS i
+               JOIN streetaudit.sample_point AS p ON p.id = i.point_id
+               WHERE p.retired_at IS NOT NULL AND i.uri IS NOT NULL
+               UNION
+               SELECT s.mask_uri FROM streetaudit.segmentation AS s
+               JOIN streetaudit.image AS i ON i.id = s.image_id
+               JOIN streetaudit.sample_point AS p ON p.id = i.point_id
+               WHERE p.retired_at IS NOT NULL AND s.mask_uri IS NOT NULL"""
+        )
+    ]
+    conn.execute("DELETE FROM streetaudit.sample_point WHERE retired_at IS NOT NULL")
+    # A file another row still names (an imported mask shared by two models' rows) stays.
+    still = {
+        r[0]
+        for r in conn.execute(
+            """SELECT uri FROM streetaudit.image WHERE uri = ANY(%(u)s)
+               UNION SELECT mask_uri FROM streetaudit.segmentation WHERE mask_uri = ANY(%(u)s)""",
+            {"u": uris},
+        )
+    }
+    report = PruneReport(held.points, held.images, held.segmentations)
+    return report, [u for u in uris if u not in still]
 
 
 def densify(
-    url: str, *, interval: float = 30.0, dedupe_within: float = 1.0, srid: int | None = None
+    url: str,
+    *,
+    interval: float = 30.0,
+    dedupe_within: float = 1.0,
+    srid: int | None = None,
+    prune: bool = False,
 ) -> DensifyReport:
-    if not interval > 0:
-        raise InputError(f"--interval must be a positive number of metres, got {interval}")
-    if dedupe_within < 0:
-        raise InputError(f"--dedupe-within must be >= 0 metres, got {dedupe_within}")
+    """Place the points for `interval`; old points are retired, or deleted with `prune`.
+
+    With `prune`, rows go in the densify transaction and files only after it commits: a
+    failure in between leaves files without rows (`images orphans` finds them), never
+    rows without files.
+    """
     start = time.perf_counter()
     with psycopg.connect(url) as conn:
-        try:
-            row = conn.execute(
-                "SELECT points, merged, inserted, deleted FROM streetaudit.densify_roads(%s, %s, %s)",
-                (interval, dedupe_within, srid),
-            ).fetchone()
-        except psycopg.errors.InvalidParameterValue as error:
-            raise InputError(f"--srid: {error.diag.message_primary}") from error
+        check_densify_parameters(conn, interval=interval, dedupe_within=dedupe_within, srid=srid)
+        row = conn.execute(
+            """SELECT points, merged, inserted, reactivated, retired
+               FROM streetaudit.densify_roads(%s, %s, %s)""",
+            (interval, dedupe_within, srid),
+        ).fetchone()
+        report = DensifyReport(*row, seconds=0.0)
+        doomed: list[str] = []
+        if prune:
+            report.pruned, doomed = _delete_retired(conn)
+        else:
+            report.kept = retired_points(conn)
         conn.commit()
-    return DensifyReport(*row, seconds=time.perf_counter() - start)
+    if report.pruned is not None:
+        report.pruned.files = remove_files(doomed)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def summary_lines(report: DensifyReport, interval: float) -> list[str]:
+    """What the CLI and the flow print: the new set, and what happened to the old one."""
+    lines = [
+        f"{report.points} sample points every {interval:g} m: {report.inserted} new, "
+        f"{report.reactivated} reused from retired points, {report.retired} retired, "
+        f"{report.merged} merged into nearby points of other roads; {report.seconds:.2f} s"
+    ]
+    if report.pruned is not None:
+        p = report.pruned
+        lines.append(
+            f"pruned {p.points} retired points: deleted {p.images} image rows, {p.segmentations} "
+            f"segmentations and {p.files.deleted} files"
+            + (f" ({p.files.missing} already gone)" if p.files.missing else "")
+            + (
+                f"; {p.files.outside} files outside the image store and masks folder left in place"
+                if p.files.outside
+                else ""
+            )
+        )
+    elif report.kept.points:
+        k = report.kept
+        lines.append(
+            f"{k.points} retired points are kept (not collected, not in the statistics); {k.imaged} of them "
+            f"hold {k.images} images and {k.segmentations} segmentations. "
+            "`streetaudit points densify --prune` deletes them, their rows and files."
+        )
+    return lines
 
 
 @flow(name="points", log_prints=True)
 def points_flow(
-    url: str, interval: float = 30.0, dedupe_within: float = 1.0, srid: int | None = None
+    url: str, interval: float = 30.0, dedupe_within: float = 1.0, srid: int | None = None, prune: bool = False
 ) -> dict:
-    report = densify(url, interval=interval, dedupe_within=dedupe_within, srid=srid)
-    print(
-        f"{report.points} sample points ({report.inserted} new, {report.deleted} removed) in {report.seconds:.2f} s"
-    )
-    return report.__dict__
+    report = densify(url, interval=interval, dedupe_within=dedupe_within, srid=srid, prune=prune)
+    for line in summary_lines(report, interval):
+        print(line)
+    return {
+        "points": report.points,
+        "merged": report.merged,
+        "inserted": report.inserted,
+        "reactivated": report.reactivated,
+        "retired": report.retired,
+        "seconds": report.seconds,
+    }

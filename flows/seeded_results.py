@@ -50,7 +50,12 @@ def fill_synthetic(
                RETURNING id""",
             (model_name, f"synthetic:{model_name}", [*ELEMENTS, "other"]),
         ).fetchone()[0]
-        points = [r[0] for r in conn.execute("SELECT id FROM streetaudit.sample_point ORDER BY id")]
+        points = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM streetaudit.sample_point WHERE retired_at IS NULL ORDER BY id"
+            )
+        ]
         statuses = rng.choice(
             ["ok", "missing", "error", "excluded"],
             size=(len(points), len(headings)),

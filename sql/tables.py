@@ -58,6 +58,7 @@ class SamplePoint(SQLModel, table=True):
     seq: int
     distance_m: float
     geom: Any = Field(sa_column=Column(Geometry("POINT", srid=4326, spatial_index=False), nullable=False))
+    retired_at: datetime | None = None  # set by densify instead of deleting; NULL = active
 
 
 def sqlalchemy_url(libpq_url: str) -> str:

@@ -125,7 +125,8 @@ def test_points_flow_runs_under_prefect(prefect_harness, db_url: str) -> None:
     result = points_flow(db_url, interval=45.0)
     with psycopg.connect(db_url) as conn:
         n, bad = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE abs(distance_m - 45 * seq) > 1e-9) FROM streetaudit.sample_point"
+            "SELECT count(*), count(*) FILTER (WHERE abs(distance_m - 45 * seq) > 1e-9) FROM streetaudit.sample_point "
+            "WHERE retired_at IS NULL"
         ).fetchone()
     assert result["points"] == n and bad == 0
 

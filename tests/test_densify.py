@@ -47,7 +47,8 @@ def insert_roads(conn: psycopg.Connection, roads: list[LineString], source: str 
 
 def stored_points(conn: psycopg.Connection) -> dict[int, list[tuple[int, float, float, float]]]:
     rows = conn.execute(
-        "SELECT road_id, seq, distance_m, ST_X(geom), ST_Y(geom) FROM streetaudit.sample_point ORDER BY road_id, seq"
+        "SELECT road_id, seq, distance_m, ST_X(geom), ST_Y(geom) FROM streetaudit.sample_point "
+        "WHERE retired_at IS NULL ORDER BY road_id, seq"
     ).fetchall()
     out: dict[int, list] = {}
     for road_id, seq, dist, x, y in rows:
@@ -83,7 +84,7 @@ def test_densify_places_points_every_interval_metres(conn: psycopg.Connection, f
             x, y = forward.transform(lon, lat)
             assert math.hypot(x - want.x, y - want.y) < 0.01, (road_id, seq)
     assert report.points == expected_total == sum(len(v) for v in points.values())
-    assert report.inserted == expected_total and report.deleted == 0
+    assert report.inserted == expected_total and report.retired == 0
 
 
 def test_short_road_gets_only_its_start_point(conn: psycopg.Connection, fresh_db_url: str) -> None:
@@ -98,23 +99,25 @@ def test_densify_is_idempotent_and_a_new_interval_replaces_points(
     insert_roads(conn, random_roads(20))
     densify(fresh_db_url, interval=30)
     before = conn.execute(
-        "SELECT id, road_id, seq, ST_AsEWKB(geom) FROM streetaudit.sample_point ORDER BY id"
+        "SELECT id, road_id, seq, ST_AsEWKB(geom), retired_at FROM streetaudit.sample_point ORDER BY id"
     ).fetchall()
     again = densify(fresh_db_url, interval=30)
     after = conn.execute(
-        "SELECT id, road_id, seq, ST_AsEWKB(geom) FROM streetaudit.sample_point ORDER BY id"
+        "SELECT id, road_id, seq, ST_AsEWKB(geom), retired_at FROM streetaudit.sample_point ORDER BY id"
     ).fetchall()
     assert after == before
-    assert again.inserted == 0 and again.deleted == 0
+    assert again.inserted == again.retired == again.reactivated == 0
     coarse = densify(fresh_db_url, interval=60)
-    rows = conn.execute("SELECT road_id, seq, distance_m FROM streetaudit.sample_point").fetchall()
-    assert all(dist == pytest.approx(60 * seq) for _, seq, dist in rows)
+    rows = conn.execute(
+        "SELECT id, road_id, seq, distance_m FROM streetaudit.sample_point WHERE retired_at IS NULL"
+    ).fetchall()
+    assert all(dist == pytest.approx(60 * seq) for _, _, seq, dist in rows)
     assert coarse.points == len(rows) < len(before)
-    # Points at 0 m and at multiples of 60 m did not move, so their rows (ids) survive.
-    kept = {r[0] for r in before} & {r[0] for r in conn.execute("SELECT id FROM streetaudit.sample_point")}
-    assert (
-        len(kept) == conn.execute("SELECT count(*) FROM streetaudit.sample_point WHERE seq = 0").fetchone()[0]
-    )
+    # Points at 0 m and at multiples of 60 m are where 30 m points were: those rows (ids) serve.
+    by_place = {(road, round(30 * seq, 6)): pid for pid, road, seq, _, _ in before}
+    for pid, road, seq, _ in rows:
+        assert pid == by_place[(road, round(60 * seq, 6))]
+    assert coarse.inserted == 0 and coarse.retired == len(before) - len(rows)
 
 
 def test_same_roads_in_tm35fin_and_wgs84_give_the_same_points(
@@ -136,7 +139,8 @@ def test_same_roads_in_tm35fin_and_wgs84_give_the_same_points(
            FROM streetaudit.road a JOIN streetaudit.road b ON a.source_id = b.source_id
            JOIN streetaudit.sample_point pa ON pa.road_id = a.id
            JOIN streetaudit.sample_point pb ON pb.road_id = b.id AND pb.seq = pa.seq
-           WHERE a.source = 'wgs84' AND b.source = 'tm35fin'"""
+           WHERE pa.retired_at IS NULL AND pb.retired_at IS NULL
+             AND a.source = 'wgs84' AND b.source = 'tm35fin'"""
     ).fetchall()
     counts = dict(
         conn.execute(
@@ -186,7 +190,12 @@ def test_points_of_different_roads_within_dedupe_distance_are_merged(
     # With merging off, every road keeps its own junction point.
     none_merged = densify(fresh_db_url, interval=30, dedupe_within=0)
     assert none_merged.merged == 0
-    assert conn.execute("SELECT count(*) FROM streetaudit.sample_point WHERE seq = 0").fetchone()[0] == 3
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM streetaudit.sample_point WHERE seq = 0 AND retired_at IS NULL"
+        ).fetchone()[0]
+        == 3
+    )
 
 
 def test_dedupe_agrees_with_a_brute_force_check(conn: psycopg.Connection, fresh_db_url: str) -> None:
@@ -205,10 +214,14 @@ def test_dedupe_agrees_with_a_brute_force_check(conn: psycopg.Connection, fresh_
     ids = insert_roads(conn, roads)
     densify(fresh_db_url, interval=3, dedupe_within=0)
     everything = conn.execute(
-        "SELECT road_id, seq, ST_X(geom), ST_Y(geom) FROM streetaudit.sample_point ORDER BY road_id, seq"
+        "SELECT road_id, seq, ST_X(geom), ST_Y(geom) FROM streetaudit.sample_point "
+        "WHERE retired_at IS NULL ORDER BY road_id, seq"
     ).fetchall()
     report = densify(fresh_db_url, interval=3, dedupe_within=1.5)
-    kept = {(r, s) for r, s in conn.execute("SELECT road_id, seq FROM streetaudit.sample_point")}
+    kept = {
+        (r, s)
+        for r, s in conn.execute("SELECT road_id, seq FROM streetaudit.sample_point WHERE retired_at IS NULL")
+    }
     arr = np.array([(r, x, y) for r, _, x, y in everything])
     lat = np.radians(arr[:, 2])
     lon = np.radians(arr[:, 1])

@@ -52,6 +52,7 @@ SELECT i.n, p.id
 FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS i(lon, lat, n)
 CROSS JOIN LATERAL (
     SELECT s.id, s.geom FROM streetaudit.sample_point AS s
+    WHERE s.retired_at IS NULL
     ORDER BY s.geom <-> ST_SetSRID(ST_MakePoint(i.lon, i.lat), 4326) LIMIT 1
 ) AS p
 WHERE ST_DWithin(p.geom::geography, ST_SetSRID(ST_MakePoint(i.lon, i.lat), 4326)::geography, %s)
