@@ -100,17 +100,18 @@ DECLARE
     tile bytea;
 BEGIN
     SELECT * INTO STRICT src FROM streetaudit.tile_source AS l WHERE l.id = layer;
-    IF NOT EXISTS (
-        SELECT 1 FROM pg_catalog.pg_attribute AS a
-        WHERE a.attrelid = src.source AND a.attname = geom_column AND a.atttypid = 'public.geometry'::regtype
-    ) THEN
-        RAISE EXCEPTION '% has no geometry column %', src.source, geom_column;
-    END IF;
-    SELECT string_agg(format('s.%I, ', a.name), '' ORDER BY a.attnum) INTO attributes
-    FROM streetaudit.tile_attribute AS a
-    WHERE a.layer = encode_tile.layer
-      AND (keep IS NULL OR a.name = ANY (keep))
-      AND (omit IS NULL OR a.name NOT LIKE omit);
+    -- As streetaudit.tile_attribute, but straight from the catalog, and ordered by its index
+    -- rather than a sort in the aggregate: this runs for every tile.
+    SELECT string_agg(c, '') INTO attributes
+    FROM (
+        SELECT format('s.%I, ', a.attname) AS c
+        FROM pg_catalog.pg_attribute AS a
+        WHERE a.attrelid = src.source AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attname <> src.feature_id AND a.atttypid <> 'public.geometry'::regtype
+          AND (keep IS NULL OR a.attname = ANY (keep))
+          AND (omit IS NULL OR a.attname NOT LIKE omit)
+        ORDER BY a.attnum
+    ) AS named;
     EXECUTE format(
         $sql$
         SELECT coalesce(ST_AsMVT(f, %L, 4096, 'geom', %L), ''::bytea) FROM (
