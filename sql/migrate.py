@@ -162,18 +162,25 @@ def pending(conn: psycopg.Connection, migrations: list[Migration]) -> list[Migra
     return [m for m in migrations if m.name not in done]
 
 
+def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> object:
+    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+    assert row is not None  # an aggregate or EXISTS always returns a row
+    return row[0]
+
+
 def _missing_objects(conn: psycopg.Connection, source: Source) -> bool:
     for kind, schema, name in source.objects:
         if kind in ("FUNCTION", "PROCEDURE"):
-            found = conn.execute(
+            found = _scalar(
+                conn,
                 "SELECT EXISTS (SELECT 1 FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
                 "WHERE n.nspname = %s AND p.proname = %s)",
                 (schema, name),
-            ).fetchone()[0]
+            )
         else:
-            found = conn.execute(
-                "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL", (schema, name)
-            ).fetchone()[0]
+            found = _scalar(
+                conn, "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL", (schema, name)
+            )
         if not found:
             return True
     return False
@@ -181,7 +188,9 @@ def _missing_objects(conn: psycopg.Connection, source: Source) -> bool:
 
 def stale(conn: psycopg.Connection, sources: list[Source]) -> list[Source]:
     """The first source that changed or lost an object, and every source after it."""
-    done = dict(conn.execute("SELECT name, checksum FROM streetaudit.schema_source").fetchall())
+    done: dict[str, str] = dict(
+        conn.execute("SELECT name, checksum FROM streetaudit.schema_source").fetchall()
+    )
     for i, source in enumerate(sources):
         if done.get(source.name) != source.checksum or _missing_objects(conn, source):
             return sources[i:]
@@ -241,10 +250,11 @@ def migrate(url: str, directory: Path = MIGRATIONS_DIR, sources_dir: Path | None
         try:
             with conn.transaction():
                 # Skip the DDL when the bookkeeping exists: most calls have nothing to do.
-                present = conn.execute(
+                present = _scalar(
+                    conn,
                     "SELECT to_regclass('streetaudit.schema_migration') IS NOT NULL "
-                    "AND to_regclass('streetaudit.schema_source') IS NOT NULL"
-                ).fetchone()[0]
+                    "AND to_regclass('streetaudit.schema_source') IS NOT NULL",
+                )
                 if not present:
                     conn.execute(_BOOKKEEPING)
                 adopt_files_before_sources(conn, migrations)
