@@ -1,6 +1,8 @@
 -- Foundation: PostGIS, the two schemas and the read-only role.
 -- `streetaudit` holds the tables the pipeline writes; `api` holds only what readers
 -- (analysts, pg_tileserv, QGIS) may see. Idempotent, like every migration.
+-- The privileges stay here, not in post/: default privileges must be in place before
+-- any function is created, and every other file creates objects. Comments: post/001.
 
 -- Explicitly in public: the superuser of the private cluster is called streetaudit, so
 -- "$user" in the default search_path would otherwise put PostGIS in our table schema.
@@ -8,8 +10,6 @@ CREATE EXTENSION IF NOT EXISTS postgis SCHEMA public;
 
 CREATE SCHEMA IF NOT EXISTS streetaudit;
 CREATE SCHEMA IF NOT EXISTS api;
-COMMENT ON SCHEMA streetaudit IS 'streetaudit: tables written by the pipeline (not for readers).';
-COMMENT ON SCHEMA api IS 'streetaudit: views and tile functions published to readers.';
 
 DO $$
 BEGIN
@@ -18,7 +18,6 @@ EXCEPTION WHEN duplicate_object THEN
     NULL;
 END
 $$;
-COMMENT ON ROLE streetaudit_reader IS 'Read-only access to schema api (views and tile functions).';
 
 -- Readers see api and nothing of streetaudit; nobody but the owner creates objects in public.
 REVOKE ALL ON SCHEMA streetaudit FROM PUBLIC;

@@ -1,4 +1,5 @@
 -- Roads, heritage areas and the sample points placed along the roads.
+-- Comments: post/002_roads_areas_points.sql.
 
 CREATE TABLE IF NOT EXISTS streetaudit.road (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -12,9 +13,6 @@ CREATE TABLE IF NOT EXISTS streetaudit.road (
     UNIQUE (source, source_id)
 );
 CREATE INDEX IF NOT EXISTS road_geom_idx ON streetaudit.road USING gist (geom);
-COMMENT ON TABLE streetaudit.road IS
-    'Road centre lines, one row per single line (multi-lines are split); source + source_id name the feature in its file.';
-COMMENT ON COLUMN streetaudit.road.length_m IS 'Geodesic length in metres.';
 
 CREATE TABLE IF NOT EXISTS streetaudit.heritage_area (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -28,8 +26,6 @@ CREATE TABLE IF NOT EXISTS streetaudit.heritage_area (
     UNIQUE (source, source_id)
 );
 CREATE INDEX IF NOT EXISTS heritage_area_geom_idx ON streetaudit.heritage_area USING gist (geom);
-COMMENT ON TABLE streetaudit.heritage_area IS
-    'Heritage (historic core) areas; kind core by default. Statistics compare them with the rest of the city.';
 
 CREATE TABLE IF NOT EXISTS streetaudit.sample_point (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -42,5 +38,3 @@ CREATE TABLE IF NOT EXISTS streetaudit.sample_point (
     CONSTRAINT sample_point_road_seq_key UNIQUE (road_id, seq)
 );
 CREATE INDEX IF NOT EXISTS sample_point_geom_idx ON streetaudit.sample_point USING gist (geom);
-COMMENT ON TABLE streetaudit.sample_point IS
-    'Points every interval metres along each road (seq 0 at its start), where imagery is collected.';

@@ -2,6 +2,7 @@
 -- Rows are written before the file is final only as status 'error'/'missing'; a row says
 -- 'ok' only after its file is completely stored (temp + rename), so a crash never leaves
 -- an 'ok' row pointing at a partial file.
+-- Comments: post/010_image.sql.
 
 CREATE TABLE IF NOT EXISTS streetaudit.image (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -26,7 +27,5 @@ CREATE TABLE IF NOT EXISTS streetaudit.image (
 );
 CREATE INDEX IF NOT EXISTS image_status_idx ON streetaudit.image (status);
 CREATE INDEX IF NOT EXISTS image_sha256_idx ON streetaudit.image (sha256);
-COMMENT ON TABLE streetaudit.image IS
-    'One street-view image per (point, provider, heading). status: ok, missing (no imagery), error (failed after retries), excluded (removed by cleaning; detail says why).';
-COMMENT ON COLUMN streetaudit.image.geom IS 'Where the provider says the panorama was taken (may differ from the sample point).';
-COMMENT ON COLUMN streetaudit.image.detail IS 'Reason for missing/error/excluded; never contains a key or secret.';
+-- Cleaning and the "already stored?" check read by provider and status.
+CREATE INDEX IF NOT EXISTS image_provider_status_idx ON streetaudit.image (provider, status);

@@ -2,6 +2,7 @@
 -- Every result row names the model that made it, so runs of different models coexist
 -- and can be compared. The full per-class histogram is kept so that another mapping of
 -- classes onto the six elements needs no re-inference.
+-- Comments: post/020_segmentation.sql.
 
 CREATE TABLE IF NOT EXISTS streetaudit.model (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -15,8 +16,6 @@ CREATE TABLE IF NOT EXISTS streetaudit.model (
     created_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (task, backend, source, label_set)
 );
-COMMENT ON TABLE streetaudit.model IS
-    'A model that produced results: task, backend, source (hub id, path or config), label set and class names.';
 
 CREATE TABLE IF NOT EXISTS streetaudit.segmentation (
     image_id bigint NOT NULL REFERENCES streetaudit.image (id) ON DELETE CASCADE,
@@ -42,5 +41,3 @@ CREATE TABLE IF NOT EXISTS streetaudit.segmentation (
     )
 );
 CREATE INDEX IF NOT EXISTS segmentation_model_idx ON streetaudit.segmentation (model_id);
-COMMENT ON TABLE streetaudit.segmentation IS
-    'Pixel shares (0..1) of building, road, sky, greenery, sidewalk and car per image and model; histogram[k] = pixels of class k of the model''s label set.';

@@ -156,20 +156,23 @@ def reader(pg_cluster, db_url: str, data):
 
 
 @pytest.mark.parametrize(
-    "query",
-    [
-        "SELECT count(*) FROM api.segment_stats",
-        "SELECT count(*) FROM api.area_stats",
-        "SELECT count(*) FROM api.area_comparison",
-        "SELECT count(*) FROM api.point_elements",
-        "SELECT version FROM api.data_version",
-        "SELECT length(api.segments(14, 9327, 4742))",
-        "SELECT length(api.points(14, 9327, 4742))",
-        "SELECT length(api.areas(10, 582, 296))",
-    ],
+    "view",
+    ["segment_stats", "area_stats", "area_comparison", "point_elements", "data_version", "tile_layers"],
 )
-def test_reader_reads_the_api_schema(reader, query):
-    assert reader.execute(query).fetchone()[0] is not None
+def test_reader_reads_every_api_view_in_full(reader, db_url, view):
+    query = f"SELECT count(*) FROM api.{view}"
+    with psycopg.connect(db_url) as owner:
+        expected = owner.execute(query).fetchone()[0]
+    assert expected > 0
+    assert reader.execute(query).fetchone()[0] == expected
+
+
+@pytest.mark.parametrize("layer", ["segments", "points", "areas"])
+def test_reader_gets_the_same_tiles_as_the_owner(reader, db_url, data, layer):
+    z, x, y = tile_of(*data["centre"], 14 if layer == "points" else 12)
+    tile = bytes(reader.execute(f"SELECT api.{layer}(%s, %s, %s)", (z, x, y)).fetchone()[0])
+    assert decode(tile)[f"api.{layer}"]["features"]
+    assert tile == call(db_url, layer, z, x, y)
 
 
 @pytest.mark.parametrize(
@@ -182,7 +185,7 @@ def test_reader_reads_the_api_schema(reader, query):
         "SELECT streetaudit.refresh_stats(1)",
         "REFRESH MATERIALIZED VIEW api.segment_stats",
         "DELETE FROM api.area_comparison",
-        "INSERT INTO api.tile_layers (id) VALUES ('x')",
+        "INSERT INTO api.area_comparison (area_name, element, n_core, n_rest) VALUES ('x', 'sky', 1, 1)",
         "CREATE TABLE api.mine (x int)",
         "CREATE TABLE public.mine (x int)",
         "CREATE FUNCTION api.segments(z integer, x integer, y integer) RETURNS bytea LANGUAGE sql AS 'SELECT NULL::bytea'",
@@ -191,6 +194,12 @@ def test_reader_reads_the_api_schema(reader, query):
 def test_reader_cannot_read_or_change_anything_else(reader, query):
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         reader.execute(query)
+
+
+def test_reader_cannot_change_the_layer_list(reader):
+    with pytest.raises(psycopg.errors.Error):  # not updatable (a derived view) and not granted
+        reader.execute("INSERT INTO api.tile_layers (id) VALUES ('x')")
+    assert reader.execute("SELECT count(*) FROM api.tile_layers WHERE id = 'x'").fetchone()[0] == 0
 
 
 def test_a_tile_over_its_byte_budget_keeps_the_longest_roads(db_url, data):
@@ -213,15 +222,55 @@ def test_low_zoom_tiles_are_prebuilt_and_equal_to_computed_ones(db_url, data):
         prebuilt = conn.execute(
             "SELECT layer, z, x, y, tile FROM streetaudit.prebuilt_tile ORDER BY layer, z, x, y"
         ).fetchall()
+        assert {layer for layer, *_ in prebuilt} == {"api.segments", "api.areas"}
         assert {z for _, z, _, _, _ in prebuilt} == set(range(14))
+        every = dict(
+            conn.execute("SELECT id, array_to_string(properties, ',') FROM api.tile_layers").fetchall()
+        )
         for layer, z, x, y, tile in prebuilt:
-            cap = 50000 if layer == "segments" else 5000
-            computed = conn.execute(
-                f"SELECT streetaudit.{layer}_mvt(%s, %s, %s, NULL, %s, false)", (z, x, y, cap)
-            ).fetchone()[0]
+            # Naming every attribute bypasses the pre-built tile and computes the same one.
+            computed = conn.execute(f"SELECT {layer}(%s, %s, %s, %s)", (z, x, y, every[layer])).fetchone()[0]
             assert bytes(tile) == bytes(computed)
-            assert bytes(conn.execute(f"SELECT api.{layer}(%s, %s, %s)", (z, x, y)).fetchone()[0]) == bytes(
-                tile
-            )
+            assert bytes(conn.execute(f"SELECT {layer}(%s, %s, %s)", (z, x, y)).fetchone()[0]) == bytes(tile)
     z, x, y = tile_of(*data["centre"], 10)
-    assert ("segments", z, x, y) in {row[:4] for row in prebuilt}
+    assert ("api.segments", z, x, y) in {row[:4] for row in prebuilt}
+
+
+@pytest.mark.parametrize(("layer", "z"), [("segments", 14), ("points", 16), ("areas", 14), ("areas", 10)])
+def test_tile_layers_lists_exactly_the_attributes_tiles_carry(db_url, data, layer, z):
+    """The API validates properties= and writes TileJSON from api.tile_layers: it must not drift."""
+    with psycopg.connect(db_url) as conn:
+        properties, types = conn.execute(
+            "SELECT properties, property_types FROM api.tile_layers WHERE id = %s", (f"api.{layer}",)
+        ).fetchone()
+    features = decode(call(db_url, layer, *tile_of(*data["centre"], z)))[f"api.{layer}"]["features"]
+    carried = {key for f in features for key in f["properties"]}
+    assert features and carried == set(properties)
+    declared = dict(zip(properties, types, strict=True))
+    for f in features:
+        for key, value in f["properties"].items():
+            assert declared[key] == ("String" if isinstance(value, str) else "Number"), key
+
+
+def test_low_zoom_segments_carry_the_declared_means_only(db_url, data):
+    with psycopg.connect(db_url) as conn:
+        properties = conn.execute(
+            "SELECT properties FROM api.tile_layers WHERE id = 'api.segments'"
+        ).fetchone()[0]
+    features = decode(call(db_url, "segments", *tile_of(*data["centre"], 10)))["api.segments"]["features"]
+    assert {key for f in features for key in f["properties"]} == {
+        p for p in properties if not p.endswith("_std")
+    }
+
+
+def test_points_carry_no_attribute_outside_tile_layers(db_url, data):
+    with psycopg.connect(db_url) as conn:
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'api.point_elements'::regclass AND attnum > 0"
+            )
+        ]
+    assert {"area_ids", "in_core"} <= set(columns)  # in point_elements for analysts, not in tiles
+    features = decode(call(db_url, "points", *tile_of(*data["centre"], 16)))["api.points"]["features"]
+    assert features and all("area_ids" not in f["properties"] for f in features)

@@ -1,0 +1,305 @@
+-- Vector tiles: pg_tileserv function layers over the statistics.
+--
+-- Contract (pg_tileserv, martin, our API): api.<layer>(z integer, x integer, y integer, ...)
+-- RETURNS bytea, STABLE PARALLEL SAFE, with a COMMENT. `properties` (comma-separated
+-- attribute names, NULL = all) keeps only the named attributes. `max_bytes` can only lower
+-- the 500 KB budget every tile keeps. The layer inside each tile is named like the function
+-- (api.segments, ...), as pg_tileserv names table layers.
+--
+-- A layer is three things, each written once:
+--   * its tile table (a materialized view in web mercator, made by the stats refresh): the
+--     columns ARE the layer's attributes (an attribute is added by adding a column);
+--   * one row of streetaudit.tile_source (feature id, zooms, feature cap, pre-built zooms);
+--   * its api function, which only says what differs by zoom.
+-- streetaudit.layer_tile (the byte budget and pre-built tiles) and streetaudit.encode_tile
+-- (one ST_AsMVT) serve every layer. The encoder names the attributes from the catalog, in
+-- SQL it writes once per call: plain typed columns encode faster than a jsonb attribute
+-- column (numbers printed and parsed again) or a CASE per attribute.
+--
+-- Tiles read tables pre-built in web mercator, so a tile costs an index probe and
+-- ST_AsMVTGeom, never a transform. The api functions are SECURITY DEFINER with a fixed
+-- search_path: streetaudit_reader (and pg_tileserv running as it) may call them without
+-- reading streetaudit.*, and cannot substitute objects of its own.
+
+-- Roads; overview_geom (about a pixel at zoom 11: 76 m / 4096 * 4) is what zooms < 12 draw.
+CREATE MATERIALIZED VIEW streetaudit.segment_tile AS
+    SELECT road_id, name, kind, length_m, n_points,
+           building_mean, building_std, road_mean, road_std, sky_mean, sky_std,
+           greenery_mean, greenery_std, sidewalk_mean, sidewalk_std, car_mean, car_std,
+           g.geom,
+           ST_Simplify(g.geom, 20, true)::geometry(LineString, 3857) AS overview_geom
+    FROM api.segment_stats AS s,
+         LATERAL (SELECT ST_Transform(s.geom, 3857)::geometry(LineString, 3857) AS geom) AS g;
+CREATE UNIQUE INDEX IF NOT EXISTS segment_tile_road_idx ON streetaudit.segment_tile (road_id);
+CREATE INDEX IF NOT EXISTS segment_tile_geom_idx ON streetaudit.segment_tile USING gist (geom);
+CREATE INDEX IF NOT EXISTS segment_tile_overview_geom_idx ON streetaudit.segment_tile USING gist (overview_geom);
+
+CREATE MATERIALIZED VIEW streetaudit.point_tile AS
+    SELECT point_id, road_id, n_images, building, road, sky, greenery, sidewalk, car,
+           ST_Transform(geom, 3857)::geometry(Point, 3857) AS geom
+    FROM api.point_elements;
+CREATE UNIQUE INDEX IF NOT EXISTS point_tile_point_idx ON streetaudit.point_tile (point_id);
+CREATE INDEX IF NOT EXISTS point_tile_geom_idx ON streetaudit.point_tile USING gist (geom);
+
+CREATE MATERIALIZED VIEW streetaudit.area_tile AS
+    SELECT area_id, area_name, kind, n_points,
+           building_mean, building_std, building_median, road_mean, road_std, road_median,
+           sky_mean, sky_std, sky_median, greenery_mean, greenery_std, greenery_median,
+           sidewalk_mean, sidewalk_std, sidewalk_median, car_mean, car_std, car_median,
+           ST_Transform(geom, 3857)::geometry(MultiPolygon, 3857) AS geom
+    FROM api.area_stats
+    WHERE area_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS area_tile_geom_idx ON streetaudit.area_tile USING gist (geom);
+
+-- The layers. max_features caps a tile; an over-budget tile keeps the largest_first-largest
+-- features. Zooms below prebuilt_below are encoded once by the stats refresh.
+CREATE VIEW streetaudit.tile_source (
+    id, source, feature_id, geometry_type, minzoom, maxzoom, max_features, largest_first, prebuilt_below
+) AS VALUES
+    ('api.segments', 'streetaudit.segment_tile'::regclass, 'road_id', 'line', 0, 22, 50000, 'length_m', 14),
+    ('api.points', 'streetaudit.point_tile'::regclass, 'point_id', 'point', 14, 22, 20000, 'n_images', NULL),
+    ('api.areas', 'streetaudit.area_tile'::regclass, 'area_id', 'polygon', 0, 22, 5000, 'n_points', 14);
+
+-- A layer's attributes in column order: every column of its tile table but the feature id
+-- and the geometries.
+CREATE VIEW streetaudit.tile_attribute AS
+    SELECT l.id AS layer, a.attnum, a.attname::text AS name,
+           CASE t.typcategory WHEN 'N' THEN 'Number' WHEN 'B' THEN 'Boolean' ELSE 'String' END AS mvt_type
+    FROM streetaudit.tile_source AS l
+    JOIN pg_catalog.pg_attribute AS a ON a.attrelid = l.source
+    JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
+    WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attname <> l.feature_id AND t.typname <> 'geometry';
+
+-- Which attributes and zooms each layer offers: the API validates `properties=` and
+-- writes TileJSON from this, so it never has to guess from a tile.
+CREATE VIEW api.tile_layers AS
+    SELECT l.id,
+           array_agg(a.name ORDER BY a.attnum) AS properties,
+           array_agg(a.mvt_type ORDER BY a.attnum) AS property_types,
+           l.minzoom, l.maxzoom, l.geometry_type
+    FROM streetaudit.tile_source AS l
+    JOIN streetaudit.tile_attribute AS a ON a.layer = l.id
+    GROUP BY l.id, l.minzoom, l.maxzoom, l.geometry_type;
+COMMENT ON VIEW api.tile_layers IS
+    'Attributes (MVT types String/Number) and zoom range of each tile function in api; the feature id (road_id, point_id, area_id) is the MVT feature id.';
+
+-- One ST_AsMVT of a layer's features whose `geom_column` meets the tile (64-pixel margin):
+-- the attributes named in `keep` (NULL: all) except those LIKE `omit`; at most `cap`
+-- features, the largest first when `trimmed`. Identifiers in the query come from the
+-- catalog only; `keep` and `omit` are only ever compared with them.
+CREATE OR REPLACE FUNCTION streetaudit.encode_tile(
+    layer text, z integer, x integer, y integer, keep text[], cap integer, trimmed boolean,
+    geom_column text DEFAULT 'geom', omit text DEFAULT NULL
+)
+RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    src record;
+    attributes text;
+    tile bytea;
+BEGIN
+    SELECT * INTO STRICT src FROM streetaudit.tile_source AS l WHERE l.id = layer;
+    -- As streetaudit.tile_attribute, but straight from the catalog, and ordered by its index
+    -- rather than a sort in the aggregate: this runs for every tile.
+    SELECT string_agg(c, '') INTO attributes
+    FROM (
+        SELECT format('s.%I, ', a.attname) AS c
+        FROM pg_catalog.pg_attribute AS a
+        WHERE a.attrelid = src.source AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attname <> src.feature_id AND a.atttypid <> 'public.geometry'::regtype
+          AND (keep IS NULL OR a.attname = ANY (keep))
+          AND (omit IS NULL OR a.attname NOT LIKE omit)
+        ORDER BY a.attnum
+    ) AS named;
+    EXECUTE format(
+        $sql$
+        SELECT coalesce(ST_AsMVT(f, %L, 4096, 'geom', %L), ''::bytea) FROM (
+            SELECT s.%I, %s ST_AsMVTGeom(s.%I, ST_TileEnvelope($1, $2, $3), 4096, 64, true) AS geom
+            FROM %s AS s
+            WHERE s.%I && ST_TileEnvelope($1, $2, $3, margin => 64.0 / 4096)
+            %s
+            LIMIT $4
+        ) AS f
+        WHERE geom IS NOT NULL
+        $sql$,
+        src.id, src.feature_id, src.feature_id, coalesce(attributes, ''), geom_column, src.source,
+        geom_column, CASE WHEN trimmed THEN format('ORDER BY s.%I DESC', src.largest_first) ELSE '' END)
+    INTO tile
+    USING z, x, y, cap;
+    RETURN tile;
+END
+$$;
+
+-- A layer's tile within its byte budget: the pre-built tile when there is one; else the
+-- features encoded, and when that is over budget (at most, and by default, 500 KB)
+-- encoded again with proportionally fewer, largest-first features. Empty below minzoom.
+CREATE OR REPLACE FUNCTION streetaudit.layer_tile(
+    layer text, z integer, x integer, y integer, properties text, max_bytes integer,
+    geom_column text DEFAULT 'geom', omit text DEFAULT NULL
+)
+RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    src record;
+    keep text[] := string_to_array(properties, ',');
+    budget integer := least(coalesce(max_bytes, 500000), 500000);
+    cap integer;
+    tile bytea;
+BEGIN
+    SELECT * INTO STRICT src FROM streetaudit.tile_source AS l WHERE l.id = layer;
+    IF z < src.minzoom THEN
+        RETURN ''::bytea;
+    END IF;
+    IF z < src.prebuilt_below AND keep IS NULL AND budget = 500000 THEN
+        SELECT p.tile INTO tile FROM streetaudit.prebuilt_tile AS p
+        WHERE p.layer = layer_tile.layer AND p.z = layer_tile.z AND p.x = layer_tile.x AND p.y = layer_tile.y;
+        IF FOUND THEN
+            RETURN tile;
+        END IF;
+    END IF;
+    cap := src.max_features;
+    tile := streetaudit.encode_tile(layer, z, x, y, keep, cap, false, geom_column, omit);
+    IF octet_length(tile) > budget THEN
+        EXECUTE format('SELECT least($4, count(*)) FROM %s WHERE %I && ST_TileEnvelope($1, $2, $3, margin => 64.0 / 4096)',
+                       src.source, geom_column)
+        INTO cap USING z, x, y, cap;
+        LOOP
+            cap := greatest(1, floor(cap * 0.9 * budget / octet_length(tile))::integer);
+            tile := streetaudit.encode_tile(layer, z, x, y, keep, cap, true, geom_column, omit);
+            EXIT WHEN octet_length(tile) <= budget OR cap = 1;
+        END LOOP;
+        IF octet_length(tile) > budget THEN
+            tile := ''::bytea;
+        END IF;
+    END IF;
+    RETURN tile;
+END
+$$;
+
+-- Road segments with n_points and the mean and std of each element (zoom < 12: simplified, means only; zoom < 14: pre-built).
+CREATE OR REPLACE FUNCTION api.segments(
+    z integer, x integer, y integer, properties text DEFAULT NULL, max_bytes integer DEFAULT 500000
+)
+RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, public
+AS $$
+    SELECT streetaudit.layer_tile(
+        'api.segments', z, x, y, properties, max_bytes,
+        geom_column => CASE WHEN z < 12 THEN 'overview_geom' ELSE 'geom' END,
+        omit => CASE WHEN z < 12 THEN '%\_std' END)
+$$;
+COMMENT ON FUNCTION api.segments(integer, integer, integer, text, integer) IS
+    'Road segments with n_points and the mean and std of each element (zoom < 12: simplified, means only; zoom < 14: pre-built). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
+
+-- Sample points with the mean share of each element over their images; zoom >= 14 only (empty below).
+CREATE OR REPLACE FUNCTION api.points(
+    z integer, x integer, y integer, properties text DEFAULT NULL, max_bytes integer DEFAULT 500000
+)
+RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, public
+AS $$
+    SELECT streetaudit.layer_tile('api.points', z, x, y, properties, max_bytes)
+$$;
+COMMENT ON FUNCTION api.points(integer, integer, integer, text, integer) IS
+    'Sample points with the mean share of each element over their images; zoom >= 14 only (empty below). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
+
+-- Heritage areas with n_points and the mean, std and median of each element (zoom < 14: pre-built).
+CREATE OR REPLACE FUNCTION api.areas(
+    z integer, x integer, y integer, properties text DEFAULT NULL, max_bytes integer DEFAULT 500000
+)
+RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, public
+AS $$
+    SELECT streetaudit.layer_tile('api.areas', z, x, y, properties, max_bytes)
+$$;
+COMMENT ON FUNCTION api.areas(integer, integer, integer, text, integer) IS
+    'Heritage areas with n_points and the mean, std and median of each element (zoom < 14: pre-built). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
+
+-- Encode again every pre-built tile: for each layer that has them, every tile of zoom
+-- 0 .. prebuilt_below - 1 whose buffered envelope meets the layer's data, made by the
+-- layer's own api function (so a pre-built tile is exactly the tile it stands for).
+CREATE OR REPLACE FUNCTION streetaudit.prebuild_tiles()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    src record;
+    b box2d;
+    n bigint;
+    total bigint := 0;
+BEGIN
+    DELETE FROM streetaudit.prebuilt_tile;
+    FOR src IN SELECT * FROM streetaudit.tile_source WHERE prebuilt_below IS NOT NULL LOOP
+        EXECUTE format('SELECT ST_Extent(geom) FROM %s', src.source) INTO b;
+        CONTINUE WHEN b IS NULL;
+        EXECUTE format(
+            $sql$
+            INSERT INTO streetaudit.prebuilt_tile (layer, z, x, y, tile)
+            WITH zoom AS (
+                SELECT z, 40075016.685578488 / 2 ^ z AS size, 2 ^ z - 1 AS last
+                FROM generate_series(0, $2 - 1) AS z
+            )
+            SELECT $1, zoom.z, tx, ty, %s(zoom.z, tx, ty)
+            FROM zoom,
+                 generate_series(
+                     greatest(0, floor((ST_XMin($3) - size * 64 / 4096 + 20037508.342789244) / size))::integer,
+                     least(last, floor((ST_XMax($3) + size * 64 / 4096 + 20037508.342789244) / size))::integer) AS tx,
+                 generate_series(
+                     greatest(0, floor((20037508.342789244 - ST_YMax($3) - size * 64 / 4096) / size))::integer,
+                     least(last, floor((20037508.342789244 - ST_YMin($3) + size * 64 / 4096) / size))::integer) AS ty
+            $sql$,
+            to_regproc(src.id))
+        USING src.id, src.prebuilt_below, b;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+    END LOOP;
+    RETURN total;
+END
+$$;
+COMMENT ON FUNCTION streetaudit.prebuild_tiles() IS
+    'Encode again the pre-built low-zoom tiles of every layer from the tile tables; returns how many.';
+
+-- A data version newer than `version` and than any earlier one, even of a recreated database.
+CREATE OR REPLACE FUNCTION streetaudit.next_data_version(version bigint)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT greatest(version + 1, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+$$;
+
+-- Refresh everything the readers see from one model, in dependency order, and bump the
+-- data version. The caller commits (the stats flow writes the comparison in the same
+-- transaction, so readers never see statistics of two models mixed).
+CREATE OR REPLACE FUNCTION streetaudit.refresh_stats(stats_model bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    new_version bigint;
+BEGIN
+    UPDATE streetaudit.stats_state
+    SET model_id = stats_model, version = streetaudit.next_data_version(version), refreshed_at = now()
+    RETURNING version INTO new_version;
+    REFRESH MATERIALIZED VIEW api.point_elements;
+    REFRESH MATERIALIZED VIEW api.segment_stats;
+    REFRESH MATERIALIZED VIEW api.area_stats;
+    REFRESH MATERIALIZED VIEW streetaudit.segment_tile;
+    REFRESH MATERIALIZED VIEW streetaudit.point_tile;
+    REFRESH MATERIALIZED VIEW streetaudit.area_tile;
+    PERFORM streetaudit.prebuild_tiles();
+    RETURN new_version;
+END
+$$;
+COMMENT ON FUNCTION streetaudit.refresh_stats(bigint) IS
+    'Recompute the published statistics and tile tables from one segmentation model; returns the new data version.';
+
+-- This file just ran again (it or a file before it changed), so the tile tables were made
+-- anew: encode the pre-built tiles again, and where statistics are published give them a
+-- new data version, so no cache serves a tile of the old definitions.
+SELECT streetaudit.prebuild_tiles();
+UPDATE streetaudit.stats_state SET version = streetaudit.next_data_version(version) WHERE model_id IS NOT NULL;
