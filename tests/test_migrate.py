@@ -310,7 +310,8 @@ def test_a_database_built_by_main_migrates_without_losing_data(empty_db_url: str
 
     applied = migrate(url)
 
-    assert applied == ["032_tile_layers_from_post.sql"] + [f"post/{s.name}" for s in discover_sources()]
+    after_main = [m.name for m in discover() if m.name >= "032"]
+    assert applied == after_main + [f"post/{s.name}" for s in discover_sources()]
     assert snapshot(url) == before
     new_tiles = {t: features(url, *t) for t in tiles}
     # Same features and attributes; a std may differ in its last bit (points summed in another order).
