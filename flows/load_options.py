@@ -68,7 +68,9 @@ class RoadLoading(LoadOptions):
         None, description="Source name; reloading a source replaces its roads. Default: the file path."
     )
     force: bool = Field(
-        False, description="Reload even when it would take names or kinds from most of the source's roads."
+        False,
+        description="Reload even when it would take names or kinds from most of the source's roads, "
+        "or delete roads (gone from the file) whose points hold images.",
     )
 
     @field_validator("name_field", "kind_field", mode="before")

@@ -1,9 +1,9 @@
 """Stage 1: load road centre lines into `streetaudit.road`.
 
 A source (by default the file's absolute path) is loaded in one transaction: roads that
-are gone from the file are deleted, changed ones updated (their sample points dropped,
-since they no longer lie on the road), unchanged ones kept with their ids, so images
-already collected along them survive a reload. The differences are counted first and a
+are gone from the file are deleted (refused, unless forced, when their points hold images),
+changed ones updated (their sample points retired, since they no longer lie on the road),
+unchanged ones kept with their ids, so images already collected along them survive a reload. The differences are counted first and a
 reload that would wipe names or kinds stops unless forced (flows/load_changes.py).
 """
 
@@ -77,16 +77,20 @@ def load_roads(
         changes = compare(conn, "road", "road_load", src)
         if not force:
             refuse_wipe(path, src, changes, result.fields)
+        if not force:
+            refuse_image_loss(conn, path, src)
         deleted = conn.execute(
             """DELETE FROM streetaudit.road AS r WHERE r.source = %s
                AND NOT EXISTS (SELECT 1 FROM road_load AS l WHERE l.source_id = r.source_id)""",
             (src,),
         ).rowcount
+        # A moved road's points no longer lie on it: retired, never deleted, so their images
+        # stay; densify reuses those still within 1.5 m of the new line (sql/post/003_densify.sql).
         conn.execute(
-            """DELETE FROM streetaudit.sample_point AS p
-               USING streetaudit.road AS r, road_load AS l
+            """UPDATE streetaudit.sample_point AS p SET retired_at = now()
+               FROM streetaudit.road AS r, road_load AS l
                WHERE p.road_id = r.id AND r.source = %s AND l.source_id = r.source_id
-                 AND NOT ST_OrderingEquals(r.geom, l.geom)""",
+                 AND p.retired_at IS NULL AND NOT ST_OrderingEquals(r.geom, l.geom)""",
             (src,),
         )
         conn.execute(
@@ -137,3 +141,25 @@ def roads_flow(url: str, roads: RoadLoading) -> dict:
         f"loaded {report.loaded} roads ({report.length_km:.1f} km) from {report.source}: {report.summary()}"
     )
     return {**report.__dict__, "changes": report.changes.as_dict()}
+
+
+def refuse_image_loss(conn: psycopg.Connection, path: Path, src: str) -> None:
+    """Deleting a road cascades to its points' images and segmentations: only when forced."""
+    roads, images, segmentations = conn.execute(
+        """SELECT count(DISTINCT r.id), count(DISTINCT i.id), count(s.image_id)
+           FROM streetaudit.road AS r
+           JOIN streetaudit.sample_point AS p ON p.road_id = r.id
+           JOIN streetaudit.image AS i ON i.point_id = p.id
+           LEFT JOIN streetaudit.segmentation AS s ON s.image_id = i.id
+           WHERE r.source = %s
+             AND NOT EXISTS (SELECT 1 FROM road_load AS l WHERE l.source_id = r.source_id)""",
+        (src,),
+    ).fetchone()
+    if images:
+        raise InputError(
+            f"{path}: {roads} road(s) of source {src!r} are gone from the file and their sample points "
+            f"hold {images} image row(s) and {segmentations} segmentation(s); reloading would delete "
+            "those rows. Nothing was changed. Load the file under another --source to keep both, or "
+            "rerun with --force to delete them (their files then stay on disk: "
+            "`streetaudit images orphans --delete` removes them)."
+        )

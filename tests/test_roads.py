@@ -98,7 +98,7 @@ def test_reloading_a_source_replaces_it_without_duplicates_and_keeps_unchanged_i
         assert dict(conn.execute("SELECT source_id, id FROM streetaudit.road").fetchall()) == ids_before
         points_before = conn.execute("SELECT count(*) FROM streetaudit.sample_point").fetchone()[0]
         assert points_before > 0
-    # Edit the file: move road 1, drop road 2. Road 1's points must go; road 2 disappears.
+    # Edit the file: move road 1, drop road 2. Road 1's points are retired; road 2 disappears.
     frame = sample_roads()
     frame.loc[0, "geometry"] = LineString([(24.944, 60.168), (24.952, 60.169)])
     frame = frame.drop(index=1)
@@ -111,7 +111,8 @@ def test_reloading_a_source_replaces_it_without_duplicates_and_keeps_unchanged_i
         moved = conn.execute("SELECT id FROM streetaudit.road WHERE source_id = '1'").fetchone()[0]
         assert (
             conn.execute(
-                "SELECT count(*) FROM streetaudit.sample_point WHERE road_id = %s", (moved,)
+                "SELECT count(*) FROM streetaudit.sample_point WHERE road_id = %s AND retired_at IS NULL",
+                (moved,),
             ).fetchone()[0]
             == 0
         )
@@ -198,3 +199,55 @@ def test_areas_need_their_name_field(fresh_db_url: str, tmp_path: Path) -> None:
     path = write(frame, tmp_path / "areas.geojson", "GeoJSON")
     with pytest.raises(InputError, match="field 'name'"):
         load_areas(fresh_db_url, path, name_field="name")
+
+
+def _images_on_points(conn: psycopg.Connection, source: str) -> int:
+    """One ok image row on every active point of `source`; returns how many."""
+    return conn.execute(
+        """INSERT INTO streetaudit.image (point_id, provider, heading, uri, status)
+           SELECT p.id, 'synthetic', 0, 'file:///nowhere/' || p.id || '.jpg', 'ok'
+           FROM streetaudit.sample_point AS p JOIN streetaudit.road AS r ON r.id = p.road_id
+           WHERE r.source = %s AND p.retired_at IS NULL""",
+        (source,),
+    ).rowcount
+
+
+def test_reload_never_deletes_images_of_removed_or_moved_roads_unless_forced(
+    fresh_db_url: str, tmp_path: Path
+) -> None:
+    from streetaudit.flows.points import densify
+
+    frame = sample_roads().iloc[:2]
+    path = write(frame, tmp_path / "roads.geojson")
+    load_roads(fresh_db_url, path, name_field="street", kind_field="class", source="city")
+    densify(fresh_db_url)
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        stored = _images_on_points(conn, "city")
+        assert stored > 2
+
+    # Unioninkatu gone from the file, Aleksanterinkatu moved 30 m north.
+    moved = frame.iloc[:1].copy()
+    moved.geometry = [shapely.affinity.translate(moved.geometry.iloc[0], yoff=0.0003)]
+    write(moved, path)
+    with pytest.raises(InputError, match=r"1 road\(s\).*hold \d+ image row\(s\).*--force"):
+        load_roads(fresh_db_url, path, name_field="street", kind_field="class", source="city")
+    with psycopg.connect(fresh_db_url) as conn:
+        assert len(roads_of(conn, "city")) == 2  # nothing changed
+        assert conn.execute("SELECT count(*) FROM streetaudit.image").fetchone()[0] == stored
+
+    report = load_roads(
+        fresh_db_url, path, name_field="street", kind_field="class", source="city", force=True
+    )
+    assert report.deleted == 1
+    with psycopg.connect(fresh_db_url) as conn:
+        kept, retired = conn.execute(
+            """SELECT count(*), count(*) FILTER (WHERE p.retired_at IS NOT NULL)
+               FROM streetaudit.image AS i JOIN streetaudit.sample_point AS p ON p.id = i.point_id"""
+        ).fetchone()
+        on_moved = conn.execute(
+            """SELECT count(*) FROM streetaudit.sample_point AS p JOIN streetaudit.road AS r ON r.id = p.road_id
+               WHERE r.name = %s""",
+            (moved["street"].iloc[0],),
+        ).fetchone()[0]
+    # The removed road's images went with --force; the moved road's stayed, on retired points.
+    assert kept == retired == on_moved > 0
