@@ -102,6 +102,7 @@ class ClusterState:
     socket_dir: str
     os_user: str | None
     reader_password: str = ""
+    rater_password: str = ""
 
     def url(self, database: str = DATABASE, user: str = SUPERUSER, password: str | None = None) -> str:
         secret = self.password if password is None else password
@@ -153,6 +154,13 @@ class LocalCluster:
         if state is None:
             raise DatabaseSetupError(f"no local database under {self.root}")
         return state.url(database, user="streetaudit_reader", password=state.reader_password)
+
+    def rater_url(self, database: str = DATABASE) -> str:
+        """The login role of the raters' web page, which may only call the rating functions."""
+        state = self.state()
+        if state is None:
+            raise DatabaseSetupError(f"no local database under {self.root}")
+        return state.url(database, user="streetaudit_rater", password=state.rater_password)
 
     # -- lifecycle -----------------------------------------------------------------------
     def up(self) -> str:
@@ -214,6 +222,7 @@ class LocalCluster:
             socket_dir=str(socket_dir),
             os_user=os_user,
             reader_password=secrets.token_urlsafe(18),
+            rater_password=secrets.token_urlsafe(18),
         )
         self._save(state)
 
@@ -283,6 +292,18 @@ class LocalCluster:
             conn.execute(
                 psycopg.sql.SQL("ALTER ROLE streetaudit_reader LOGIN PASSWORD {}").format(
                     psycopg.sql.Literal(state.reader_password)
+                )
+            )
+            if not state.rater_password:  # a cluster made before the raters' role existed
+                state.rater_password = secrets.token_urlsafe(18)
+                self._save(state)
+            conn.execute(
+                """DO $$ BEGIN CREATE ROLE streetaudit_rater LOGIN;
+                   EXCEPTION WHEN duplicate_object THEN NULL; END $$"""
+            )
+            conn.execute(
+                psycopg.sql.SQL("ALTER ROLE streetaudit_rater LOGIN PASSWORD {}").format(
+                    psycopg.sql.Literal(state.rater_password)
                 )
             )
 
