@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from streetaudit.api import health, stats, tiles
+from streetaudit.api import health, rating, stats, tiles
 from streetaudit.api import map as map_page
 from streetaudit.api.catalog import load_layers
 from streetaudit.api.database import Database
@@ -47,6 +47,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     """The app for database `url`; connections act as settings.role (streetaudit_reader)."""
     settings = settings or ApiSettings()
     db = Database(url, settings)
+    rater_db = rating.RaterDatabase(url)
     ogc = None
     if settings.ogc:
         from streetaudit.api.ogc import MOUNT_PATH, ogc_app
@@ -56,6 +57,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await db.open()
+        await rater_db.open()
         async with db.pool.connection() as conn:
             app.state.layers = await load_layers(conn)
         app.state.ogc_enabled = False
@@ -69,6 +71,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
         finally:
             if ogc is not None:
                 await close_ogc(ogc)
+            await rater_db.close()
             await db.close()
 
     app = FastAPI(
@@ -78,6 +81,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.rater_db = rater_db
     app.state.layers = {}
     app.state.bounds = _bounds_loader(db)
     app.state.tile_cache = TileCache(settings.tile_cache_mb * 2**20) if settings.tile_cache_mb > 0 else None
@@ -97,6 +101,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(stats.router)
     app.include_router(map_page.router)
+    app.include_router(rating.router)
     app.mount("/static/app", StaticFiles(directory=map_page.STATIC_DIR), name="static-app")
     app.mount(
         "/static/maplibre", StaticFiles(directory=settings.maplibre_dir, check_dir=False), name="maplibre"

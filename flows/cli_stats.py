@@ -66,10 +66,16 @@ def serve(
     import uvicorn
 
     from streetaudit.api.settings import ApiSettings
+    from streetaudit.sql.connect import local_cluster
+    from streetaudit.sql.settings import DatabaseSettings
 
     settings = ApiSettings()
     url = settings.database_url or ready_url()
     os.environ["STREETAUDIT_API_DATABASE_URL"] = url
+    if not settings.database_url and not DatabaseSettings().database_url:
+        # The raters' endpoints log in as their own role on the private cluster.
+        os.environ.setdefault("STREETAUDIT_API_RATER_DATABASE_URL", local_cluster().rater_url())
+    console.print(f"raters: http://{host}:{port}/rate (open the link from `streetaudit raters add`)")
     console.print(f"map: http://{host}:{port}/map   layers: http://{host}:{port}/index.json")
     uvicorn.run(
         "streetaudit.api.app:app", host=host, port=port, workers=workers, log_level="info", proxy_headers=True
