@@ -40,6 +40,7 @@ def raters_list() -> None:
         console.print(
             f"{r.name}\t{state}\t{r.comparisons} choices, {r.skipped} skipped\tadded {r.created_at:%Y-%m-%d}",
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -83,8 +84,9 @@ def ratings_campaign(
         f"campaign: {c.strategy} pairs from {c.pool} images in {c.area or 'all core areas'}; "
         f"target {c.target} comparisons per rater; K {c.k:g}; repeated pairs {c.repeat_share:.0%}",
         highlight=False,
+        soft_wrap=True,
     )
-    console.print(f"question: {c.question}", highlight=False)
+    console.print(f"question: {c.question}", highlight=False, soft_wrap=True)
 
 
 @ratings_app.command("recompute")
@@ -97,6 +99,7 @@ def ratings_recompute() -> None:
         f"ratings from {r.comparisons} comparisons of {r.images} images by {r.raters} raters (K {r.k:g}); "
         f"online ELO differed by at most {r.elo_drift:.3g}; data version {r.version} ({r.seconds:.2f} s)",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -112,7 +115,7 @@ def ratings_status(
     if lag is not None and lag <= 0:
         raise InputError(f"--lag must be a positive number of choices, got {lag}")
     for line in status_lines(rating_status(ready_url(), lag=lag, seed=seed)):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @ratings_app.command("top")
@@ -127,7 +130,7 @@ def ratings_top(
 
     report = export_top(ready_url(), out, n=n, method=method, per_rater=per_rater)
     for name, count in report.lists.items():
-        console.print(f"{name or 'pooled'}: {count} images", highlight=False)
+        console.print(f"{name or 'pooled'}: {count} images", highlight=False, soft_wrap=True)
     console.print(
         f"{report.files} files, {report.union} distinct images; manifest {report.manifest}", highlight=False
     )

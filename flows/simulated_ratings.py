@@ -125,3 +125,41 @@ def simulate_choices(
         )
         made += 1
     return made
+
+
+def tau_curve(
+    url: str,
+    raters: list[SimulatedRater],
+    latent: dict[int, float],
+    per_image: list[int],
+    rng: np.random.Generator,
+) -> dict[int, tuple[float, float]]:
+    """Kendall τ between the true and the estimated ranking (Bradley–Terry, online ELO) after
+    each number of comparisons per image in `per_image`, pairs chosen by the campaign's
+    strategy through rating_api. Needs an empty record: run it on a scratch database."""
+    from streetaudit.flows.rating_scores import bradley_terry, kendall_tau
+
+    images = sorted(latent)
+    index = {image: i for i, image in enumerate(images)}
+    truth = np.array([latent[i] for i in images])
+    curve: dict[int, tuple[float, float]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT count(*) FROM streetaudit.comparison").fetchone()[0]:
+            raise ValueError("tau_curve needs an empty comparison record (a scratch database)")
+        # The pair functions draw with the server's random(): seed this session's.
+        conn.execute("SELECT setseed(%s)", (float(rng.uniform(-1, 1)),))
+        made = 0
+        for c in sorted(per_image):
+            wanted = c * len(images) // 2
+            made += simulate_choices(conn, raters, latent, wanted - made, rng)
+            rows = conn.execute(
+                """SELECT CASE WHEN choice = 'left' THEN left_image ELSE right_image END,
+                          CASE WHEN choice = 'left' THEN right_image ELSE left_image END
+                   FROM streetaudit.comparison WHERE choice <> 'skip' AND undone_at IS NULL"""
+            ).fetchall()
+            winners = np.array([index[w] for w, _ in rows])
+            losers = np.array([index[lo] for _, lo in rows])
+            bt, _ = bradley_terry(len(images), winners, losers)
+            elo = dict(conn.execute("SELECT image_id, elo FROM streetaudit.rating_image").fetchall())
+            curve[c] = (kendall_tau(bt, truth), kendall_tau(np.array([elo[i] for i in images]), truth))
+    return curve

@@ -236,10 +236,12 @@ BEGIN
 END
 $$;
 
--- Adaptive pairs: the first image among those with the fewest comparisons (a little
--- jitter spreads concurrent raters over different images), the second the unseen image
--- closest to it in online ELO, where each comparison the candidate already has counts as
--- 40 ELO points of distance, so images with few comparisons are still preferred.
+-- Adaptive pairs: the first image among those with the fewest comparisons, the second
+-- an unseen image with few comparisons that is close to it in online ELO: each 30 ELO
+-- points of distance count as one comparison more. Close pairs are the informative ones
+-- (a choice between a palace and a car park tells little); the jitter of random() spreads
+-- concurrent raters over different images. The weight was chosen by the simulation in
+-- bench/ratings.py (30 beat 12 and 60 at Bradley-Terry spreads of 1 and 2.5 logits).
 CREATE OR REPLACE FUNCTION streetaudit.pick_adaptive_pair(rater bigint, OUT a bigint, OUT b bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog
@@ -251,11 +253,11 @@ BEGIN
     FOR attempt IN 1..8 LOOP
         SELECT image_id, elo INTO a, a_elo FROM streetaudit.rating_pool
         WHERE image_id <> ALL (tried)
-        ORDER BY n + 2 * random() LIMIT 1;
+        ORDER BY n + random() LIMIT 1;
         EXIT WHEN a IS NULL;
         SELECT p.image_id INTO b FROM streetaudit.rating_pool AS p
         WHERE p.image_id <> a AND p.image_id <> ALL (streetaudit.rater_partners(rater, a))
-        ORDER BY abs(p.elo - a_elo) + 40 * p.n + 20 * random() LIMIT 1;
+        ORDER BY p.n + random() + abs(p.elo - a_elo) / 30 LIMIT 1;
         IF b IS NOT NULL THEN
             RETURN;
         END IF;
