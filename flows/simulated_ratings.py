@@ -23,8 +23,10 @@ from streetaudit.flows.raters import add_rater
 _ORIGIN = (24.95, 60.17)
 
 
-def seed_rating_images(url: str, root: Path, n: int, *, outside: int = 0, seed: int = 0) -> list[int]:
-    """`n` ok images (small JPEGs under `root`) at points inside a square core area 'Seeded core',
+def seed_rating_images(
+    url: str, root: Path, n: int, *, outside: int = 0, seed: int = 0, area: str = "Seeded core"
+) -> list[int]:
+    """`n` ok images (small JPEGs under `root`) at points inside a square core area named `area`,
     plus `outside` images outside it; returns the ids of the images inside."""
     rng = np.random.default_rng(seed)
     store = ImageStore(str(root))
@@ -41,10 +43,10 @@ def seed_rating_images(url: str, root: Path, n: int, *, outside: int = 0, seed: 
         ).fetchone()[0]
         conn.execute(
             """INSERT INTO streetaudit.heritage_area (source, source_id, name, kind, geom, area_m2)
-               VALUES ('seeded-ratings', %s, 'Seeded core', 'core',
+               VALUES ('seeded-ratings', %s, %s, 'core',
                        ST_Multi(ST_MakeEnvelope(%s, %s, %s, %s, 4326)), 1)
                ON CONFLICT (source, source_id) DO NOTHING""",
-            (f"core-{seed}", x0 - step / 2, y0 - 0.001, x0 + step * (n - 0.5), y0 + 0.001),
+            (f"core-{seed}-{area}", area, x0 - step / 2, y0 - 0.001, x0 + step * (n - 0.5), y0 + 0.001),
         )
         inside = []
         for seq in range(total):

@@ -29,10 +29,12 @@ CREATE TABLE IF NOT EXISTS streetaudit.rater (
     token_hash text NOT NULL UNIQUE CHECK (token_hash ~ '^[0-9a-f]{64}$'),
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz,
-    active boolean GENERATED ALWAYS AS (revoked_at IS NULL) STORED
+    active boolean GENERATED ALWAYS AS (revoked_at IS NULL) STORED,
+    decided integer NOT NULL DEFAULT 0,
+    skipped integer NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE streetaudit.rater IS
-    'People who rate image pairs. Only the SHA-256 (hex) of their personal token is kept; `streetaudit raters add` prints the token once.';
+    'People who rate image pairs. Only the SHA-256 (hex) of their personal token is kept; `streetaudit raters add` prints the token once. decided/skipped count their comparisons not undone (kept by submit_choice and undo_last, so progress costs no count).';
 
 CREATE TABLE IF NOT EXISTS streetaudit.rating_campaign (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -56,6 +58,7 @@ CREATE TABLE IF NOT EXISTS streetaudit.rating_image (
     added_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS rating_image_pool_idx ON streetaudit.rating_image (n) WHERE in_pool;
+CREATE INDEX IF NOT EXISTS rating_image_elo_idx ON streetaudit.rating_image (elo) WHERE in_pool;
 COMMENT ON TABLE streetaudit.rating_image IS
     'Images of the rating campaign: in_pool marks the current pool; elo and n (decided comparisons) are the pooled ELO updated online by each choice, which adaptive pairing reads. `ratings recompute` resets them from the record.';
 
@@ -165,19 +168,17 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog
 AS $$
     SELECT jsonb_build_object(
-        'done', count(*) FILTER (WHERE c.choice <> 'skip'),
-        'skipped', count(*) FILTER (WHERE c.choice = 'skip'),
+        'done', r.decided, 'skipped', r.skipped,
         'target', (SELECT target FROM streetaudit.rating_campaign))
-    FROM streetaudit.comparison AS c
-    WHERE c.rater_id = rater AND c.undone_at IS NULL
+    FROM streetaudit.rater AS r
+    WHERE r.id = rater
 $$;
 
--- Images currently offered for rating: in the pool and still 'ok' (cleaning may exclude some).
+-- Images currently offered for rating. The pool holds only 'ok' images when it is set; one
+-- excluded by cleaning later is dropped from it by next_pair when drawn (checking every
+-- candidate's status would join the whole image table on every pair).
 CREATE OR REPLACE VIEW streetaudit.rating_pool AS
-    SELECT ri.image_id, ri.elo, ri.n
-    FROM streetaudit.rating_image AS ri
-    JOIN streetaudit.image AS i ON i.id = ri.image_id AND i.status = 'ok'
-    WHERE ri.in_pool;
+    SELECT ri.image_id, ri.elo, ri.n FROM streetaudit.rating_image AS ri WHERE ri.in_pool;
 
 -- The images `rater` has judged (or holds on offer) together with `image`.
 CREATE OR REPLACE FUNCTION streetaudit.rater_partners(rater bigint, image bigint) RETURNS bigint[]
@@ -218,12 +219,15 @@ CREATE OR REPLACE FUNCTION streetaudit.pick_random_pair(rater bigint, OUT a bigi
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog
 AS $$
+DECLARE
+    partners bigint[];
 BEGIN
     FOR attempt IN 1..8 LOOP
         SELECT image_id INTO a FROM streetaudit.rating_pool ORDER BY random() LIMIT 1;
         EXIT WHEN a IS NULL;
+        partners := streetaudit.rater_partners(rater, a);  -- once, not once per candidate row
         SELECT p.image_id INTO b FROM streetaudit.rating_pool AS p
-        WHERE p.image_id <> a AND p.image_id <> ALL (streetaudit.rater_partners(rater, a))
+        WHERE p.image_id <> a AND p.image_id <> ALL (partners)
         ORDER BY random() LIMIT 1;
         IF b IS NOT NULL THEN
             RETURN;
@@ -242,22 +246,33 @@ $$;
 -- (a choice between a palace and a car park tells little); the jitter of random() spreads
 -- concurrent raters over different images. The weight was chosen by the simulation in
 -- bench/ratings.py (30 beat 12 and 60 at Bradley-Terry spreads of 1 and 2.5 logits).
+-- Candidates are the 40 unseen images just above and the 40 just below in ELO (two index
+-- scans), so the cost does not grow with the pool.
 CREATE OR REPLACE FUNCTION streetaudit.pick_adaptive_pair(rater bigint, OUT a bigint, OUT b bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog
 AS $$
 DECLARE
     a_elo double precision;
+    fewest integer;
     tried bigint[] := '{}';
+    partners bigint[];
 BEGIN
+    SELECT min(n) INTO fewest FROM streetaudit.rating_image WHERE in_pool;
     FOR attempt IN 1..8 LOOP
-        SELECT image_id, elo INTO a, a_elo FROM streetaudit.rating_pool
-        WHERE image_id <> ALL (tried)
+        SELECT image_id, elo INTO a, a_elo FROM streetaudit.rating_image
+        WHERE in_pool AND n <= fewest + 1 AND image_id <> ALL (tried)
         ORDER BY n + random() LIMIT 1;
         EXIT WHEN a IS NULL;
-        SELECT p.image_id INTO b FROM streetaudit.rating_pool AS p
-        WHERE p.image_id <> a AND p.image_id <> ALL (streetaudit.rater_partners(rater, a))
-        ORDER BY p.n + random() + abs(p.elo - a_elo) / 30 LIMIT 1;
+        partners := streetaudit.rater_partners(rater, a) || a;  -- once, not once per candidate
+        SELECT c.image_id INTO b FROM (
+            (SELECT image_id, elo, n FROM streetaudit.rating_image
+             WHERE in_pool AND elo >= a_elo AND image_id <> ALL (partners) ORDER BY elo LIMIT 40)
+            UNION ALL
+            (SELECT image_id, elo, n FROM streetaudit.rating_image
+             WHERE in_pool AND elo < a_elo AND image_id <> ALL (partners) ORDER BY elo DESC LIMIT 40)
+        ) AS c
+        ORDER BY c.n + random() + abs(c.elo - a_elo) / 30 LIMIT 1;
         IF b IS NOT NULL THEN
             RETURN;
         END IF;
@@ -309,16 +324,26 @@ BEGIN
     SELECT * INTO c FROM streetaudit.rating_campaign;
     DELETE FROM streetaudit.rating_offer
     WHERE rater_id = r.id AND shown_at < clock_timestamp() - interval '1 hour';
-    IF c.repeat_share > 0 AND random() < c.repeat_share THEN
-        SELECT p.a, p.b INTO a, b FROM streetaudit.pick_repeated_pair(r.id) AS p;
-    END IF;
-    IF a IS NULL THEN
-        IF c.strategy = 'random' THEN
-            SELECT p.a, p.b INTO a, b FROM streetaudit.pick_random_pair(r.id) AS p;
-        ELSE
-            SELECT p.a, p.b INTO a, b FROM streetaudit.pick_adaptive_pair(r.id) AS p;
+    FOR attempt IN 1..5 LOOP
+        a := NULL;
+        IF c.repeat_share > 0 AND random() < c.repeat_share THEN
+            SELECT p.a, p.b INTO a, b FROM streetaudit.pick_repeated_pair(r.id) AS p;
         END IF;
-    END IF;
+        IF a IS NULL THEN
+            IF c.strategy = 'random' THEN
+                SELECT p.a, p.b INTO a, b FROM streetaudit.pick_random_pair(r.id) AS p;
+            ELSE
+                SELECT p.a, p.b INTO a, b FROM streetaudit.pick_adaptive_pair(r.id) AS p;
+            END IF;
+        END IF;
+        EXIT WHEN a IS NULL;
+        -- Excluded by cleaning since the pool was set: leave the pool, draw again.
+        UPDATE streetaudit.rating_image AS ri SET in_pool = false
+        FROM streetaudit.image AS i
+        WHERE i.id = ri.image_id AND ri.image_id IN (a, b) AND i.status <> 'ok';
+        EXIT WHEN NOT FOUND;
+        a := NULL;
+    END LOOP;
     IF a IS NULL THEN
         RETURN jsonb_build_object('left', NULL, 'right', NULL, 'progress', streetaudit.rater_progress(r.id));
     END IF;
@@ -379,6 +404,9 @@ BEGIN
     INSERT INTO streetaudit.comparison (rater_id, left_image, right_image, choice, shown_at, client, elo_delta)
     VALUES (r.id, offer.left_image, offer.right_image, choice, offer.shown_at, client, delta)
     RETURNING id INTO new_id;
+    UPDATE streetaudit.rater
+    SET decided = decided + (choice <> 'skip')::integer, skipped = skipped + (choice = 'skip')::integer
+    WHERE id = r.id;
     RETURN jsonb_build_object('comparison', new_id, 'progress', streetaudit.rater_progress(r.id));
 END
 $$;
@@ -408,6 +436,9 @@ BEGIN
         UPDATE streetaudit.rating_image SET elo = elo + last.elo_delta, n = n - 1 WHERE image_id = last.right_image;
     END IF;
     UPDATE streetaudit.comparison SET undone_at = clock_timestamp() WHERE id = last.id;
+    UPDATE streetaudit.rater
+    SET decided = decided - (last.choice <> 'skip')::integer, skipped = skipped - (last.choice = 'skip')::integer
+    WHERE id = r.id;
     INSERT INTO streetaudit.rating_offer (rater_id, low_image, high_image, left_image, right_image)
     VALUES (r.id, least(last.left_image, last.right_image), greatest(last.left_image, last.right_image),
             last.left_image, last.right_image)

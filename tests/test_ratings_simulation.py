@@ -17,14 +17,14 @@ from streetaudit.flows.ratings import set_campaign
 from streetaudit.flows.simulated_ratings import add_simulated_raters, seed_rating_images, tau_curve
 
 PER_IMAGE = [4, 8, 12]
-SEEDS = (1, 2, 3)
+SEEDS = (1, 2, 3, 4)
 SPREAD = 2.5
 TAU_AT_12 = 0.70
 
 
 @pytest.mark.slow
 def test_adaptive_pairs_rank_at_least_as_well_as_random_pairs(fresh_db_url, tmp_path):
-    ids = seed_rating_images(fresh_db_url, tmp_path, 40)
+    ids = seed_rating_images(fresh_db_url, tmp_path, 60)
     curves: dict[str, list[list[float]]] = {"random": [], "adaptive": []}
     for seed in SEEDS:
         for strategy in curves:
