@@ -34,7 +34,12 @@ from streetaudit.sql.connect import scratch_database
 PER_IMAGE = list(range(2, 13))
 
 
-def drive(url: str, workers: int, seconds: float, step: Callable[[psycopg.Connection, int, np.random.Generator], None]):
+def drive(
+    url: str,
+    workers: int,
+    seconds: float,
+    step: Callable[[psycopg.Connection, int, np.random.Generator], None],
+):
     """`workers` threads call step() for `seconds`; returns (latencies in s, wall time)."""
     latencies: list[list[float]] = [[] for _ in range(workers)]
     barrier = threading.Barrier(workers + 1)
@@ -136,7 +141,9 @@ def simulation(url: str, pool: int, seeds: int) -> None:
             f"\nKendall τ vs true ranking: {pool} images, 5 simulated raters, latent spread {spread:g} logits, "
             f"mean of {seeds} seeds"
         )
-        print(f"{'per image':>9s} {'random BT':>10s} {'adaptive BT':>12s} {'random ELO':>11s} {'adaptive ELO':>13s}")
+        print(
+            f"{'per image':>9s} {'random BT':>10s} {'adaptive BT':>12s} {'random ELO':>11s} {'adaptive ELO':>13s}"
+        )
         for j, c in enumerate(PER_IMAGE):
             r, a = mean["random"][j], mean["adaptive"][j]
             print(f"{c:9d} {r[0]:10.3f} {a[0]:12.3f} {r[1]:11.3f} {a[1]:13.3f}")

@@ -340,8 +340,12 @@ def status_lines(status: RatingStatus) -> list[str]:
 
 
 @flow(name="ratings", log_prints=True)
-def ratings_flow(url: str) -> dict:
+def ratings_flow(url: str | None = None) -> dict:
     """Recompute the ratings and the status; safe to schedule while a campaign runs."""
+    if url is None:
+        from streetaudit.sql.connect import ready_database
+
+        url = ready_database()
     report = recompute_ratings(url)
     print(
         f"ratings from {report.comparisons} comparisons of {report.images} images by {report.raters} raters "

@@ -31,6 +31,7 @@ def seed_rating_images(
     rng = np.random.default_rng(seed)
     store = ImageStore(str(root))
     x0, y0 = _ORIGIN
+    y0 += 0.003 * (seed % 50)  # pools seeded differently do not overlap
     total = n + outside
     step = 0.0004
     with psycopg.connect(url) as conn:

@@ -60,10 +60,21 @@ def test_campaign_rejects_bad_settings_and_changes_nothing(cli, db_url, pool, ar
 
 def test_campaign_recompute_status_and_top(cli, db_url, pool, tmp_path: Path):
     result = cli(
-        "ratings", "campaign", "--strategy", "random", "--where-area", "Seeded core", "--target", "40", "--k", "24"
+        "ratings",
+        "campaign",
+        "--strategy",
+        "random",
+        "--where-area",
+        "Seeded core",
+        "--target",
+        "40",
+        "--k",
+        "24",
     )
     assert result.exit_code == 0, result.output
-    assert "random pairs from 16 images in Seeded core; target 40 comparisons per rater; K 24" in result.output
+    assert (
+        "random pairs from 16 images in Seeded core; target 40 comparisons per rater; K 24" in result.output
+    )
     raters = []
     for name in ("Bea", "Cem"):
         token = TOKEN.search(cli("raters", "add", name).output).group(1)
@@ -73,7 +84,10 @@ def test_campaign_recompute_status_and_top(cli, db_url, pool, tmp_path: Path):
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert simulate_choices(conn, raters, latent, 80, rng) == 80
     recomputed = cli("ratings", "recompute")
-    assert recomputed.exit_code == 0 and "from 80 comparisons of 16 images by 2 raters (K 24)" in recomputed.output
+    assert (
+        recomputed.exit_code == 0
+        and "from 80 comparisons of 16 images by 2 raters (K 24)" in recomputed.output
+    )
     with psycopg.connect(db_url) as conn:
         log = read_log(conn)
         stored = dict(
@@ -124,3 +138,22 @@ def test_campaign_recompute_status_and_top(cli, db_url, pool, tmp_path: Path):
 
     pooled = cli("ratings", "top", "--n", "3", "--out", tmp_path / "pooled")
     assert pooled.exit_code == 0 and "pooled: 3 images" in pooled.output
+
+
+def test_ratings_flow_runs_under_prefect(prefect_harness, db_url, pool):
+    from streetaudit.flows.ratings import ratings_flow
+
+    result = ratings_flow(db_url)
+    assert result["recompute"]["comparisons"] == result["status"]["comparisons"]
+    assert result["status"]["rule"].startswith("stable when")
+
+
+def test_demo_step_runs_a_clearly_simulated_campaign(db_url, pool):
+    from rich.console import Console
+
+    from streetaudit.flows.demo import step_ratings
+
+    console = Console(record=True, width=200)
+    step_ratings(db_url, console)
+    text = console.export_text()
+    assert "SIMULATED raters" in text and "top 1: image" in text and "split-half reliability" in text

@@ -40,6 +40,8 @@ def test_adaptive_pairs_rank_at_least_as_well_as_random_pairs(fresh_db_url, tmp_
             curves[strategy].append([curve[c][0] for c in PER_IMAGE])
     random_tau = np.mean(curves["random"], axis=0)
     adaptive_tau = np.mean(curves["adaptive"], axis=0)
-    table = {c: (round(r, 3), round(a, 3)) for c, r, a in zip(PER_IMAGE, random_tau, adaptive_tau, strict=True)}
+    table = {
+        c: (round(r, 3), round(a, 3)) for c, r, a in zip(PER_IMAGE, random_tau, adaptive_tau, strict=True)
+    }
     assert np.all(adaptive_tau >= random_tau), table
     assert adaptive_tau[-1] >= TAU_AT_12, table
