@@ -252,3 +252,11 @@ def test_thirty_concurrent_raters_lose_no_update(fresh_db_url, tmp_path):
     right = np.array([index[lo] for _, lo in log])
     replay = product_elo(len(ids), left, right, np.ones(len(log), dtype=bool))
     assert np.allclose(replay, [online[i] for i in ids], atol=1e-9)
+
+
+def test_an_image_with_comparisons_cannot_be_deleted(db_url, pool):
+    """Raters' work outlives re-densifying or re-collecting: the record keeps its images."""
+    with psycopg.connect(db_url) as conn:
+        rated = conn.execute("SELECT left_image FROM streetaudit.comparison LIMIT 1").fetchone()[0]
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute("DELETE FROM streetaudit.image WHERE id = %s", (rated,))
