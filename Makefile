@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/collect.py
 	$(BIN)/python bench/segment.py
 	$(BIN)/python bench/tiles.py
+	$(BIN)/python bench/ratings.py
 
 clean:
 	rm -rf $(VENV) .streetaudit node_modules

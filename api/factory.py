@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from streetaudit.api import health, stats, tiles
+from streetaudit.api import health, rating, stats, tiles
 from streetaudit.api import map as map_page
 from streetaudit.api.catalog import load_layers
 from streetaudit.api.database import Database
@@ -48,6 +48,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     """The app for database `url`, which must log in as a read-only role (it refuses to start otherwise)."""
     settings = settings or ApiSettings()
     db = Database(url, settings)
+    rater_db = rating.RaterDatabase()
     ogc = None
     if settings.ogc:
         from streetaudit.api.ogc import MOUNT_PATH, ogc_app
@@ -57,12 +58,14 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await db.open()
+        await rater_db.open()
         try:
             async with db.pool.connection() as conn:
                 await ensure_read_only(conn)
                 app.state.layers = await load_layers(conn)
         except BaseException:
             await db.close()
+            await rater_db.close()
             raise
         app.state.ogc_enabled = False
         if ogc is not None:
@@ -75,6 +78,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
         finally:
             if ogc is not None:
                 await close_ogc(ogc)
+            await rater_db.close()
             await db.close()
 
     app = FastAPI(
@@ -84,6 +88,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.rater_db = rater_db
     app.state.layers = {}
     app.state.bounds = _bounds_loader(db)
     app.state.tile_cache = TileCache(settings.tile_cache_mb * 2**20) if settings.tile_cache_mb > 0 else None
@@ -103,6 +108,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(stats.router)
     app.include_router(map_page.router)
+    app.include_router(rating.router)
     app.mount("/static/app", StaticFiles(directory=map_page.STATIC_DIR), name="static-app")
     app.mount(
         "/static/maplibre", StaticFiles(directory=settings.maplibre_dir, check_dir=False), name="maplibre"

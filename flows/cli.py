@@ -6,7 +6,13 @@ each stage's commands to it.
 
 from __future__ import annotations
 
-from streetaudit.flows import cli_data, cli_images, cli_segment, cli_stats  # noqa: F401  (register commands)
+from streetaudit.flows import (  # noqa: F401  (register commands)
+    cli_data,
+    cli_images,
+    cli_ratings,
+    cli_segment,
+    cli_stats,
+)
 from streetaudit.flows.cli_app import app
 
 

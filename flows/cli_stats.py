@@ -75,11 +75,17 @@ def serve(
     from streetaudit.api.role_check import check_read_only
     from streetaudit.api.settings import ApiSettings
     from streetaudit.flows.errors import load_settings
+    from streetaudit.sql.connect import local_cluster
+    from streetaudit.sql.settings import DatabaseSettings
 
     settings = load_settings(ApiSettings)
     url = api_database_url(settings)
     check_read_only(url, connect_timeout=settings.connect_timeout)
     os.environ["STREETAUDIT_API_DATABASE_URL"] = url
+    if not settings.database_url and not DatabaseSettings().database_url:
+        # The raters' endpoints log in as their own role on the private cluster.
+        os.environ.setdefault("STREETAUDIT_API_RATER_DATABASE_URL", local_cluster().rater_url())
+    console.print(f"raters: http://{host}:{port}/rate (open the link from `streetaudit raters add`)")
     console.print(f"map: http://{host}:{port}/map   layers: http://{host}:{port}/index.json")
     uvicorn.run(
         "streetaudit.api.app:app", host=host, port=port, workers=workers, log_level="info", proxy_headers=True

@@ -188,6 +188,46 @@ def step_stats(url: str, console: Console) -> None:
     )
 
 
+def step_ratings(url: str, console: Console, *, choices_per_image: int = 6, seed: int = 8) -> None:
+    """A short rating campaign answered by SIMULATED raters (made-up latent scores), so the
+    recompute, status and top-N steps have something to show; real raters use /rate."""
+    import numpy as np
+
+    from streetaudit.flows.ratings import rating_status, recompute_ratings, set_campaign, status_lines
+    from streetaudit.flows.simulated_ratings import add_simulated_raters, simulate_choices
+
+    console.rule("[bold]rating campaign (SIMULATED raters)")
+    campaign = set_campaign(url, strategy="adaptive")
+    if campaign.pool < 2:
+        console.print("fewer than two images inside the heritage cores, so no rating campaign")
+        return
+    console.print(
+        "[bold yellow]The choices below come from 3 SIMULATED raters answering from made-up scores "
+        "with Bradley–Terry noise, not from people; they show the mechanics only.[/]"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        pool = [r[0] for r in conn.execute("SELECT image_id FROM streetaudit.rating_pool ORDER BY image_id")]
+        existing = conn.execute("SELECT count(*) FROM streetaudit.rater").fetchone()[0]
+        raters = add_simulated_raters(url, 3, prefix=f"demo-simulated-{existing}")
+        rng = np.random.default_rng(seed)
+        latent = {image: float(v) for image, v in zip(pool, rng.normal(0, 1.5, len(pool)), strict=True)}
+        made = simulate_choices(conn, raters, latent, min(600, choices_per_image * len(pool) // 2), rng)
+    report = recompute_ratings(url)
+    console.print(f"{made} simulated choices; ratings of {report.images} images recomputed")
+    for line in status_lines(rating_status(url)):
+        console.print(line, highlight=False, soft_wrap=True)
+    with psycopg.connect(url) as conn:
+        top = conn.execute(
+            """SELECT image_id, elo, bt, n_comparisons FROM api.image_ratings ORDER BY elo DESC LIMIT 5"""
+        ).fetchall()
+    for rank, (image, elo, bt, n) in enumerate(top, 1):
+        console.print(f"top {rank}: image {image}  ELO {elo:.0f}  BT {bt:+.2f}  ({n} comparisons)")
+    console.print(
+        "real raters: [bold]streetaudit raters add NAME[/] prints a personal /rate link; "
+        "[bold]streetaudit ratings top --n 500 --per-rater --out DIR[/] exports lists for labelling"
+    )
+
+
 def run_demo(url: str, console: Console, *, interval: float = 30.0) -> None:
     """Every step; the options are checked before the first one writes anything."""
     with psycopg.connect(url) as conn:
@@ -196,3 +236,4 @@ def run_demo(url: str, console: Console, *, interval: float = 30.0) -> None:
     step_collect(url, console)
     step_segment(url, console)
     step_stats(url, console)
+    step_ratings(url, console)

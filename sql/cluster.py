@@ -29,7 +29,7 @@ SUPERUSER = "streetaudit"
 DATABASE = "streetaudit"
 # Login roles the private cluster gives a password, and the ClusterState field holding it.
 # The roles themselves (and their privileges) come from the migrations.
-LOGIN_ROLES = {"streetaudit_reader": "reader_password"}
+LOGIN_ROLES = {"streetaudit_reader": "reader_password", "streetaudit_rater": "rater_password"}
 # Where server files go when the server's user cannot reach the data dir (e.g. under /root).
 FALLBACK_ROOT = Path("/var/lib/streetaudit")
 # Unix socket paths are limited to 107 bytes; longer data paths put the socket in /tmp.
@@ -105,6 +105,7 @@ class ClusterState:
     socket_dir: str
     os_user: str | None
     reader_password: str = ""
+    rater_password: str = ""
 
     def url(self, database: str = DATABASE, user: str = SUPERUSER, password: str | None = None) -> str:
         secret = self.password if password is None else password
@@ -160,6 +161,10 @@ class LocalCluster:
 
     def reader_url(self, database: str = DATABASE) -> str:
         return self.login_url("streetaudit_reader", database)
+
+    def rater_url(self, database: str = DATABASE) -> str:
+        """The login role of the raters' web page, which may only call the rating functions."""
+        return self.login_url("streetaudit_rater", database)
 
     # -- lifecycle -----------------------------------------------------------------------
     def up(self) -> str:
@@ -221,6 +226,7 @@ class LocalCluster:
             socket_dir=str(socket_dir),
             os_user=os_user,
             reader_password=secrets.token_urlsafe(18),
+            rater_password=secrets.token_urlsafe(18),
         )
         self._save(state)
 
@@ -283,6 +289,9 @@ class LocalCluster:
                 conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DATABASE)))
             # The login roles are created by the migrations; give them the cluster's passwords
             # here so `db url --reader` (and the API) work on a private cluster.
+            if not state.rater_password:  # a cluster made before the raters' role existed
+                state.rater_password = secrets.token_urlsafe(18)
+                self._save(state)
             for role, field in LOGIN_ROLES.items():
                 conn.execute(
                     psycopg.sql.SQL(

@@ -14,7 +14,7 @@ from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.seeded_results import helsinki_with_synthetic
 from streetaudit.flows.stats import refresh_stats
 
-LAYERS = {"api.segments", "api.points", "api.areas"}
+LAYERS = {"api.segments", "api.points", "api.areas", "api.ratings"}
 
 
 def tile_of(lon: float, lat: float, z: int) -> tuple[int, int, int]:

@@ -119,9 +119,15 @@ def test_demo_loads_helsinki_and_summarises(cli, db_url: str) -> None:
     assert f"{s['points_in_core']} inside the heritage core" in result.output
 
 
-def test_points_flow_runs_under_prefect(prefect_harness, db_url: str) -> None:
+def test_points_flow_runs_under_prefect(prefect_harness, fresh_db_url: str) -> None:
+    # A database of its own: the demo's rating campaign holds images, and comparisons keep
+    # their images from being deleted by re-densifying at another interval.
+    from streetaudit.flows.demo import DEMO_KINDS, helsinki_pbf
     from streetaudit.flows.points import points_flow
+    from streetaudit.flows.roads import load_roads
 
+    db_url = fresh_db_url
+    load_roads(db_url, helsinki_pbf(), kinds=DEMO_KINDS, source="demo:helsinki-osm")
     result = points_flow(db_url, interval=45.0)
     with psycopg.connect(db_url) as conn:
         n, bad = conn.execute(
