@@ -51,6 +51,13 @@ CREATE MATERIALIZED VIEW streetaudit.area_tile AS
     WHERE area_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS area_tile_geom_idx ON streetaudit.area_tile USING gist (geom);
 
+-- Rated images (a campaign has thousands, not millions: a plain view, read live, so a
+-- tile follows `ratings recompute` at once).
+CREATE VIEW streetaudit.rating_tile AS
+    SELECT image_id, area_name, elo, bt, bt_se, n_comparisons,
+           ST_Transform(geom, 3857)::geometry(Point, 3857) AS geom
+    FROM api.image_ratings;
+
 -- The layers. max_features caps a tile; an over-budget tile keeps the largest_first-largest
 -- features. Zooms below prebuilt_below are encoded once by the stats refresh.
 CREATE VIEW streetaudit.tile_source (
@@ -58,7 +65,8 @@ CREATE VIEW streetaudit.tile_source (
 ) AS VALUES
     ('api.segments', 'streetaudit.segment_tile'::regclass, 'road_id', 'line', 0, 22, 50000, 'length_m', 14),
     ('api.points', 'streetaudit.point_tile'::regclass, 'point_id', 'point', 14, 22, 20000, 'n_images', NULL),
-    ('api.areas', 'streetaudit.area_tile'::regclass, 'area_id', 'polygon', 0, 22, 5000, 'n_points', 14);
+    ('api.areas', 'streetaudit.area_tile'::regclass, 'area_id', 'polygon', 0, 22, 5000, 'n_points', 14),
+    ('api.ratings', 'streetaudit.rating_tile'::regclass, 'image_id', 'point', 0, 22, 20000, 'elo', NULL);
 
 -- A layer's attributes in column order: every column of its tile table but the feature id
 -- and the geometries.
@@ -219,6 +227,19 @@ AS $$
 $$;
 COMMENT ON FUNCTION api.areas(integer, integer, integer, text, integer) IS
     'Heritage areas with n_points and the mean, std and median of each element (zoom < 14: pre-built). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
+
+-- Rated images (points) with their pooled scores, for colouring by score; best rated first when a tile is over budget.
+CREATE OR REPLACE FUNCTION api.ratings(
+    z integer, x integer, y integer, properties text DEFAULT NULL, max_bytes integer DEFAULT 500000
+)
+RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, public
+AS $$
+    SELECT streetaudit.layer_tile('api.ratings', z, x, y, properties, max_bytes)
+$$;
+COMMENT ON FUNCTION api.ratings(integer, integer, integer, text, integer) IS
+    'Rated images (points) with pooled elo, bt, bt_se and n_comparisons (from `streetaudit ratings recompute`), for colouring by score; best rated first when over budget. properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
 
 -- Encode again every pre-built tile: for each layer that has them, every tile of zoom
 -- 0 .. prebuilt_below - 1 whose buffered envelope meets the layer's data, made by the

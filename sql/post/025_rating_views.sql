@@ -36,35 +36,4 @@ CREATE OR REPLACE VIEW api.rating_status AS
 COMMENT ON VIEW api.rating_status IS
     'The latest `streetaudit ratings status`: comparisons, per-rater counts, split-half reliability, stability by the stated rule, agreement.';
 
--- Rated images as points with their pooled scores, at every zoom (a campaign has
--- thousands of images, not millions); at most `cap` features per tile, best rated first.
-CREATE OR REPLACE FUNCTION api.ratings(z integer, x integer, y integer, cap integer DEFAULT 20000)
-RETURNS bytea
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, public
-AS $$
-    WITH t AS (
-        SELECT ST_TileEnvelope(z, x, y) AS env, ST_TileEnvelope(z, x, y, margin => 64.0 / 4096) AS probe
-    ), feat AS (
-        SELECT r.image_id, r.area_name, r.elo, r.bt, r.bt_se, r.n_comparisons,
-               ST_AsMVTGeom(ST_Transform(r.geom, 3857), t.env, 4096, 64, true) AS geom
-        FROM api.image_ratings AS r, t
-        WHERE ST_Transform(r.geom, 3857) && t.probe
-        ORDER BY r.elo DESC
-        LIMIT least(greatest(coalesce(cap, 20000), 1), 20000)
-    )
-    SELECT coalesce(ST_AsMVT(feat, 'api.ratings', 4096, 'geom', 'image_id'), ''::bytea) FROM feat
-    WHERE geom IS NOT NULL
-$$;
-COMMENT ON FUNCTION api.ratings(integer, integer, integer, integer) IS
-    'Rated images (points) with pooled elo, bt, bt_se and n_comparisons, for colouring by score; best rated first, at most cap per tile.';
-
-INSERT INTO streetaudit.tile_layer VALUES
-    ('api.ratings', ARRAY['area_name', 'elo', 'bt', 'bt_se', 'n_comparisons'],
-     ARRAY['String', 'Number', 'Number', 'Number', 'Number'], 0, 22, 'point')
-ON CONFLICT (id) DO UPDATE
-    SET properties = EXCLUDED.properties, property_types = EXCLUDED.property_types, minzoom = EXCLUDED.minzoom,
-        maxzoom = EXCLUDED.maxzoom, geometry_type = EXCLUDED.geometry_type;
-
 GRANT SELECT ON api.image_ratings, api.rating_status TO streetaudit_reader;
-GRANT EXECUTE ON FUNCTION api.ratings(integer, integer, integer, integer) TO streetaudit_reader;

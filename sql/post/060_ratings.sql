@@ -1,0 +1,373 @@
+-- The raters' functions: token checks, pair selection, choices and undo (tables: sql/060_ratings.sql).
+
+-- The rater holding `token` (sha256 of it is stored); unknown and revoked tokens raise
+-- SQLSTATE SAU01 and SAU03, which the API answers with 401 and 403.
+CREATE OR REPLACE FUNCTION streetaudit.rater_for(token text) RETURNS streetaudit.rater
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    who streetaudit.rater;
+BEGIN
+    SELECT * INTO who FROM streetaudit.rater
+    WHERE token_hash = encode(sha256(convert_to(coalesce(token, ''), 'UTF8')), 'hex');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown rater token' USING ERRCODE = 'SAU01';
+    END IF;
+    IF NOT who.active THEN
+        RAISE EXCEPTION 'this rater''s token was revoked' USING ERRCODE = 'SAU03';
+    END IF;
+    RETURN who;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION streetaudit.rater_progress(rater bigint) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog
+AS $$
+    SELECT jsonb_build_object(
+        'done', r.decided, 'skipped', r.skipped,
+        'target', (SELECT target FROM streetaudit.rating_campaign))
+    FROM streetaudit.rater AS r
+    WHERE r.id = rater
+$$;
+
+-- Images currently offered for rating. The pool holds only 'ok' images when it is set; one
+-- excluded by cleaning later is dropped from it by next_pair when drawn (checking every
+-- candidate's status would join the whole image table on every pair).
+CREATE OR REPLACE VIEW streetaudit.rating_pool AS
+    SELECT ri.image_id, ri.elo, ri.n FROM streetaudit.rating_image AS ri WHERE ri.in_pool;
+
+-- The images `rater` has judged (or holds on offer) together with `image`.
+CREATE OR REPLACE FUNCTION streetaudit.rater_partners(rater bigint, image bigint) RETURNS bigint[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog
+AS $$
+    SELECT coalesce(array_agg(other), '{}') FROM (
+        SELECT CASE WHEN c.left_image = image THEN c.right_image ELSE c.left_image END AS other
+        FROM streetaudit.comparison AS c
+        WHERE c.rater_id = rater AND c.undone_at IS NULL AND (c.left_image = image OR c.right_image = image)
+        UNION ALL
+        SELECT CASE WHEN o.low_image = image THEN o.high_image ELSE o.low_image END
+        FROM streetaudit.rating_offer AS o
+        WHERE o.rater_id = rater AND (o.low_image = image OR o.high_image = image)
+    ) AS seen
+$$;
+
+-- A pair another rater decided that `rater` has not seen: repeated pairs measure agreement.
+CREATE OR REPLACE FUNCTION streetaudit.pick_repeated_pair(rater bigint, OUT a bigint, OUT b bigint)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog
+AS $$
+    SELECT least(c.left_image, c.right_image), greatest(c.left_image, c.right_image)
+    FROM streetaudit.comparison AS c
+    WHERE c.id >= (SELECT floor(random() * max(id)) FROM streetaudit.comparison)
+      AND c.rater_id <> rater AND c.undone_at IS NULL AND c.choice <> 'skip'
+      AND EXISTS (SELECT 1 FROM streetaudit.rating_pool AS p WHERE p.image_id = c.left_image)
+      AND EXISTS (SELECT 1 FROM streetaudit.rating_pool AS p WHERE p.image_id = c.right_image)
+      AND c.right_image <> ALL (streetaudit.rater_partners(rater, c.left_image))
+    ORDER BY c.id
+    LIMIT 1
+$$;
+
+-- Random pairs (the method): a uniformly drawn image and a uniformly drawn partner the rater
+-- has not judged it against. When random draws keep failing (a rater near the end of the
+-- pool) every unseen pair is searched.
+CREATE OR REPLACE FUNCTION streetaudit.pick_random_pair(rater bigint, OUT a bigint, OUT b bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    partners bigint[];
+BEGIN
+    FOR attempt IN 1..8 LOOP
+        SELECT image_id INTO a FROM streetaudit.rating_pool ORDER BY random() LIMIT 1;
+        EXIT WHEN a IS NULL;
+        partners := streetaudit.rater_partners(rater, a);  -- once, not once per candidate row
+        SELECT p.image_id INTO b FROM streetaudit.rating_pool AS p
+        WHERE p.image_id <> a AND p.image_id <> ALL (partners)
+        ORDER BY random() LIMIT 1;
+        IF b IS NOT NULL THEN
+            RETURN;
+        END IF;
+    END LOOP;
+    SELECT x.image_id, y.image_id INTO a, b
+    FROM streetaudit.rating_pool AS x JOIN streetaudit.rating_pool AS y ON x.image_id < y.image_id
+    WHERE y.image_id <> ALL (streetaudit.rater_partners(rater, x.image_id))
+    ORDER BY random() LIMIT 1;
+END
+$$;
+
+-- Adaptive pairs: the first image among those with the fewest comparisons, the second
+-- an unseen image with few comparisons that is close to it in online ELO: each 30 ELO
+-- points of distance count as one comparison more. Close pairs are the informative ones
+-- (a choice between a palace and a car park tells little); the jitter of random() spreads
+-- concurrent raters over different images. The weight was chosen by the simulation in
+-- bench/ratings.py (30 beat 12 and 60 at Bradley-Terry spreads of 1 and 2.5 logits).
+-- Candidates are the 40 unseen images just above and the 40 just below in ELO (two index
+-- scans), so the cost does not grow with the pool.
+CREATE OR REPLACE FUNCTION streetaudit.pick_adaptive_pair(rater bigint, OUT a bigint, OUT b bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    a_elo double precision;
+    fewest integer;
+    tried bigint[] := '{}';
+    partners bigint[];
+BEGIN
+    SELECT min(n) INTO fewest FROM streetaudit.rating_image WHERE in_pool;
+    FOR attempt IN 1..8 LOOP
+        SELECT image_id, elo INTO a, a_elo FROM streetaudit.rating_image
+        WHERE in_pool AND n <= fewest + 1 AND image_id <> ALL (tried)
+        ORDER BY n + random() LIMIT 1;
+        EXIT WHEN a IS NULL;
+        partners := streetaudit.rater_partners(rater, a) || a;  -- once, not once per candidate
+        SELECT c.image_id INTO b FROM (
+            (SELECT image_id, elo, n FROM streetaudit.rating_image
+             WHERE in_pool AND elo >= a_elo AND image_id <> ALL (partners) ORDER BY elo LIMIT 40)
+            UNION ALL
+            (SELECT image_id, elo, n FROM streetaudit.rating_image
+             WHERE in_pool AND elo < a_elo AND image_id <> ALL (partners) ORDER BY elo DESC LIMIT 40)
+        ) AS c
+        ORDER BY c.n + random() + abs(c.elo - a_elo) / 30 LIMIT 1;
+        IF b IS NOT NULL THEN
+            RETURN;
+        END IF;
+        tried := tried || a;
+    END LOOP;
+    SELECT r.a, r.b INTO a, b FROM streetaudit.pick_random_pair(rater) AS r;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION streetaudit.rating_campaign_json() RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog
+AS $$
+    SELECT jsonb_build_object(
+        'strategy', c.strategy, 'area', c.area, 'target', c.target, 'k', c.k,
+        'repeat_share', c.repeat_share, 'question', c.question,
+        'pool', (SELECT count(*) FROM streetaudit.rating_pool))
+    FROM streetaudit.rating_campaign AS c
+$$;
+
+-- The rater's name, progress and the campaign (strategy, pool, target, question).
+CREATE OR REPLACE FUNCTION rating_api.session(token text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    r streetaudit.rater := streetaudit.rater_for(token);
+BEGIN
+    RETURN jsonb_build_object(
+        'rater', r.name, 'progress', streetaudit.rater_progress(r.id),
+        'campaign', streetaudit.rating_campaign_json());
+END
+$$;
+COMMENT ON FUNCTION rating_api.session(text) IS 'The rater''s name, progress (done/skipped/target) and the campaign settings.';
+
+-- The next pair for the rater, by the campaign's strategy (a share repeated from another
+-- rater), sides drawn at random; recorded as offered. left/right are null when the rater
+-- has judged every pair of the pool.
+CREATE OR REPLACE FUNCTION rating_api.next_pair(token text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    r streetaudit.rater := streetaudit.rater_for(token);
+    c streetaudit.rating_campaign;
+    a bigint;
+    b bigint;
+BEGIN
+    SELECT * INTO c FROM streetaudit.rating_campaign;
+    DELETE FROM streetaudit.rating_offer
+    WHERE rater_id = r.id AND shown_at < clock_timestamp() - interval '1 hour';
+    FOR attempt IN 1..5 LOOP
+        a := NULL;
+        IF c.repeat_share > 0 AND random() < c.repeat_share THEN
+            SELECT p.a, p.b INTO a, b FROM streetaudit.pick_repeated_pair(r.id) AS p;
+        END IF;
+        IF a IS NULL THEN
+            IF c.strategy = 'random' THEN
+                SELECT p.a, p.b INTO a, b FROM streetaudit.pick_random_pair(r.id) AS p;
+            ELSE
+                SELECT p.a, p.b INTO a, b FROM streetaudit.pick_adaptive_pair(r.id) AS p;
+            END IF;
+        END IF;
+        EXIT WHEN a IS NULL;
+        -- Excluded by cleaning since the pool was set: leave the pool, draw again.
+        UPDATE streetaudit.rating_image AS ri SET in_pool = false
+        FROM streetaudit.image AS i
+        WHERE i.id = ri.image_id AND ri.image_id IN (a, b) AND i.status <> 'ok';
+        EXIT WHEN NOT FOUND;
+        a := NULL;
+    END LOOP;
+    IF a IS NULL THEN
+        RETURN jsonb_build_object('left', NULL, 'right', NULL, 'progress', streetaudit.rater_progress(r.id));
+    END IF;
+    IF random() < 0.5 THEN
+        SELECT b, a INTO a, b;
+    END IF;
+    INSERT INTO streetaudit.rating_offer (rater_id, low_image, high_image, left_image, right_image)
+    VALUES (r.id, least(a, b), greatest(a, b), a, b)
+    ON CONFLICT (rater_id, low_image, high_image) DO UPDATE
+        SET left_image = EXCLUDED.left_image, right_image = EXCLUDED.right_image, shown_at = EXCLUDED.shown_at;
+    RETURN jsonb_build_object('left', a, 'right', b, 'progress', streetaudit.rater_progress(r.id));
+END
+$$;
+COMMENT ON FUNCTION rating_api.next_pair(text) IS
+    'Next pair for the rater holding token: {left, right, progress}; never a pair this rater judged or holds on offer.';
+
+-- One choice, one transaction: the rater's row, then the two images in id order, are
+-- locked (a consistent order, so concurrent choices cannot deadlock and none is lost);
+-- the comparison's id is drawn after the locks, so id order is the ELO's order.
+CREATE OR REPLACE FUNCTION rating_api.submit_choice(
+    token text, left_image bigint, right_image bigint, choice text, client jsonb DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    r streetaudit.rater := streetaudit.rater_for(token);
+    offer streetaudit.rating_offer;
+    k double precision;
+    left_elo double precision;
+    right_elo double precision;
+    delta double precision;
+    new_id bigint;
+BEGIN
+    IF choice IS NULL OR choice NOT IN ('left', 'right', 'skip') THEN
+        RAISE EXCEPTION 'choice must be left, right or skip' USING ERRCODE = 'SAU22';
+    END IF;
+    PERFORM 1 FROM streetaudit.rater WHERE id = r.id FOR UPDATE;
+    DELETE FROM streetaudit.rating_offer AS o
+    WHERE o.rater_id = r.id AND o.low_image = least(submit_choice.left_image, submit_choice.right_image)
+      AND o.high_image = greatest(submit_choice.left_image, submit_choice.right_image)
+    RETURNING * INTO offer;
+    IF offer.rater_id IS NULL OR offer.left_image <> submit_choice.left_image THEN
+        RAISE EXCEPTION 'pair % / % was not offered to this rater (or was already answered)',
+            submit_choice.left_image, submit_choice.right_image USING ERRCODE = 'SAU09';
+    END IF;
+    PERFORM 1 FROM streetaudit.rating_image AS ri
+    WHERE ri.image_id IN (offer.left_image, offer.right_image) ORDER BY ri.image_id FOR UPDATE;
+    IF choice <> 'skip' THEN
+        SELECT c.k INTO k FROM streetaudit.rating_campaign AS c;
+        SELECT elo INTO left_elo FROM streetaudit.rating_image WHERE image_id = offer.left_image;
+        SELECT elo INTO right_elo FROM streetaudit.rating_image WHERE image_id = offer.right_image;
+        delta := k * ((CASE WHEN choice = 'left' THEN 1.0 ELSE 0.0 END)
+                      - 1.0 / (1.0 + power(10.0::double precision, (right_elo - left_elo) / 400.0)));
+        UPDATE streetaudit.rating_image SET elo = elo + delta, n = n + 1 WHERE image_id = offer.left_image;
+        UPDATE streetaudit.rating_image SET elo = elo - delta, n = n + 1 WHERE image_id = offer.right_image;
+    END IF;
+    INSERT INTO streetaudit.comparison (rater_id, left_image, right_image, choice, shown_at, client, elo_delta)
+    VALUES (r.id, offer.left_image, offer.right_image, choice, offer.shown_at, client, delta)
+    RETURNING id INTO new_id;
+    UPDATE streetaudit.rater
+    SET decided = decided + (choice <> 'skip')::integer, skipped = skipped + (choice = 'skip')::integer
+    WHERE id = r.id;
+    RETURN jsonb_build_object('comparison', new_id, 'progress', streetaudit.rater_progress(r.id));
+END
+$$;
+COMMENT ON FUNCTION rating_api.submit_choice(text, bigint, bigint, text, jsonb) IS
+    'Record the rater''s choice (left, right or skip) for an offered pair and update the online ELO; returns {comparison, progress}.';
+
+-- Undo the rater's latest choice: mark it undone, take back its ELO change, and offer the
+-- pair again (same sides) so it can be answered anew. Returns that pair, or nulls.
+CREATE OR REPLACE FUNCTION rating_api.undo_last(token text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    r streetaudit.rater := streetaudit.rater_for(token);
+    last streetaudit.comparison;
+BEGIN
+    PERFORM 1 FROM streetaudit.rater WHERE id = r.id FOR UPDATE;
+    SELECT * INTO last FROM streetaudit.comparison
+    WHERE rater_id = r.id AND undone_at IS NULL ORDER BY id DESC LIMIT 1;
+    IF last.id IS NULL THEN
+        RETURN jsonb_build_object('left', NULL, 'right', NULL, 'progress', streetaudit.rater_progress(r.id));
+    END IF;
+    PERFORM 1 FROM streetaudit.rating_image AS ri
+    WHERE ri.image_id IN (last.left_image, last.right_image) ORDER BY ri.image_id FOR UPDATE;
+    IF last.elo_delta IS NOT NULL THEN
+        UPDATE streetaudit.rating_image SET elo = elo - last.elo_delta, n = n - 1 WHERE image_id = last.left_image;
+        UPDATE streetaudit.rating_image SET elo = elo + last.elo_delta, n = n - 1 WHERE image_id = last.right_image;
+    END IF;
+    UPDATE streetaudit.comparison SET undone_at = clock_timestamp() WHERE id = last.id;
+    UPDATE streetaudit.rater
+    SET decided = decided - (last.choice <> 'skip')::integer, skipped = skipped - (last.choice = 'skip')::integer
+    WHERE id = r.id;
+    INSERT INTO streetaudit.rating_offer (rater_id, low_image, high_image, left_image, right_image)
+    VALUES (r.id, least(last.left_image, last.right_image), greatest(last.left_image, last.right_image),
+            last.left_image, last.right_image)
+    ON CONFLICT (rater_id, low_image, high_image) DO UPDATE
+        SET left_image = EXCLUDED.left_image, right_image = EXCLUDED.right_image, shown_at = EXCLUDED.shown_at;
+    RETURN jsonb_build_object('left', last.left_image, 'right', last.right_image, 'undone', last.id,
+                              'progress', streetaudit.rater_progress(r.id));
+END
+$$;
+COMMENT ON FUNCTION rating_api.undo_last(text) IS
+    'Undo the rater''s latest choice and offer its pair again; returns {left, right, undone, progress} (nulls when nothing to undo).';
+
+-- Where an image of the campaign is stored, for a valid token only (the API streams it).
+CREATE OR REPLACE FUNCTION rating_api.image_uri(token text, image bigint) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    r streetaudit.rater := streetaudit.rater_for(token);
+    stored text;
+BEGIN
+    SELECT i.uri INTO stored FROM streetaudit.image AS i
+    JOIN streetaudit.rating_image AS ri ON ri.image_id = i.id
+    WHERE i.id = image AND i.status = 'ok';
+    RETURN stored;
+END
+$$;
+COMMENT ON FUNCTION rating_api.image_uri(text, bigint) IS
+    'Storage URI of a campaign image, for a valid token; NULL when the image is not in the campaign.';
+
+-- The campaign's pool: ok images at sample points inside the named heritage area, or
+-- inside any core area when `area` is NULL. Images leaving the pool keep their record.
+CREATE OR REPLACE FUNCTION streetaudit.fill_rating_pool(area text) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    pooled integer;
+BEGIN
+    CREATE TEMP TABLE wanted ON COMMIT DROP AS
+        SELECT i.id AS image_id
+        FROM streetaudit.image AS i
+        JOIN streetaudit.sample_point AS p ON p.id = i.point_id
+        WHERE i.status = 'ok' AND EXISTS (
+            SELECT 1 FROM streetaudit.heritage_area AS a
+            WHERE (CASE WHEN area IS NULL THEN a.kind = 'core' ELSE a.name = area END)
+              AND ST_Intersects(a.geom, p.geom));
+    INSERT INTO streetaudit.rating_image (image_id) SELECT image_id FROM wanted
+    ON CONFLICT (image_id) DO UPDATE SET in_pool = true;
+    UPDATE streetaudit.rating_image AS ri SET in_pool = false
+    WHERE ri.in_pool AND NOT EXISTS (SELECT 1 FROM wanted AS w WHERE w.image_id = ri.image_id);
+    SELECT count(*) INTO pooled FROM wanted;
+    DROP TABLE wanted;
+    RETURN pooled;
+END
+$$;
+COMMENT ON FUNCTION streetaudit.fill_rating_pool(text) IS
+    'Set the rating pool to the ok images inside heritage area `area` (NULL: every core area); returns its size.';
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA rating_api FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION rating_api.session(text) TO streetaudit_rater;
+GRANT EXECUTE ON FUNCTION rating_api.next_pair(text) TO streetaudit_rater;
+GRANT EXECUTE ON FUNCTION rating_api.submit_choice(text, bigint, bigint, text, jsonb) TO streetaudit_rater;
+GRANT EXECUTE ON FUNCTION rating_api.undo_last(text) TO streetaudit_rater;
+GRANT EXECUTE ON FUNCTION rating_api.image_uri(text, bigint) TO streetaudit_rater;
+REVOKE EXECUTE ON FUNCTION streetaudit.rater_for(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION streetaudit.rater_progress(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION streetaudit.rater_partners(bigint, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION streetaudit.pick_repeated_pair(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION streetaudit.pick_random_pair(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION streetaudit.pick_adaptive_pair(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION streetaudit.rating_campaign_json() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION streetaudit.fill_rating_pool(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION streetaudit.comparison_append_only() FROM PUBLIC;
