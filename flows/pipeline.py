@@ -134,6 +134,13 @@ def run_pipeline(url: str, options: PipelineOptions, report=print, runners=RUNNE
     wrapping them (pipeline_flow).
     """
     options.check()
+    if "points" in options.stages:  # before the roads stage writes anything
+        import psycopg
+
+        from streetaudit.flows.points import check_densify_parameters
+
+        with psycopg.connect(url) as conn:
+            check_densify_parameters(conn, interval=options.interval)
     lines = []
     for stage in STAGES:
         if stage in options.stages:

@@ -62,34 +62,47 @@ def check_densify_parameters(
         raise InputError(f"{OPTIONS.get(bad[0], bad[0])} {bad[1]}")
 
 
-def retired_points(conn: psycopg.Connection) -> RetiredPoints:
+# Retired points a prune may delete: not those whose images raters compared. The comparisons
+# are the campaign's append-only record (their foreign keys refuse the delete); such points
+# stay retired, out of collection and statistics, and are counted as kept.
+_PRUNABLE = """p.retired_at IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM streetaudit.image AS ri JOIN streetaudit.comparison AS c
+      ON ri.id IN (c.left_image, c.right_image)
+    WHERE ri.point_id = p.id)"""
+
+
+def retired_points(conn: psycopg.Connection, where: str = "p.retired_at IS NOT NULL") -> RetiredPoints:
     row = conn.execute(
         """SELECT count(DISTINCT p.id), count(DISTINCT i.point_id), count(DISTINCT i.id), count(s.image_id)
            FROM streetaudit.sample_point AS p
            LEFT JOIN streetaudit.image AS i ON i.point_id = p.id
            LEFT JOIN streetaudit.segmentation AS s ON s.image_id = i.id
-           WHERE p.retired_at IS NOT NULL"""
+           WHERE """
+        + where
     ).fetchone()
     return RetiredPoints(*row)
 
 
 def _delete_retired(conn: psycopg.Connection) -> tuple[PruneReport, list[str]]:
     """Delete retired points (images and segmentations cascade); the files to remove after commit."""
-    held = retired_points(conn)
+    held = retired_points(conn, _PRUNABLE)
     uris = [
         r[0]
         for r in conn.execute(
             """SELECT i.uri FROM streetaudit.image AS i
                JOIN streetaudit.sample_point AS p ON p.id = i.point_id
-               WHERE p.retired_at IS NOT NULL AND i.uri IS NOT NULL
+               WHERE i.uri IS NOT NULL AND """
+            + _PRUNABLE
+            + """
                UNION
                SELECT s.mask_uri FROM streetaudit.segmentation AS s
                JOIN streetaudit.image AS i ON i.id = s.image_id
                JOIN streetaudit.sample_point AS p ON p.id = i.point_id
-               WHERE p.retired_at IS NOT NULL AND s.mask_uri IS NOT NULL"""
+               WHERE s.mask_uri IS NOT NULL AND """
+            + _PRUNABLE
         )
     ]
-    conn.execute("DELETE FROM streetaudit.sample_point WHERE retired_at IS NOT NULL")
+    conn.execute("DELETE FROM streetaudit.sample_point AS p WHERE " + _PRUNABLE)
     # A file another row still names (an imported mask shared by two models' rows) stays.
     still = {
         r[0]
@@ -129,8 +142,7 @@ def densify(
         doomed: list[str] = []
         if prune:
             report.pruned, doomed = _delete_retired(conn)
-        else:
-            report.kept = retired_points(conn)
+        report.kept = retired_points(conn)
         conn.commit()
     if report.pruned is not None:
         report.pruned.files = remove_files(doomed)
@@ -157,6 +169,11 @@ def summary_lines(report: DensifyReport, interval: float) -> list[str]:
                 else ""
             )
         )
+        if report.kept.points:
+            lines.append(
+                f"{report.kept.points} retired points kept: raters compared their images "
+                "(the campaign's record is never deleted)"
+            )
     elif report.kept.points:
         k = report.kept
         lines.append(

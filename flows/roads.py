@@ -77,8 +77,7 @@ def load_roads(
         changes = compare(conn, "road", "road_load", src)
         if not force:
             refuse_wipe(path, src, changes, result.fields)
-        if not force:
-            refuse_image_loss(conn, path, src)
+        refuse_image_loss(conn, path, src, force=force)
         deleted = conn.execute(
             """DELETE FROM streetaudit.road AS r WHERE r.source = %s
                AND NOT EXISTS (SELECT 1 FROM road_load AS l WHERE l.source_id = r.source_id)""",
@@ -143,10 +142,13 @@ def roads_flow(url: str, roads: RoadLoading) -> dict:
     return {**report.__dict__, "changes": report.changes.as_dict()}
 
 
-def refuse_image_loss(conn: psycopg.Connection, path: Path, src: str) -> None:
-    """Deleting a road cascades to its points' images and segmentations: only when forced."""
-    roads, images, segmentations = conn.execute(
-        """SELECT count(DISTINCT r.id), count(DISTINCT i.id), count(s.image_id)
+def refuse_image_loss(conn: psycopg.Connection, path: Path, src: str, *, force: bool) -> None:
+    """Deleting a road cascades to its points' images and segmentations: only when forced,
+    and never when raters compared those images (the campaign's record is kept)."""
+    roads, images, segmentations, rated = conn.execute(
+        """SELECT count(DISTINCT r.id), count(DISTINCT i.id), count(s.image_id),
+                  count(DISTINCT i.id) FILTER (WHERE EXISTS (
+                      SELECT 1 FROM streetaudit.comparison AS c WHERE i.id IN (c.left_image, c.right_image)))
            FROM streetaudit.road AS r
            JOIN streetaudit.sample_point AS p ON p.road_id = r.id
            JOIN streetaudit.image AS i ON i.point_id = p.id
@@ -155,7 +157,13 @@ def refuse_image_loss(conn: psycopg.Connection, path: Path, src: str) -> None:
              AND NOT EXISTS (SELECT 1 FROM road_load AS l WHERE l.source_id = r.source_id)""",
         (src,),
     ).fetchone()
-    if images:
+    if rated:
+        raise InputError(
+            f"{path}: {roads} road(s) of source {src!r} are gone from the file, and raters compared "
+            f"{rated} image(s) on their sample points; the rating record is never deleted, so these "
+            "roads cannot be. Nothing was changed. Keep them in the file, or load it under another --source."
+        )
+    if images and not force:
         raise InputError(
             f"{path}: {roads} road(s) of source {src!r} are gone from the file and their sample points "
             f"hold {images} image row(s) and {segmentations} segmentation(s); reloading would delete "

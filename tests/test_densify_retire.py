@@ -345,3 +345,30 @@ def test_bulk_rewrites_keep_ids_and_rebuild_every_index(fresh_db_url: str) -> No
                    SELECT road_id, seq, distance_m, geom FROM streetaudit.sample_point
                    WHERE retired_at IS NULL LIMIT 1"""
             )
+
+
+def test_prune_keeps_retired_points_whose_images_raters_compared(fresh_db_url: str, collected) -> None:
+    conn, at_30, _ = collected
+    densify(fresh_db_url, interval=50, dedupe_within=0)
+    retired = sorted(set(at_30.values()) - set(active(conn).values()))
+    left, right = (
+        conn.execute("SELECT min(id) FROM streetaudit.image WHERE point_id = %s", (pid,)).fetchone()[0]
+        for pid in retired[:2]
+    )
+    rater = conn.execute(
+        "INSERT INTO streetaudit.rater (name, token_hash) VALUES ('r', repeat('a', 64)) RETURNING id"
+    ).fetchone()[0]
+    conn.execute(
+        """INSERT INTO streetaudit.comparison (rater_id, left_image, right_image, choice)
+           VALUES (%s, %s, %s, 'left')""",
+        (rater, left, right),
+    )
+
+    report = densify(fresh_db_url, interval=50, dedupe_within=0, prune=True)
+
+    assert report.pruned.points == len(retired) - 2 and report.kept.points == 2
+    still = {
+        r[0] for r in conn.execute("SELECT id FROM streetaudit.sample_point WHERE retired_at IS NOT NULL")
+    }
+    assert still == set(retired[:2])
+    assert conn.execute("SELECT count(*) FROM streetaudit.comparison").fetchone()[0] == 1

@@ -233,6 +233,17 @@ def test_run_pipeline_refuses_load_options_without_their_file(cli, prefect_harne
     assert result.exit_code == 2 and "--road-name-field only apply with --roads FILE" in result.output
 
 
+def test_run_pipeline_checks_the_interval_before_loading_roads(cli, db, tmp_path, prefect_harness) -> None:
+    path = tmp_path / "roads.geojson"
+    gpd.GeoDataFrame(
+        {"name": ["A"]}, geometry=[LineString([(24.9, 60.1), (24.91, 60.1)])], crs="EPSG:4326"
+    ).to_file(path)
+    before = db.execute("SELECT count(*) FROM streetaudit.road").fetchone()[0]
+    result = cli("run", "pipeline", "--roads", path, "--interval", "0.001", "--stages", "roads,points")
+    assert result.exit_code == 2 and "--interval" in result.output
+    assert db.execute("SELECT count(*) FROM streetaudit.road").fetchone()[0] == before
+
+
 # -- NUL bytes -----------------------------------------------------------------------------------------
 def test_nul_byte_in_geojson_name_is_removed_with_a_warning_naming_row_and_field(
     fresh_db_url, tmp_path
