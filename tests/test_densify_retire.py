@@ -267,7 +267,7 @@ def test_densify_cli_reports_what_is_kept_and_what_prune_deletes(
 ) -> None:
     from typer.testing import CliRunner
 
-    from streetaudit.flows.cli import app
+    from streetaudit.cli.main import app
 
     conn, at_30, _ = collected
     monkeypatch.setenv("STREETAUDIT_DATABASE_URL", fresh_db_url)

@@ -12,7 +12,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from streetaudit.flows.providers.base import Http, Image, NoImagery, Provider, SamplePoint, View
-from streetaudit.flows.synthetic_scene import draw_scene, scene_seed
+from streetaudit.flows.providers.synthetic_scene import draw_scene, scene_seed
 
 LABELS_SUFFIX = ".labels.png"
 

@@ -1,6 +1,6 @@
 """The `streetaudit` application object, its command groups and what every command shares.
 
-Commands live in one module per stage (cli_data, cli_images, cli_segment, cli_stats) and
+Commands live in one module per stage (data, images, segment, stats, ratings) and
 import their stage lazily, so `--help` and `db` stay quick; Prefect's server is only
 involved under `streetaudit run …`.
 """
@@ -8,6 +8,8 @@ involved under `streetaudit run …`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
@@ -29,6 +31,19 @@ class StreetauditGroup(TyperGroup):
         except StreetauditError as error:
             err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+
+
+@contextmanager
+def exit_on_database_loss(stage: str) -> Iterator[None]:
+    """For the long-running commands: one red line and exit status 3 when the database is lost."""
+    from streetaudit.flows.database_loss import EXIT_DATABASE_LOST, DatabaseLost, reporting_database_loss
+
+    try:
+        with reporting_database_loss(stage):
+            yield
+    except DatabaseLost as error:
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_DATABASE_LOST) from None
 
 
 def command_group(help: str) -> typer.Typer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streetaudit.flows.cli_app import app, console, quiet_prefect, ready_url, run_app
+from streetaudit.cli.app import app, console, exit_on_database_loss, quiet_prefect, ready_url, run_app
 
 
 # -- segment -----------------------------------------------------------------------------
@@ -93,7 +93,6 @@ def segment_cmd(
     Exit status: 0 done; 2 bad input (nothing written); 3 the database went away (rows written
     are kept; rerun after `db up` to resume).
     """
-    from streetaudit.flows.database_loss import exit_on_database_loss
     from streetaudit.flows.segment import segment
 
     options = _segment_options(
@@ -152,7 +151,6 @@ def run_segment(
 ) -> None:
     """Segment images as the Prefect flow `segment`."""
     quiet_prefect()
-    from streetaudit.flows.database_loss import exit_on_database_loss
     from streetaudit.flows.segment import segment_flow
 
     options = _segment_options(
