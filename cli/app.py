@@ -97,12 +97,14 @@ def float_list(value: str, option: str) -> list[float]:
         raise InputError(f"{option} must be comma-separated numbers, got {value!r}") from None
 
 
-def image_size(value: str) -> tuple[int, int]:
+def image_size(value: str, option: str = "--size") -> tuple[int, int]:
+    """`WIDTHxHEIGHT` as (width, height), the one parser for every size option; models that
+    want (height, width) swap it where they are called."""
     from streetaudit.flows.errors import InputError
 
     width, sep, height = value.lower().partition("x")
     if not sep or not width.isdigit() or not height.isdigit():
-        raise InputError(f"--size must look like 1024x512, got {value!r}")
+        raise InputError(f"{option} must look like 1024x512 (WIDTHxHEIGHT), got {value!r}")
     return int(width), int(height)
 
 
