@@ -89,7 +89,7 @@ def test_imports_only_go_downward(path):
 
 
 def wrong_arrows(source: str, name: str, is_package: bool = False) -> list[str]:
-    here = layer_of(name)
+    here = layer_of(name) or ""
     allowed = ALLOWED[here]
     if allowed is None:
         return []
