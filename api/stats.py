@@ -9,24 +9,23 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from streetaudit.api.errors import BadRequest
 
 router = APIRouter(prefix="/stats", tags=["statistics"])
 
-ELEMENTS = ("building", "road", "sky", "greenery", "sidewalk", "car")
-_AREA_COLUMNS = ["area_id", "area_name", "kind", "n_points"] + [
-    f"{e}_{s}" for e in ELEMENTS for s in ("mean", "std", "p25", "median", "p75", "min", "max")
-]
-_SEGMENT_COLUMNS = ["road_id", "name", "kind", "length_m", "n_points"] + [
-    f"{e}_{s}" for e in ELEMENTS for s in ("mean", "std")
-]
-# Fixed column lists: nothing from the request is placed in these statements.
-_AREAS_SQL = f"SELECT {', '.join(_AREA_COLUMNS)} FROM api.area_stats ORDER BY area_id NULLS LAST"
+# The views own the columns (one per element and statistic; the element list lives in the
+# SQL, which the api may not take from models): every column but the geometry is served, in
+# the view's order, read from the catalog. Nothing from the request names a column.
+_COLUMNS_SQL = """SELECT attname FROM pg_attribute
+    WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attname <> 'geom'
+    ORDER BY attnum"""
+_AREAS_SQL = "SELECT {columns} FROM api.area_stats ORDER BY area_id NULLS LAST"
 _COMPARISON_SQL = "SELECT * FROM api.area_comparison"
 _SEGMENTS_SQL = (
-    f"SELECT {', '.join(_SEGMENT_COLUMNS)} FROM api.segment_stats "
+    "SELECT {columns} FROM api.segment_stats "
     "WHERE (%(bbox)s::float8[] IS NULL OR geom && ST_MakeEnvelope("
     "(%(bbox)s::float8[])[1], (%(bbox)s::float8[])[2], (%(bbox)s::float8[])[3], (%(bbox)s::float8[])[4], 4326)) "
     "ORDER BY road_id LIMIT %(limit)s"
@@ -85,9 +84,17 @@ def _respond(rows: list[dict], columns: list[str], as_csv: bool, name: str) -> R
     return JSONResponse([{c: _plain(row[c]) for c in columns} for row in rows])
 
 
-async def _fetch(request: Request, query: str, params: dict | None = None) -> tuple[list[dict], list[str]]:
+async def _fetch(
+    request: Request, query: str, params: dict | None = None, view: str | None = None
+) -> tuple[list[dict], list[str]]:
+    """Runs `query`; with `view`, its `{columns}` become that view's columns but the geometry."""
     async with request.app.state.db.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
+        statement: str | sql.Composed = query
+        if view is not None:
+            await cur.execute(_COLUMNS_SQL, (view,))
+            names = [row["attname"] for row in await cur.fetchall()]
+            statement = sql.SQL(query).format(columns=sql.SQL(", ").join(map(sql.Identifier, names)))
+        await cur.execute(statement, params)
         rows = await cur.fetchall()
         columns = [d.name for d in cur.description]
     return rows, columns
@@ -96,7 +103,7 @@ async def _fetch(request: Request, query: str, params: dict | None = None) -> tu
 @router.get("/areas", summary="Per heritage area and the rest of the city (api.area_stats)")
 async def areas(request: Request, format: str | None = Query(None, description="json or csv")) -> Response:
     as_csv = _wants_csv(request, format)
-    rows, columns = await _fetch(request, _AREAS_SQL)
+    rows, columns = await _fetch(request, _AREAS_SQL, view="api.area_stats")
     return _respond(rows, columns, as_csv, "area_stats")
 
 
@@ -121,5 +128,7 @@ async def segments(
     cap = request.app.state.settings.stats_row_limit
     if limit > cap:
         raise BadRequest(f"limit must be at most {cap}, got {limit}")
-    rows, columns = await _fetch(request, _SEGMENTS_SQL, {"bbox": box, "limit": limit})
+    rows, columns = await _fetch(
+        request, _SEGMENTS_SQL, {"bbox": box, "limit": limit}, view="api.segment_stats"
+    )
     return _respond(rows, columns, as_csv, "segment_stats")

@@ -31,7 +31,7 @@ def serve(latency: float, ready, stop) -> None:
     """A Baidu-protocol endpoint on asyncio: one thread, so a fixed latency costs no CPU."""
     import asyncio
 
-    from streetaudit.flows.providers.local_server import base_jpeg, unique_jpeg
+    from streetaudit.testing.local_server import base_jpeg, unique_jpeg
 
     jpeg = base_jpeg()
 

@@ -35,9 +35,9 @@ import httpx
 import numpy as np
 import psycopg
 
-from streetaudit.flows.seeded_results import helsinki_with_synthetic
 from streetaudit.flows.stats import ELEMENTS, refresh_stats
 from streetaudit.sql.connect import scratch_database
+from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 ZOOMS = (10, 12, 14)
 PROPERTIES = ["name", "kind", "length_m", "n_points"] + [

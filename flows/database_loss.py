@@ -63,19 +63,3 @@ def reporting_database_loss(stage: str) -> Iterator[None]:
         if is_connection_loss(error):
             raise DatabaseLost(stage, error) from None
         raise
-
-
-@contextmanager
-def exit_on_database_loss(stage: str) -> Iterator[None]:
-    """For the CLI commands: one red line and exit status 3 when the database is lost."""
-    import typer
-    from rich.markup import escape
-
-    from streetaudit.flows.cli_app import err_console
-
-    try:
-        with reporting_database_loss(stage):
-            yield
-    except DatabaseLost as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_DATABASE_LOST) from None

@@ -20,7 +20,7 @@ import fsspec
 import psycopg
 
 from streetaudit.flows.image_store import ImageStore
-from streetaudit.flows.providers.synthetic import LABELS_SUFFIX
+from streetaudit.models.label_sets import LABELS_SUFFIX
 
 SIDECAR_SUFFIXES = (LABELS_SUFFIX,)
 # A collect stores the file, then writes its row: a file younger than this may be one

@@ -18,8 +18,7 @@ from matplotlib.collections import LineCollection
 
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.output_files import staged_folder
-
-ELEMENTS = ("building", "road", "sky", "greenery", "sidewalk", "car")
+from streetaudit.models.label_sets import ELEMENTS
 
 
 def _lines(geoms: list) -> list[np.ndarray]:

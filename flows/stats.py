@@ -18,8 +18,8 @@ from prefect import flow
 from scipy import stats as scistats
 
 from streetaudit.flows.errors import InputError
+from streetaudit.models.label_sets import ELEMENTS
 
-ELEMENTS = ("building", "road", "sky", "greenery", "sidewalk", "car")
 ALL_CORES = "all core areas"
 
 

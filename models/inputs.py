@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image
 
-LABELS_SUFFIX = ".labels.png"
+from streetaudit.models.label_sets import LABELS_SUFFIX
 
 
 def local_path(uri: str) -> str | None:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 ELEMENTS = ("building", "road", "sky", "greenery", "sidewalk", "car")
+# A true label map travels beside its image under this suffix (`x/1_0.jpg` -> `x/1_0.labels.png`).
+LABELS_SUFFIX = ".labels.png"
 
 
 class LabelSetError(ValueError):

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from streetaudit.models.backend import BackendError, SegmentationBackend
-from streetaudit.models.inputs import LABELS_SUFFIX, MaskReader
-from streetaudit.models.label_sets import resolve
+from streetaudit.models.inputs import MaskReader
+from streetaudit.models.label_sets import LABELS_SUFFIX, resolve
 
 
 class MaskBackend(SegmentationBackend):

@@ -87,7 +87,7 @@ def db(db_url: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, db_url: str, tmp_path: Path):
     """Run `streetaudit ARGS` in-process against this module's database."""
-    from streetaudit.flows.cli import app
+    from streetaudit.cli.main import app
 
     monkeypatch.setenv("STREETAUDIT_DATABASE_URL", db_url)
     monkeypatch.setenv("STREETAUDIT_DATA_DIR", str(tmp_path / "data"))

@@ -30,10 +30,10 @@ from typer.testing import CliRunner
 from streetaudit.api.factory import create_app
 from streetaudit.api.role_check import UnsafeRole, check_read_only
 from streetaudit.api.settings import ApiSettings
-from streetaudit.flows.seeded_results import helsinki_with_synthetic
 from streetaudit.flows.stats import refresh_stats
 from streetaudit.sql.cluster import LocalCluster
 from streetaudit.sql.migrate import MIGRATIONS_DIR, migrate
+from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 ITEMS = "/ogc/collections/api.segment_stats/items"
 # Text that would mean an internal message reached the client.
@@ -224,7 +224,7 @@ def test_the_app_refuses_the_owner_and_any_role_that_can_write(cluster, owner):
 
 
 def test_serve_refuses_an_owner_url_and_a_bad_port_before_listening(cluster, monkeypatch):
-    from streetaudit.flows.cli import app
+    from streetaudit.cli.main import app
 
     runner = CliRunner()
     monkeypatch.setenv("STREETAUDIT_API_DATABASE_URL", cluster.url())

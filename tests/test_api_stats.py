@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from streetaudit.api.factory import create_app
 from streetaudit.api.settings import ApiSettings
-from streetaudit.flows.seeded_results import helsinki_with_synthetic
 from streetaudit.flows.stats import refresh_stats
+from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 BBOX = (24.940, 60.165, 24.948, 60.170)
 

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from streetaudit.api.factory import create_app
 from streetaudit.api.settings import ApiSettings
-from streetaudit.flows.seeded_results import helsinki_with_synthetic
 from streetaudit.flows.stats import refresh_stats
+from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 LAYERS = {"api.segments", "api.points", "api.areas", "api.ratings"}
 

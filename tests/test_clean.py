@@ -11,7 +11,7 @@ import pytest
 
 from streetaudit.flows.clean import clean_images
 from streetaudit.flows.errors import InputError
-from streetaudit.flows.providers.local_server import base_jpeg, unique_jpeg
+from streetaudit.testing.local_server import base_jpeg, unique_jpeg
 
 JULY, DECEMBER = datetime(2022, 7, 1, tzinfo=UTC), datetime(2022, 12, 15, tzinfo=UTC)
 

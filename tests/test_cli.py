@@ -12,7 +12,7 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from streetaudit.flows.cli import app
+from streetaudit.cli.main import app
 from streetaudit.sql.cluster import LocalCluster
 
 

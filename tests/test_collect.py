@@ -18,9 +18,9 @@ import psycopg
 import pytest
 
 from streetaudit.flows.collect import CollectStopped, collect
-from streetaudit.flows.coords import wgs84_to_bd09
 from streetaudit.flows.errors import InputError
-from streetaudit.flows.providers.local_server import LocalProviders, Reply, json_reply
+from streetaudit.flows.providers.coords import wgs84_to_bd09
+from streetaudit.testing.local_server import LocalProviders, Reply, json_reply
 
 KEY = "SEKRET-ak-7f3a91"
 # Five points along a street in Beijing (inside China, so coordtype conversions matter).

@@ -21,7 +21,7 @@ import psycopg
 from PIL import Image as PILImage
 
 from streetaudit.flows.collect import collect
-from streetaudit.flows.providers.local_server import LocalProviders, Reply, json_reply
+from streetaudit.testing.local_server import LocalProviders, Reply, json_reply
 
 KEY = "SEKRET-kill-test-5d2e"
 N_POINTS = 60
@@ -92,7 +92,7 @@ def test_kill_during_collect_then_rerun_stores_every_view_exactly_once(fresh_db_
         cli = [
             sys.executable,
             "-m",
-            "streetaudit.flows.cli",
+            "streetaudit.cli.main",
             "collect",
             "--provider",
             "baidu",

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image as PILImage
 
 from streetaudit.flows.collect import CollectStopped, collect
-from streetaudit.flows.providers.local_server import LocalProviders, Reply, json_reply
 from streetaudit.sql.cluster import free_port
+from streetaudit.testing.local_server import LocalProviders, Reply, json_reply
 
 KEY = "SEKRET-retry-8d21"
 LON, LAT = 116.3970, 39.9087

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streetaudit.flows.coords import (
+from streetaudit.flows.providers.coords import (
     bd09_to_gcj02,
     bd09_to_wgs84,
     from_wgs84,
@@ -15,7 +15,7 @@ from streetaudit.flows.coords import (
     wgs84_to_bd09,
     wgs84_to_gcj02,
 )
-from streetaudit.flows.providers.mapillary import haversine_m
+from streetaudit.flows.providers.geometry import haversine_m
 
 # Published outputs of the widely used coordtransform implementation for (116.404, 39.915).
 REFERENCES = [

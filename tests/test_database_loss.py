@@ -23,15 +23,15 @@ import torch
 from PIL import Image
 
 from streetaudit.flows.collect import collect
-from streetaudit.flows.providers.local_server import LocalProviders
 from streetaudit.flows.segment import segment
 from streetaudit.models.label_sets import CITYSCAPES
 from streetaudit.sql.cluster import LocalCluster
 from streetaudit.sql.migrate import migrate
+from streetaudit.testing.local_server import LocalProviders
 
 KEY = "SEKRET-db-loss-31c7"
 EXIT_BOUND_S = 30.0
-CLI = [sys.executable, "-m", "streetaudit.flows.cli"]
+CLI = [sys.executable, "-m", "streetaudit.cli.main"]
 
 
 # -- data, as tests/test_collect_resume.py and tests/test_segment.py make it (importlib mode:

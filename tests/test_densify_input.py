@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from streetaudit.flows.cli import app
+from streetaudit.cli.main import app
 
 
 @pytest.fixture

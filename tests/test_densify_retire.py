@@ -18,10 +18,10 @@ import pytest
 from streetaudit.flows.image_store import ImageStore, sidecar_key, view_key
 from streetaudit.flows.orphans import find_orphans
 from streetaudit.flows.points import densify
+from streetaudit.models.label_sets import ELEMENTS
 
 METRE = 1 / 111_320
 HEADINGS = (0.0, 90.0, 180.0, 270.0)
-ELEMENTS = ("building", "road", "sky", "greenery", "sidewalk", "car")
 
 
 def east(lon0: float, lat0: float, metres: float) -> str:
@@ -267,7 +267,7 @@ def test_densify_cli_reports_what_is_kept_and_what_prune_deletes(
 ) -> None:
     from typer.testing import CliRunner
 
-    from streetaudit.flows.cli import app
+    from streetaudit.cli.main import app
 
     conn, at_30, _ = collected
     monkeypatch.setenv("STREETAUDIT_DATABASE_URL", fresh_db_url)

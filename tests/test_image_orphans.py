@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from streetaudit.flows.cli import app
+from streetaudit.cli.main import app
 from streetaudit.flows.image_store import ImageStore, sidecar_key, view_key
 from streetaudit.flows.orphans import find_orphans
 

@@ -21,8 +21,8 @@ from streetaudit.flows.collect import MAX_CLIENTS, MAX_CONCURRENCY, _Collector, 
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.providers import open_provider
 from streetaudit.flows.providers.base import View
-from streetaudit.flows.providers.local_server import LocalProviders
 from streetaudit.flows.segment import segment
+from streetaudit.testing.local_server import LocalProviders
 
 LON, LAT = 116.3970, 39.9087
 KEY = "SEKRET-input-errors-44a0"

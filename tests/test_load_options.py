@@ -56,7 +56,7 @@ def attributes(url: str, source: str) -> dict[str, tuple]:
 
 
 def command(*path: str):
-    from streetaudit.flows.cli import app
+    from streetaudit.cli.main import app
 
     group = typer.main.get_command(app)
     for name in path:

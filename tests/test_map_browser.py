@@ -15,8 +15,8 @@ from playwright.sync_api import sync_playwright
 from streetaudit.api.factory import create_app
 from streetaudit.api.map import maplibre_ready
 from streetaudit.api.settings import ApiSettings
-from streetaudit.flows.seeded_results import helsinki_with_synthetic
 from streetaudit.flows.stats import refresh_stats
+from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 CHROMIUM_ARGS = [
     "--headless",

@@ -17,8 +17,16 @@ from PIL import Image as PILImage
 
 from streetaudit.flows.collect import CollectStopped, collect
 from streetaudit.flows.errors import InputError
-from streetaudit.flows.providers.local_server import LocalProviders, json_reply
-from streetaudit.flows.synthetic_scene import BUILDING, CAR, ROAD, SIDEWALK, SKY, VEGETATION, draw_scene
+from streetaudit.flows.providers.synthetic_scene import (
+    BUILDING,
+    CAR,
+    ROAD,
+    SIDEWALK,
+    SKY,
+    VEGETATION,
+    draw_scene,
+)
+from streetaudit.testing.local_server import LocalProviders, json_reply
 
 KEY = "SEKRET-google-or-mapillary-9c1e"
 SECRET = base64.urlsafe_b64encode(b"signing-secret-bytes-0123").decode()

@@ -10,7 +10,7 @@ from PIL import Image
 
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.pipeline import PipelineOptions, run_pipeline
-from streetaudit.flows.seeded_results import helsinki_with_synthetic
+from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import shapely
 from scipy import stats as scistats
 
 from streetaudit.flows.errors import InputError
-from streetaudit.flows.seeded_results import helsinki_with_synthetic
 from streetaudit.flows.stats import ELEMENTS, refresh_stats
+from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 TOL = 1e-9
 

@@ -16,8 +16,8 @@ import mapbox_vector_tile
 import psycopg
 import pytest
 
-from streetaudit.flows.seeded_results import helsinki_with_synthetic
 from streetaudit.flows.stats import refresh_stats
+from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 
 def tile_of(lon: float, lat: float, z: int) -> tuple[int, int, int]:

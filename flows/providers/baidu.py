@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 
-from streetaudit.flows.coords import BAIDU_COORDTYPES, from_wgs84
 from streetaudit.flows.providers.base import (
     Http,
     Image,
@@ -22,6 +21,7 @@ from streetaudit.flows.providers.base import (
     View,
     looks_like_image,
 )
+from streetaudit.flows.providers.coords import BAIDU_COORDTYPES, from_wgs84
 from streetaudit.flows.providers.settings import ProviderSettings
 
 # Baidu LBS status codes. Key/permission problems stop the run (every request would fail);

@@ -41,7 +41,7 @@ from streetaudit.flows.providers.base import (
     View,
     looks_like_image,
 )
-from streetaudit.flows.providers.mapillary import angle_between
+from streetaudit.flows.providers.geometry import angle_between
 from streetaudit.flows.providers.settings import ProviderSettings
 
 INDEX_NAME = "index.csv"

@@ -23,21 +23,10 @@ from streetaudit.flows.providers.base import (
     View,
     looks_like_image,
 )
+from streetaudit.flows.providers.geometry import angle_between, haversine_m
 from streetaudit.flows.providers.settings import ProviderSettings
 
 _FIELDS = "id,captured_at,compass_angle,computed_compass_angle,geometry,thumb_1024_url,thumb_2048_url"
-_EARTH_RADIUS = 6_371_008.8
-
-
-def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * _EARTH_RADIUS * math.asin(math.sqrt(a))
-
-
-def angle_between(a: float, b: float) -> float:
-    return abs((a - b + 180.0) % 360.0 - 180.0)
 
 
 def bbox(point: SamplePoint, radius_m: float) -> str:

@@ -12,9 +12,8 @@ import asyncio
 from datetime import UTC, datetime
 
 from streetaudit.flows.providers.base import Http, Image, NoImagery, Provider, SamplePoint, View
-from streetaudit.flows.synthetic_scene import draw_scene, scene_seed
-
-LABELS_SUFFIX = ".labels.png"
+from streetaudit.flows.providers.synthetic_scene import draw_scene, scene_seed
+from streetaudit.models.label_sets import LABELS_SUFFIX
 
 
 def render(point: SamplePoint, view: View) -> Image:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from streetaudit.flows.cli_app import app, console, quiet_prefect, ready_url, run_app
+from streetaudit.cli.app import (
+    app,
+    console,
+    exit_on_database_loss,
+    image_size,
+    quiet_prefect,
+    ready_url,
+    run_app,
+)
 
 
 # -- segment -----------------------------------------------------------------------------
@@ -21,15 +29,12 @@ def _segment_options(
     retry_failed: bool,
 ) -> dict:
     """Only options the user set reach the backend, which refuses ones it does not take."""
-    from streetaudit.flows.errors import InputError
     from streetaudit.flows.segment import check_input_size
 
     options: dict = {"terrain": True} if terrain else {}
     if input_size:
-        width, sep, height = input_size.lower().partition("x")
-        if not sep or not width.isdigit() or not height.isdigit():
-            raise InputError(f"--input-size must look like 1024x512 (WIDTHxHEIGHT), got {input_size!r}")
-        options["input_size"] = check_input_size((int(height), int(width)))
+        width, height = image_size(input_size, "--input-size")
+        options["input_size"] = check_input_size((height, width))  # the backends take (height, width)
     named = {
         "label_set": label_set,
         "arch": arch,
@@ -93,7 +98,6 @@ def segment_cmd(
     Exit status: 0 done; 2 bad input (nothing written); 3 the database went away (rows written
     are kept; rerun after `db up` to resume).
     """
-    from streetaudit.flows.database_loss import exit_on_database_loss
     from streetaudit.flows.segment import segment
 
     options = _segment_options(
@@ -152,7 +156,6 @@ def run_segment(
 ) -> None:
     """Segment images as the Prefect flow `segment`."""
     quiet_prefect()
-    from streetaudit.flows.database_loss import exit_on_database_loss
     from streetaudit.flows.segment import segment_flow
 
     options = _segment_options(

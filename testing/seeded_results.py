@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
-ELEMENTS = ("building", "road", "sky", "greenery", "sidewalk", "car")
+from streetaudit.models.label_sets import ELEMENTS
 
 
 @dataclass

@@ -5,10 +5,11 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from streetaudit.flows.cli_app import (
+from streetaudit.cli.app import (
     app,
     console,
     err_console,
+    exit_on_database_loss,
     float_list,
     image_size,
     images_app,
@@ -46,7 +47,6 @@ def collect_cmd(
     recorded, so the rerun asks again); 3 the database went away (rerun after `db up`).
     """
     from streetaudit.flows.collect import collect, only_errors_message
-    from streetaudit.flows.database_loss import exit_on_database_loss
 
     with exit_on_database_loss("collect"):
         report = collect(
@@ -122,7 +122,6 @@ def run_collect(
     """Collect images as the Prefect flow `collect` (retried as a whole; it resumes). Exit status as `collect`."""
     quiet_prefect()
     from streetaudit.flows.collect import CollectFailed, collect_flow
-    from streetaudit.flows.database_loss import exit_on_database_loss
 
     try:
         with exit_on_database_loss("collect"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from streetaudit.flows.cli_app import app, command_group, console, quiet_prefect, ready_url, run_app
+from streetaudit.cli.app import app, command_group, console, quiet_prefect, ready_url, run_app
 
 raters_app = command_group("People who rate image pairs on the /rate page: add, list, revoke.")
 ratings_app = command_group(

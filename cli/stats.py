@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from streetaudit.flows.cli_app import app, console, quiet_prefect, ready_url, run_app, split_list, stats_app
-from streetaudit.flows.cli_options import model_options
+from streetaudit.cli.app import app, console, quiet_prefect, ready_url, run_app, split_list, stats_app
+from streetaudit.cli.options import model_options
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
 
 

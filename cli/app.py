@@ -1,6 +1,6 @@
 """The `streetaudit` application object, its command groups and what every command shares.
 
-Commands live in one module per stage (cli_data, cli_images, cli_segment, cli_stats) and
+Commands live in one module per stage (data, images, segment, stats, ratings) and
 import their stage lazily, so `--help` and `db` stay quick; Prefect's server is only
 involved under `streetaudit run …`.
 """
@@ -8,6 +8,8 @@ involved under `streetaudit run …`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
@@ -29,6 +31,19 @@ class StreetauditGroup(TyperGroup):
         except StreetauditError as error:
             err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+
+
+@contextmanager
+def exit_on_database_loss(stage: str) -> Iterator[None]:
+    """For the long-running commands: one red line and exit status 3 when the database is lost."""
+    from streetaudit.flows.database_loss import EXIT_DATABASE_LOST, DatabaseLost, reporting_database_loss
+
+    try:
+        with reporting_database_loss(stage):
+            yield
+    except DatabaseLost as error:
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_DATABASE_LOST) from None
 
 
 def command_group(help: str) -> typer.Typer:
@@ -82,12 +97,14 @@ def float_list(value: str, option: str) -> list[float]:
         raise InputError(f"{option} must be comma-separated numbers, got {value!r}") from None
 
 
-def image_size(value: str) -> tuple[int, int]:
+def image_size(value: str, option: str = "--size") -> tuple[int, int]:
+    """`WIDTHxHEIGHT` as (width, height), the one parser for every size option; models that
+    want (height, width) swap it where they are called."""
     from streetaudit.flows.errors import InputError
 
     width, sep, height = value.lower().partition("x")
     if not sep or not width.isdigit() or not height.isdigit():
-        raise InputError(f"--size must look like 1024x512, got {value!r}")
+        raise InputError(f"{option} must look like 1024x512 (WIDTHxHEIGHT), got {value!r}")
     return int(width), int(height)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streetaudit.flows.cli_app import (
+from streetaudit.cli.app import (
     app,
     areas_app,
     console,
@@ -16,7 +16,7 @@ from streetaudit.flows.cli_app import (
     roads_app,
     run_app,
 )
-from streetaudit.flows.cli_options import model_options
+from streetaudit.cli.options import model_options
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
 from streetaudit.sql.errors import DatabaseSetupError
 

@@ -1,0 +1,1 @@
+"""The command line: the composition root, the one place that imports flows, api and sql together."""

@@ -1,0 +1,24 @@
+"""The `streetaudit` command line (console script `streetaudit = streetaudit.cli.main:app`).
+
+The application and its groups are in `cli.app`; importing the command modules below adds
+each stage's commands to it.
+"""
+
+from __future__ import annotations
+
+from streetaudit.cli import (  # noqa: F401  (register commands)
+    data,
+    images,
+    ratings,
+    segment,
+    stats,
+)
+from streetaudit.cli.app import app
+
+
+def main() -> None:
+    app(prog_name="streetaudit")
+
+
+if __name__ == "__main__":
+    main()
