@@ -24,16 +24,19 @@ import argparse
 import gzip
 import math
 import os
+import secrets
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import numpy as np
 import psycopg
+import psycopg.sql
 
 from streetaudit.flows.stats import ELEMENTS, refresh_stats
 from streetaudit.sql.connect import scratch_database
@@ -140,16 +143,36 @@ def start_server(url: str, cache_mb: int, workers: int) -> tuple[subprocess.Pope
     raise SystemExit("the API server did not start")
 
 
+def reader_login(url: str) -> str:
+    """The API refuses to serve as the owner: a throwaway cluster's reader gets a password here."""
+    password = secrets.token_urlsafe(12)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("ALTER ROLE streetaudit_reader LOGIN PASSWORD {}").format(
+                psycopg.sql.Literal(password)
+            )
+        )
+    parts = urlsplit(url)
+    netloc = f"streetaudit_reader:{quote(password)}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--url", help="Use this (empty or demo) database instead of a throwaway cluster.")
+    parser.add_argument(
+        "--reader-url",
+        help="With --url: the read-only role's URL for that database (what the API logs in as).",
+    )
     parser.add_argument("--interval", type=float, default=30.0, help="Metres between sample points.")
     parser.add_argument("--seconds", type=float, default=3.0, help="Seconds per method and zoom.")
     parser.add_argument("--concurrency", type=int, default=4, help="Client threads.")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the API.")
     args = parser.parse_args()
+    if args.url and not args.reader_url:
+        parser.error("--url needs --reader-url (the API logs in as the read-only role)")
 
     with scratch_database(args.url) as url:
         if args.url is None:  # a fresh throwaway cluster: fill it
@@ -161,8 +184,9 @@ def main() -> None:
                 "FROM (SELECT ST_Extent(geom) AS e FROM api.segment_stats) AS x"
             ).fetchone()
             roads = conn.execute("SELECT count(*) FROM api.segment_stats").fetchone()[0]
-        proc, base = start_server(url, 0, args.workers)
-        cached_proc, cached_base = start_server(url, 64, args.workers)
+        api_url = args.reader_url or reader_login(url)
+        proc, base = start_server(api_url, 0, args.workers)
+        cached_proc, cached_base = start_server(api_url, 64, args.workers)
         try:
             run(url, base, cached_base, bounds, roads, args)
         finally:
