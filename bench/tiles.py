@@ -25,7 +25,6 @@ import gzip
 import math
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -39,6 +38,7 @@ import psycopg
 import psycopg.sql
 
 from streetaudit.flows.stats import ELEMENTS, refresh_stats
+from streetaudit.sql.cluster import free_port
 from streetaudit.sql.connect import scratch_database
 from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
@@ -102,12 +102,6 @@ def drive(fetch: Callable[[tuple[int, int, int]], bytes], tiles, concurrency: in
         "p95": float(np.percentile(lat, 95)) * 1000,
         "max_kb": max(sizes.values()) / 1024,
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(url: str, cache_mb: int, workers: int) -> tuple[subprocess.Popen, str]:

@@ -9,7 +9,6 @@ owner's side: who the API's sessions are, the sequence, large objects, files on 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
@@ -31,7 +30,7 @@ from streetaudit.api.factory import create_app
 from streetaudit.api.role_check import UnsafeRole, check_read_only
 from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
-from streetaudit.sql.cluster import LocalCluster
+from streetaudit.sql.cluster import LocalCluster, free_port
 from streetaudit.sql.migrate import MIGRATIONS_DIR, migrate
 from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
@@ -48,12 +47,6 @@ LEAKS = (
     "streetaudit.",
     "sqlstate",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

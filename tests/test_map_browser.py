@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,24 +15,9 @@ from streetaudit.api.factory import create_app
 from streetaudit.api.map import maplibre_ready
 from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
+from streetaudit.sql.cluster import free_port
+from streetaudit.testing.browser import CHROMIUM, CHROMIUM_ARGS
 from streetaudit.testing.seeded_results import helsinki_with_synthetic
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +54,7 @@ def test_map_page_loads_tiles_and_draws_features_without_errors(server):
     tiles: list[str] = []
     foreign: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1000, "height": 800})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))

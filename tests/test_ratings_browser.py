@@ -23,25 +23,8 @@ from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.raters import add_rater, revoke_rater
 from streetaudit.flows.ratings import set_campaign
 from streetaudit.flows.simulated_ratings import seed_rating_images
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from streetaudit.sql.cluster import free_port
+from streetaudit.testing.browser import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +96,7 @@ def test_rater_chooses_by_click_and_keyboard_skips_and_undoes(server, db_url, sh
     errors: list[str] = []
     foreign: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": width, "height": height})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -166,7 +149,7 @@ def test_a_revoked_link_shows_a_clear_message(server, db_url):
     rater = add_rater(db_url, "browser-revoked", base_url=server)
     revoke_rater(db_url, "browser-revoked")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1000, "height": 700})
         page.goto(rater.link)
         page.wait_for_function("() => document.body.classList.contains('blocked')", timeout=30_000)
