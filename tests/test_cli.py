@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_console_script_reports_errors_without_traceback(db_url: str, tmp_path: 
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_demo_loads_helsinki_and_summarises(cli, db_url: str) -> None:
+def test_demo_runs_every_stage_and_summarises(cli, db_url: str, tmp_path: Path) -> None:
     from streetaudit.flows.demo import summary
 
     result = cli("demo")
@@ -117,6 +118,19 @@ def test_demo_loads_helsinki_and_summarises(cli, db_url: str) -> None:
     assert s["roads"] > 500 and s["points"] > 1000 and 0 < s["points_in_core"] < s["points"]
     assert f"{s['points']} points" in result.output
     assert f"{s['points_in_core']} inside the heritage core" in result.output
+    # Every later stage left its rows: images, segmentations, statistics, the comparison, ratings.
+    with psycopg.connect(db_url) as conn:
+        ok, segmented, with_data, compared, rated = conn.execute(
+            """SELECT (SELECT count(*) FROM streetaudit.image WHERE status = 'ok'),
+                      (SELECT count(*) FROM streetaudit.segmentation WHERE error IS NULL),
+                      (SELECT count(*) FROM api.segment_stats WHERE n_points > 0),
+                      (SELECT count(*) FROM api.area_comparison),
+                      (SELECT count(*) FROM api.image_ratings)"""
+        ).fetchone()
+    assert ok > 0 and segmented >= ok and with_data > 0 and compared >= 6 and rated > 0
+    assert re.search(rf"\b{with_data}\s+segments\b", result.output) and "SIMULATED" in result.output
+    plots = sorted(p.name for p in (tmp_path / "data").rglob("*.png"))
+    assert {"core_vs_rest.png", "segment_means.png"} <= set(plots)
 
 
 def test_points_flow_runs_under_prefect(prefect_harness, fresh_db_url: str) -> None:
