@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -22,6 +23,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def fail(message: str, status: int) -> NoReturn:
+    """One red line on stderr (as text, not markup) and exit with `status`."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(status)
+
+
 class StreetauditGroup(TyperGroup):
     """Turns errors the user can act on into one red line and exit status 2, not a traceback."""
 
@@ -29,8 +36,7 @@ class StreetauditGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except StreetauditError as error:
-            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            fail(str(error), 2)
 
 
 @contextmanager
@@ -42,8 +48,7 @@ def exit_on_database_loss(stage: str) -> Iterator[None]:
         with reporting_database_loss(stage):
             yield
     except DatabaseLost as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_DATABASE_LOST) from None
+        fail(str(error), EXIT_DATABASE_LOST)
 
 
 def command_group(help: str) -> typer.Typer:

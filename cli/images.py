@@ -8,8 +8,8 @@ from rich.markup import escape
 from streetaudit.cli.app import (
     app,
     console,
-    err_console,
     exit_on_database_loss,
+    fail,
     float_list,
     image_size,
     images_app,
@@ -66,8 +66,7 @@ def collect_cmd(
         )
     print_collect_report(report)
     if report.only_errors:
-        err_console.print(f"[bold red]error:[/] {escape(only_errors_message(report))}", highlight=False)
-        raise typer.Exit(1)
+        fail(only_errors_message(report), 1)
 
 
 def print_collect_report(report) -> None:
@@ -140,8 +139,7 @@ def run_collect(
                 recheck_missing=recheck_missing,
             )
     except CollectFailed as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
-        raise typer.Exit(1) from None
+        fail(str(error), 1)
 
 
 @images_app.command("orphans")
