@@ -9,7 +9,6 @@ owner's side: who the API's sessions are, the sequence, large objects, files on 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ import httpx
 import psycopg
 import pytest
 import schemathesis
-import uvicorn
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,6 +30,7 @@ from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
 from streetaudit.sql.cluster import LocalCluster, free_port
 from streetaudit.sql.migrate import MIGRATIONS_DIR, migrate
+from streetaudit.testing.http_server import serving
 from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 ITEMS = "/ogc/collections/api.segment_stats/items"
@@ -69,23 +68,8 @@ def owner(cluster: LocalCluster) -> Iterator[psycopg.Connection]:
 @pytest.fixture(scope="module")
 def server(cluster: LocalCluster) -> Iterator[str]:
     app = create_app(cluster.reader_url(), ApiSettings(version_ttl=0, statement_timeout_ms=3000))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        pytest.fail("the API did not start")
-    yield base
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base
 
 
 def get(base: str, path: str, params: dict | None = None, timeout: float = 10) -> httpx.Response:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import sync_playwright
 
 from streetaudit.api.factory import create_app
 from streetaudit.api.map import maplibre_ready
 from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
-from streetaudit.sql.cluster import free_port
 from streetaudit.testing.browser import CHROMIUM, CHROMIUM_ARGS
+from streetaudit.testing.http_server import serving
 from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 
@@ -27,26 +23,8 @@ def server(db_url: str, reader_db_url: str) -> Iterator[str]:
         pytest.fail(f"maplibre-gl is not installed under {settings.maplibre_dir}; run `npm ci` (make setup)")
     helsinki_with_synthetic(db_url, seeds=(61,))
     refresh_stats(db_url)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(reader_db_url, settings), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        pytest.fail("the API did not start")
-    yield base
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(reader_db_url, settings), startup_s=30) as base:
+        yield base
 
 
 def test_map_page_loads_tiles_and_draws_features_without_errors(server):

@@ -7,15 +7,11 @@ test's tmp folder) for a person to look at.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
-import uvicorn
 from playwright.sync_api import Page, sync_playwright
 
 from streetaudit.api.factory import create_app
@@ -23,8 +19,8 @@ from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.raters import add_rater, revoke_rater
 from streetaudit.flows.ratings import set_campaign
 from streetaudit.flows.simulated_ratings import seed_rating_images
-from streetaudit.sql.cluster import free_port
 from streetaudit.testing.browser import CHROMIUM, CHROMIUM_ARGS
+from streetaudit.testing.http_server import serving
 
 
 @pytest.fixture(scope="module")
@@ -33,27 +29,9 @@ def server(db_url: str, reader_db_url: str, pg_cluster, tmp_path_factory) -> Ite
     patch.setenv("STREETAUDIT_API_RATER_DATABASE_URL", pg_cluster.rater_url(db_url.rsplit("/", 1)[1]))
     seed_rating_images(db_url, tmp_path_factory.mktemp("images"), 10)
     set_campaign(db_url, repeat_share=0.0, target=20)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(reader_db_url, ApiSettings(ogc=False)), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        pytest.fail("the API did not start")
-    yield base
-    server.should_exit = True
+    with serving(create_app(reader_db_url, ApiSettings(ogc=False)), startup_s=30) as base:
+        yield base
     patch.undo()
-    thread.join(timeout=10)
 
 
 @pytest.fixture
