@@ -19,15 +19,14 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-import torch
 from PIL import Image
 
 from streetaudit.flows.collect import collect
 from streetaudit.flows.segment import segment
-from streetaudit.models.label_sets import CITYSCAPES
 from streetaudit.sql.cluster import LocalCluster
 from streetaudit.sql.migrate import migrate
 from streetaudit.testing.local_server import LocalProviders
+from streetaudit.testing.tiny_models import tiny_segformer
 
 KEY = "SEKRET-db-loss-31c7"
 EXIT_BOUND_S = 30.0
@@ -49,29 +48,6 @@ def make_points(url: str, n: int) -> None:
                FROM generate_series(0, %s - 1) AS g""",
             (road, n),
         )
-
-
-def tiny_segformer(folder: Path) -> Path:
-    """A random-weight SegFormer saved in the real format; its processor resizes to 64x128."""
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
-
-    config = SegformerConfig(
-        num_encoder_blocks=2,
-        depths=[1, 1],
-        sr_ratios=[2, 1],
-        hidden_sizes=[8, 16],
-        patch_sizes=[7, 3],
-        strides=[4, 2],
-        num_attention_heads=[1, 1],
-        mlp_ratios=[2, 2],
-        decoder_hidden_size=16,
-        id2label=dict(enumerate(CITYSCAPES)),
-        label2id={name: i for i, name in enumerate(CITYSCAPES)},
-    )
-    torch.manual_seed(0)
-    SegformerForSemanticSegmentation(config).save_pretrained(folder)
-    SegformerImageProcessor(size={"height": 64, "width": 128}).save_pretrained(folder)
-    return folder
 
 
 def street_like_jpeg(path: Path, seed: int, size: tuple[int, int]) -> Path:

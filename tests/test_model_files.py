@@ -13,29 +13,7 @@ import psycopg
 import pytest
 import torch
 
-from streetaudit.models.label_sets import CITYSCAPES
-
-
-def tiny_segformer(folder: Path) -> Path:
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
-
-    config = SegformerConfig(
-        num_encoder_blocks=2,
-        depths=[1, 1],
-        sr_ratios=[2, 1],
-        hidden_sizes=[8, 16],
-        patch_sizes=[7, 3],
-        strides=[4, 2],
-        num_attention_heads=[1, 1],
-        mlp_ratios=[2, 2],
-        decoder_hidden_size=16,
-        id2label=dict(enumerate(CITYSCAPES)),
-        label2id={name: i for i, name in enumerate(CITYSCAPES)},
-    )
-    torch.manual_seed(0)
-    SegformerForSemanticSegmentation(config).save_pretrained(folder)
-    SegformerImageProcessor(size={"height": 64, "width": 128}).save_pretrained(folder)
-    return folder
+from streetaudit.testing.tiny_models import tiny_segformer
 
 
 @pytest.fixture(scope="module")

@@ -20,37 +20,16 @@ from torchvision.io import decode_image
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.segment import segment, segment_flow
 from streetaudit.models.label_sets import CITYSCAPES, ELEMENTS
+from streetaudit.testing.tiny_models import tiny_segformer
 
 # Cityscapes train ids of the six elements, written out independently of models/label_sets.py.
 ELEMENT_IDS = {"building": [2], "road": [0], "sky": [10], "greenery": [8], "sidewalk": [1], "car": [13]}
 HEIGHT, WIDTH = 64, 128
 
 
-def tiny_segformer(folder: Path, labels=CITYSCAPES, seed: int = 0) -> Path:
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
-
-    config = SegformerConfig(
-        num_encoder_blocks=2,
-        depths=[1, 1],
-        sr_ratios=[2, 1],
-        hidden_sizes=[8, 16],
-        patch_sizes=[7, 3],
-        strides=[4, 2],
-        num_attention_heads=[1, 1],
-        mlp_ratios=[2, 2],
-        decoder_hidden_size=16,
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
-    )
-    torch.manual_seed(seed)
-    SegformerForSemanticSegmentation(config).save_pretrained(folder)
-    SegformerImageProcessor(size={"height": HEIGHT, "width": WIDTH}).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def segformer_dir(tmp_path_factory) -> Path:
-    return tiny_segformer(tmp_path_factory.mktemp("segformer"))
+    return tiny_segformer(tmp_path_factory.mktemp("segformer"), size=(HEIGHT, WIDTH))
 
 
 def street_like_jpeg(path: Path, seed: int, size=(HEIGHT, WIDTH)) -> Path:
@@ -255,7 +234,7 @@ def test_images_of_different_sizes_share_a_batch(fresh_db_url, segformer_dir, tm
 
 def test_a_model_whose_classes_lack_an_element_is_refused(fresh_db_url, tmp_path):
     labels = ["ceiling" if name == "sky" else name for name in CITYSCAPES]
-    folder = tiny_segformer(tmp_path / "no-sky", labels=labels)
+    folder = tiny_segformer(tmp_path / "no-sky", labels=labels, size=(HEIGHT, WIDTH))
     with pytest.raises(InputError, match="no class for sky"):
         segment(fresh_db_url, model=str(folder), device="cpu", progress=False)
 
