@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup system-deps demo test lint format bench clean
+.PHONY: setup system-deps demo test lint typecheck format bench clean
 
 # System packages: PostGIS for the database; GDAL's tools, Chromium and npm for the tests.
 # Installed with apt when we may (root or passwordless sudo), otherwise we say what to run.
@@ -33,7 +33,17 @@ test: SYSTEM_DEPS = postgis test
 test: system-deps setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
 	$(BIN)/pytest
+
+# mypy on the package (the repository root is the package `streetaudit`, hence the link;
+# its sub-packages are named so that tests/ and bench/ stay out).
+typecheck:
+	@root=$$(mktemp -d) && ln -s "$(CURDIR)" "$$root/streetaudit" && cd "$$root" && \
+	  "$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" \
+	    --cache-dir "$(CURDIR)/.streetaudit/mypy-cache" -m streetaudit \
+	    $(foreach p,api cli flows models sql testing,-p streetaudit.$(p)); \
+	  rc=$$?; rm -rf "$$root"; exit $$rc
 
 lint:
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 
@@ -22,7 +23,7 @@ EXIT_DATABASE_LOST = 3
 
 # libpq keywords: give up connecting after 10 s; probe an idle connection after 5 s, every
 # 2 s, 3 times; drop a connection whose sent data stays unacknowledged for 15 s.
-CONNECT_OPTIONS: dict[str, int] = {
+CONNECT_OPTIONS: dict[str, Any] = {
     "connect_timeout": 10,
     "keepalives": 1,
     "keepalives_idle": 5,

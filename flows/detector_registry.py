@@ -11,9 +11,11 @@ from pathlib import Path
 
 import psycopg
 from psycopg.types.json import Jsonb
+from torch import nn
 
 from streetaudit.flows.errors import InputError
 from streetaudit.models.detectors import Detector, read_detector_file
+from streetaudit.sql.rows import one, scalar
 
 
 def detector_source(path: str | Path) -> str:
@@ -26,14 +28,16 @@ def register_detector(
 ) -> int:
     """The model row of a detector file (one per file; re-registering renames it)."""
     source = detector_source(path)
-    model_id, stored = conn.execute(
-        """INSERT INTO streetaudit.model (task, name, backend, source, label_set, labels, parameters)
+    model_id, stored = one(
+        conn.execute(
+            """INSERT INTO streetaudit.model (task, name, backend, source, label_set, labels, parameters)
            VALUES ('detection', %s, 'torchvision', %s, %s, %s, %s)
            ON CONFLICT (task, backend, source, label_set)
            DO UPDATE SET name = EXCLUDED.name, parameters = EXCLUDED.parameters
            RETURNING id, labels""",
-        (name, source, detector.architecture, list(detector.labels), Jsonb(parameters or {})),
-    ).fetchone()
+            (name, source, detector.architecture, list(detector.labels), Jsonb(parameters or {})),
+        )
+    )
     if list(stored) != list(detector.labels):
         raise InputError(
             f"detector file {source} is registered as model {model_id} with labels {list(stored)}, "
@@ -59,13 +63,16 @@ def resolve_detector(conn: psycopg.Connection, ref: str) -> tuple[int, str]:
     if ref.startswith(("http://", "https://")) or path.is_file():
         payload = read_detector_file(ref)
         detector = Detector(
-            None, payload["architecture"], list(payload["labels"]), payload.get("options") or {}
-        )  # type: ignore[arg-type]
+            nn.Identity(), payload["architecture"], list(payload["labels"]), payload.get("options") or {}
+        )
         name = path.stem if path.is_file() else ref.rsplit("/", 1)[-1]
         return register_detector(conn, name, ref, detector), detector_source(ref)
-    known = conn.execute(
-        "SELECT string_agg(name || ' (' || id || ')', ', ' ORDER BY id) FROM streetaudit.model WHERE task = 'detection'"
-    ).fetchone()[0]
+    known = scalar(
+        conn.execute(
+            "SELECT string_agg(name || ' (' || id || ')', ', ' ORDER BY id) FROM streetaudit.model "
+            "WHERE task = 'detection'"
+        )
+    )
     raise InputError(
         f"--model {ref}: no detector of that name or id, and no detector file there"
         + (f" (known detectors: {known})" if known else " (train one with `streetaudit detect train`)")

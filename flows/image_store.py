@@ -16,6 +16,7 @@ import shutil
 import socket
 import uuid
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import fsspec
 from pydantic import field_validator
@@ -89,9 +90,10 @@ class ImageStore:
         if root.startswith("file://"):
             root = root[len("file://") :]
         self.local = "://" not in root
+        # fsspec's filesystem for a remote root; None for a folder, which os calls serve faster
+        self.fs: Any = None
         if self.local:
             self.root = str(Path(root).expanduser().resolve())
-            self.fs = None
         else:
             self.root = root.rstrip("/")
             self.fs = _filesystem(self.root, setting)
@@ -111,9 +113,9 @@ class ImageStore:
             tmp.write_bytes(data)
             os.replace(tmp, final)
         else:
-            tmp = f"{final}.tmp-{uuid.uuid4().hex}"
-            self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, final)
+            partial = f"{final}.tmp-{uuid.uuid4().hex}"
+            self.fs.pipe_file(partial, data)
+            self.fs.mv(partial, final)
         return final
 
     def exists(self, uri: str) -> bool:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 import psycopg
 from psycopg import sql
 
+from streetaudit.sql.rows import one
+
 WIPE_MIN_SHARE = 0.5
 WIPE_KEEP_RATIO = 0.5
 
@@ -72,12 +74,12 @@ def compare(conn: psycopg.Connection, table: str, staged: str, source: str) -> C
            FROM (SELECT source_id, name, kind, geom FROM {table} WHERE source = %s) AS o
            FULL JOIN {staged} AS s ON s.source_id = o.source_id"""
     ).format(table=sql.Identifier("streetaudit", table), staged=sql.Identifier(staged))
-    return Changes(*conn.execute(query, (source,)).fetchone())
+    return Changes(*one(conn.execute(query, (source,))))
 
 
 def wiped(changes: Changes) -> list[tuple[str, int, int]]:
     """(attribute, rows with it before, rows with it after) for each attribute the reload would wipe."""
-    found = []
+    found: list[tuple[str, int, int]] = []
     if not changes.before or not changes.after:
         return found
     for attribute, before, after in (

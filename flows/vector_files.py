@@ -105,8 +105,10 @@ class _Values:
         self.raw: dict[tuple[int, str], str] = {}
         self.path, self.layer = path, layer
 
-    def load_raw(self, fields: list[str]) -> None:
-        self.raw = _raw_values_with_nul(self.path, self.layer, self.frame, [f for f in fields if f])
+    def load_raw(self, fields: list[str | None]) -> None:
+        self.raw = _raw_values_with_nul(
+            self.path, self.layer, self.frame, [f for f in fields if f is not None and f]
+        )
 
     def get(self, field_name: str | None, index: int) -> str | None:
         if not field_name:

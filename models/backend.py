@@ -105,14 +105,23 @@ BACKENDS = ("hf", "torchvision", "mmseg", "masks")
 
 def create_backend(name: str, model: str | None, device: torch.device, **options: Any) -> SegmentationBackend:
     """The backend `name` ready to predict; unknown options are refused, not ignored."""
+    cls: type[SegmentationBackend]
     if name == "hf":
-        from streetaudit.models.hf_segmentation import HFBackend as cls
+        from streetaudit.models.hf_segmentation import HFBackend
+
+        cls = HFBackend
     elif name == "torchvision":
-        from streetaudit.models.torchvision_segmentation import TorchvisionBackend as cls
+        from streetaudit.models.torchvision_segmentation import TorchvisionBackend
+
+        cls = TorchvisionBackend
     elif name == "mmseg":
-        from streetaudit.models.mmseg_segmentation import MmsegBackend as cls
+        from streetaudit.models.mmseg_segmentation import MmsegBackend
+
+        cls = MmsegBackend
     elif name == "masks":
-        from streetaudit.models.mask_import import MaskBackend as cls
+        from streetaudit.models.mask_import import MaskBackend
+
+        cls = MaskBackend
     else:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     try:

@@ -85,7 +85,7 @@ def _torchvision_weights(enum_name: str | None, choice: str | None, what: str):
         raise BackendError(f"{what} {choice!r}: not one of {enum_name}'s weights ({names})") from None
 
 
-def _replace_class_head(model: nn.Module, architecture: str, num_classes: int) -> None:
+def _replace_class_head(model: Any, architecture: str, num_classes: int) -> None:
     """Give a COCO-trained detector a class head for our labels (the rest is transferred)."""
     from torchvision.models.detection import fcos, retinanet, ssd
     from torchvision.models.detection._utils import retrieve_out_channels

@@ -122,14 +122,16 @@ class InputDataset(Dataset):
 def collate(samples: list[tuple[int, torch.Tensor | None, str]]) -> Batch:
     batch = Batch(ids=[s[0] for s in samples], sources=[""] * len(samples))
     by_shape: dict[tuple[int, ...], list[int]] = {}
+    tensors: dict[int, torch.Tensor] = {}
     for position, (image_id, tensor, detail) in enumerate(samples):
         if tensor is None:
             batch.errors[image_id] = detail
         else:
             batch.sources[position] = detail
+            tensors[position] = tensor
             by_shape.setdefault(tuple(tensor.shape), []).append(position)
     for positions in by_shape.values():
-        batch.groups.append((positions, torch.stack([samples[p][1] for p in positions])))
+        batch.groups.append((positions, torch.stack([tensors[p] for p in positions])))
     return batch
 
 

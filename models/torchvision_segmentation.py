@@ -52,20 +52,20 @@ class TorchvisionBackend(SegmentationBackend):
             )
         if arch not in ARCHITECTURES:
             raise BackendError(f"--arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
-        self.label_set = label_set = resolve(label_set, terrain=terrain, element_classes=element_classes)
+        self.label_set = labels = resolve(label_set, terrain=terrain, element_classes=element_classes)
         state = load_state_dict(model)
         network = getattr(segmentation, arch)(
             weights=None,
             weights_backbone=None,
-            num_classes=len(label_set),
+            num_classes=len(labels),
             aux_loss=any(k.startswith("aux_classifier.") for k in state),
         )
         try:
             network.load_state_dict(state)
         except RuntimeError as error:
             raise BackendError(
-                f"--model {model} does not fit {arch} with {len(label_set)} classes "
-                f"({label_set.name}): {str(error).splitlines()[0]} — check --arch and the label names"
+                f"--model {model} does not fit {arch} with {len(labels)} classes "
+                f"({labels.name}): {str(error).splitlines()[0]} — check --arch and the label names"
             ) from error
         network.eval().to(device)
         if self.cuda:

@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from streetaudit.sql.errors import MigrationError
+from streetaudit.sql.rows import scalar
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -163,9 +164,7 @@ def pending(conn: psycopg.Connection, migrations: list[Migration]) -> list[Migra
 
 
 def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> object:
-    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
-    assert row is not None  # an aggregate or EXISTS always returns a row
-    return row[0]
+    return scalar(conn.execute(query, params))
 
 
 def _missing_objects(conn: psycopg.Connection, source: Source) -> bool:
@@ -211,7 +210,7 @@ def _drop(conn: psycopg.Connection, sources: list[Source]) -> None:
             for signature, prokind in signatures:
                 # The signature is the catalog's own rendering, identifiers quoted by it.
                 word = "PROCEDURE" if prokind == "p" else "FUNCTION"
-                conn.execute(sql.SQL(f"DROP {word} {signature}"))  # type: ignore[arg-type]
+                conn.execute(sql.SQL(f"DROP {word} {signature}"))
             continue
         relkind = conn.execute(
             "SELECT c.relkind FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
@@ -225,7 +224,7 @@ def _drop(conn: psycopg.Connection, sources: list[Source]) -> None:
                 f"{schema}.{name} is a table, but a file in sql/post/ defines it as a {kind.lower()}"
             )
         word = "MATERIALIZED VIEW" if relkind[0] == "m" else "VIEW"
-        conn.execute(sql.SQL(f"DROP {word} {{}}").format(sql.Identifier(schema, name)))  # type: ignore[arg-type]
+        conn.execute(sql.SQL(f"DROP {word} {{}}").format(sql.Identifier(schema, name)))
 
 
 def _reason(error: psycopg.Error) -> str:
@@ -236,7 +235,7 @@ def _reason(error: psycopg.Error) -> str:
 def _run(conn: psycopg.Connection, label: str, text: str) -> None:
     try:
         with conn.transaction():  # a savepoint: the error names the file, then all rolls back
-            conn.execute(text)  # type: ignore[arg-type]
+            conn.execute(text)
     except psycopg.Error as error:
         raise MigrationError(f"{label} failed: {_reason(error)}; nothing was applied.") from error
 

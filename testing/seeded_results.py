@@ -13,6 +13,7 @@ import numpy as np
 import psycopg
 
 from streetaudit.models.label_sets import ELEMENTS
+from streetaudit.sql.rows import scalar
 
 
 @dataclass
@@ -43,13 +44,15 @@ def fill_synthetic(
     """
     rng = np.random.default_rng(seed)
     with psycopg.connect(url) as conn:
-        model_id = conn.execute(
-            """INSERT INTO streetaudit.model (task, name, backend, source, label_set, labels)
+        model_id = scalar(
+            conn.execute(
+                """INSERT INTO streetaudit.model (task, name, backend, source, label_set, labels)
                VALUES ('segmentation', %s, 'synthetic', %s, 'six-elements', %s)
                ON CONFLICT (task, backend, source, label_set) DO UPDATE SET created_at = now()
                RETURNING id""",
-            (model_name, f"synthetic:{model_name}", [*ELEMENTS, "other"]),
-        ).fetchone()[0]
+                (model_name, f"synthetic:{model_name}", [*ELEMENTS, "other"]),
+            )
+        )
         points = [
             r[0]
             for r in conn.execute(
@@ -61,9 +64,9 @@ def fill_synthetic(
             size=(len(points), len(headings)),
             p=[1 - p_not_ok, p_not_ok / 3, p_not_ok / 3, p_not_ok / 3],
         )
-        existing = conn.execute(
-            "SELECT count(*) FROM streetaudit.image WHERE provider = %s", (provider,)
-        ).fetchone()[0]
+        existing = scalar(
+            conn.execute("SELECT count(*) FROM streetaudit.image WHERE provider = %s", (provider,))
+        )
         if not existing:
             with conn.cursor().copy(
                 "COPY streetaudit.image (point_id, provider, heading, status) FROM STDIN"

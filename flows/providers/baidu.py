@@ -64,9 +64,10 @@ class BaiduProvider(Provider):
     max_size = (1024, 512)
 
     def __init__(self, settings: ProviderSettings):
-        self.ak = settings.secret("baidu_ak")
-        if not self.ak:
+        ak = settings.secret("baidu_ak")
+        if not ak:
             raise ProviderConfigError("provider baidu needs a key: set STREETAUDIT_BAIDU_AK")
+        self.ak: str = ak
         if settings.baidu_coordtype not in BAIDU_COORDTYPES:
             raise ProviderConfigError(
                 f"STREETAUDIT_BAIDU_COORDTYPE must be one of {', '.join(BAIDU_COORDTYPES)}, "

@@ -13,8 +13,10 @@ import asyncio
 import email.utils
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 import httpx
 
@@ -228,7 +230,10 @@ class Provider(ABC):
         """Image bytes for this view, NoImagery, or raise ProviderError."""
 
 
-class PerPointCache:
+Found = TypeVar("Found")
+
+
+class PerPointCache(Generic[Found]):
     """Shares one lookup among a point's views (its headings are fetched concurrently).
 
     Bounded, oldest first out, so memory stays flat however many points a run has. A failed
@@ -237,9 +242,9 @@ class PerPointCache:
 
     def __init__(self, size: int = 1024):
         self.size = size
-        self._tasks: dict[int, asyncio.Task] = {}
+        self._tasks: dict[int, asyncio.Task[Found]] = {}
 
-    async def get(self, point_id: int, lookup) -> object:
+    async def get(self, point_id: int, lookup: Callable[[], Awaitable[Found]]) -> Found:
         task = self._tasks.get(point_id)
         if task is None or (task.done() and task.exception() is not None):
             task = asyncio.ensure_future(lookup())

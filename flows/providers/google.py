@@ -58,12 +58,13 @@ class GoogleProvider(Provider):
     max_size = (640, 640)
 
     def __init__(self, settings: ProviderSettings):
-        self.key = settings.secret("google_key")
-        if not self.key:
+        key = settings.secret("google_key")
+        if not key:
             raise ProviderConfigError("provider google needs a key: set STREETAUDIT_GOOGLE_KEY")
+        self.key: str = key
         self.secret = settings.secret("google_secret") or None
         self.url = settings.google_url.rstrip("/")
-        self.cache = PerPointCache()
+        self.cache: PerPointCache[dict] = PerPointCache()
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.key, self.secret) if s)

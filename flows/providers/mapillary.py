@@ -60,12 +60,13 @@ class MapillaryProvider(Provider):
     max_size = (2048, 2048)
 
     def __init__(self, settings: ProviderSettings):
-        self.token = settings.secret("mapillary_token")
-        if not self.token:
+        token = settings.secret("mapillary_token")
+        if not token:
             raise ProviderConfigError("provider mapillary needs a token: set STREETAUDIT_MAPILLARY_TOKEN")
+        self.token: str = token
         self.url = settings.mapillary_url.rstrip("/")
         self.radius = settings.mapillary_radius
-        self.cache = PerPointCache()
+        self.cache: PerPointCache[list[dict]] = PerPointCache()
 
     def secrets(self) -> tuple[str, ...]:
         return (self.token,)
