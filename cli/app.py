@@ -64,7 +64,9 @@ db_app = command_group("Start, stop and migrate the database.")
 roads_app = command_group("Road centre lines.")
 areas_app = command_group("Heritage (historic core) areas.")
 points_app = command_group("Sample points along the roads.")
-run_app = command_group("Run a stage as a Prefect flow (uses or starts a Prefect server).")
+run_app = command_group(
+    "Run stages as Prefect flows (uses or starts a Prefect server): `run pipeline --stages …`, `run ratings`."
+)
 images_app = command_group("Collected street-view images: cleaning.")
 stats_app = command_group("Statistics per segment and heritage area: refresh, plot, export.")
 app.add_typer(db_app, name="db")

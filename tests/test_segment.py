@@ -280,7 +280,7 @@ def test_torchvision_backend_with_a_user_checkpoint(fresh_db_url, tmp_path):
         model=str(checkpoint),
         backend="torchvision",
         arch="lraspp_mobilenet_v3_large",
-        label_set="cityscapes",
+        labels="cityscapes",
         batch_size=2,
         device="cpu",
         progress=False,
@@ -310,7 +310,8 @@ def test_cli_segment_and_flow(cli, db_url, tmp_path, prefect_harness):
     result = cli("segment", "--backend", "masks", "--device", "cpu", "--batch-size", "4")
     assert result.exit_code == 0, result.output
     assert "1 segmented" in result.output and "images/s" in result.output
-    result = cli("run", "segment", "--backend", "masks", "--device", "cpu")
+    result = cli("run", "pipeline", "--stages", "segment", "--backend", "masks", "--device", "cpu")
     assert result.exit_code == 0, result.output
-    flow_report = segment_flow(db_url, backend="masks", device="cpu", options={"terrain": True})
-    assert flow_report["done"] == 1 and flow_report["label_set"] == "cityscapes+terrain"
+    assert "segment: SegmentReport(" in result.output and "done=0, skipped=1" in result.output
+    flow_report = segment_flow(db_url, backend="masks", device="cpu", terrain=True)
+    assert flow_report.done == 1 and flow_report.label_set == "cityscapes+terrain"
