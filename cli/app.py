@@ -95,26 +95,6 @@ def print_skipped(skipped: list[tuple[int, str]], limit: int = 20) -> None:
         console.print(f"  … and {len(skipped) - limit} more skipped rows")
 
 
-def float_list(value: str, option: str) -> list[float]:
-    from streetaudit.flows.errors import InputError
-
-    try:
-        return [float(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"{option} must be comma-separated numbers, got {value!r}") from None
-
-
-def image_size(value: str, option: str = "--size") -> tuple[int, int]:
-    """`WIDTHxHEIGHT` as (width, height), the one parser for every size option; models that
-    want (height, width) swap it where they are called."""
-    from streetaudit.flows.errors import InputError
-
-    width, sep, height = value.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise InputError(f"{option} must look like 1024x512 (WIDTHxHEIGHT), got {value!r}")
-    return int(width), int(height)
-
-
 def quiet_prefect() -> None:
     """Prefect's telemetry would print a traceback on this offline machine class."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
