@@ -1,4 +1,4 @@
-"""Stage 3: fetch street-view images for the sample points, concurrently and resumably.
+"""The collect stage: fetch street-view images for the sample points, concurrently and resumably.
 
 One asyncio loop runs a producer (sample points, a page at a time, minus the views already
 stored), `concurrency` workers (provider requests through one token bucket, retried with

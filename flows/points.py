@@ -1,4 +1,4 @@
-"""Stage 2: sample points every interval metres along the roads, computed in PostGIS.
+"""The points stage: sample points every interval metres along the roads, computed in PostGIS.
 
 Densify retires points instead of deleting them (see sql/045_retire_points.sql): images
 cost money and time, so only `prune=True` deletes retired points, and then it says what

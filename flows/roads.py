@@ -1,4 +1,4 @@
-"""Stage 1: load road centre lines into `streetaudit.road`.
+"""The roads stage: load road centre lines into `streetaudit.road`.
 
 A source (by default the file's absolute path) is loaded in one transaction: roads that
 are gone from the file are deleted (refused, unless forced, when their points hold images),

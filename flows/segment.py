@@ -1,4 +1,4 @@
-"""Stage 4: semantic segmentation of the collected images into element shares in PostGIS.
+"""The segment stage: semantic segmentation of the collected images into element shares in PostGIS.
 
 The model runs on whole batches on the device while DataLoader workers decode the next
 JPEGs and a writer thread COPYs finished rows (and saves masks), so the pipeline runs
