@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 
 from streetaudit.sql.connect import scratch_database
+from streetaudit.testing.sample_rows import along, make_points
 
 KEY = "bench-key"
 
@@ -61,23 +62,6 @@ def serve(latency: float, ready, stop) -> None:
         server.close()
 
     asyncio.run(main())
-
-
-def make_points(url: str, n: int) -> None:
-    with psycopg.connect(url) as conn:
-        conn.execute("TRUNCATE streetaudit.road CASCADE")
-        road = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
-               VALUES ('bench', '1', ST_GeomFromText('LINESTRING(116.3 39.9, 116.5 39.9)', 4326), 17000)
-               RETURNING id"""
-        ).fetchone()[0]
-        conn.execute(
-            """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
-               SELECT %s, g, g * 30.0, ST_SetSRID(ST_MakePoint(116.3 + g * 0.00035, 39.9), 4326)
-               FROM generate_series(0, %s - 1) AS g""",
-            (road, n),
-        )
-        conn.commit()
 
 
 async def raw_httpx(base: str, views: int, concurrency: int) -> float:
@@ -138,7 +122,9 @@ def main() -> None:
 
 
 def measure(url: str, data: Path, ready, args) -> None:
-    make_points(url, args.points)
+    with psycopg.connect(url) as conn:
+        conn.execute("TRUNCATE streetaudit.road CASCADE")
+    make_points(url, along((116.3, 39.9), 0.00035, args.points), spacing=30.0, source="bench")
     os.environ.update(
         {
             "STREETAUDIT_DATA_DIR": str(data),

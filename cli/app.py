@@ -64,7 +64,9 @@ db_app = command_group("Start, stop and migrate the database.")
 roads_app = command_group("Road centre lines.")
 areas_app = command_group("Heritage (historic core) areas.")
 points_app = command_group("Sample points along the roads.")
-run_app = command_group("Run a stage as a Prefect flow (uses or starts a Prefect server).")
+run_app = command_group(
+    "Run stages as Prefect flows (uses or starts a Prefect server): `run pipeline --stages …`, `run ratings`."
+)
 images_app = command_group("Collected street-view images: cleaning.")
 stats_app = command_group("Statistics per segment and heritage area: refresh, plot, export.")
 app.add_typer(db_app, name="db")
@@ -91,26 +93,6 @@ def print_skipped(skipped: list[tuple[int, str]], limit: int = 20) -> None:
         console.print(f"  skipped row {row}: {reason}")
     if len(skipped) > limit:
         console.print(f"  … and {len(skipped) - limit} more skipped rows")
-
-
-def float_list(value: str, option: str) -> list[float]:
-    from streetaudit.flows.errors import InputError
-
-    try:
-        return [float(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"{option} must be comma-separated numbers, got {value!r}") from None
-
-
-def image_size(value: str, option: str = "--size") -> tuple[int, int]:
-    """`WIDTHxHEIGHT` as (width, height), the one parser for every size option; models that
-    want (height, width) swap it where they are called."""
-    from streetaudit.flows.errors import InputError
-
-    width, sep, height = value.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise InputError(f"{option} must look like 1024x512 (WIDTHxHEIGHT), got {value!r}")
-    return int(width), int(height)
 
 
 def quiet_prefect() -> None:

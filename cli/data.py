@@ -11,13 +11,12 @@ from streetaudit.cli.app import (
     db_app,
     points_app,
     print_skipped,
-    quiet_prefect,
     ready_url,
     roads_app,
-    run_app,
 )
 from streetaudit.cli.options import model_options
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
+from streetaudit.flows.stage_options import PointsOptions
 from streetaudit.sql.errors import DatabaseSetupError
 
 
@@ -114,11 +113,11 @@ def db_migrate() -> None:
 @model_options("roads", RoadLoading, argument="path")
 def roads_load(roads: RoadLoading) -> None:
     """Load road centre lines (any CRS; multi-lines split; degenerate rows skipped and reported)."""
-    from streetaudit.flows.roads import load_roads_with
+    from streetaudit.flows.roads import load_roads
 
     url = ready_url()
     with console.status(f"reading {roads.path.name} and writing roads…"):
-        report = load_roads_with(url, roads)
+        report = load_roads(url, **roads.model_dump())
     console.print(
         f"loaded {report.loaded} road lines ({report.length_km:.1f} km) from {report.rows} rows of {roads.path}: "
         f"{report.summary()}",
@@ -132,9 +131,9 @@ def roads_load(roads: RoadLoading) -> None:
 @model_options("areas", AreaLoading, argument="path")
 def areas_load(areas: AreaLoading) -> None:
     """Load heritage areas (invalid polygons repaired, empty ones skipped and reported)."""
-    from streetaudit.flows.areas import load_areas_with
+    from streetaudit.flows.areas import load_areas
 
-    report = load_areas_with(ready_url(), areas)
+    report = load_areas(ready_url(), **areas.model_dump())
     console.print(
         f"loaded {report.loaded} areas from {report.rows} rows of {areas.path}: {report.summary('areas')}",
         soft_wrap=True,
@@ -149,19 +148,8 @@ def print_repaired(warnings: list[tuple[int, str]]) -> None:
 
 
 @points_app.command("densify")
-def points_densify(
-    interval: float = typer.Option(30.0, help="Metres between sample points along each road (1 to 100000)."),
-    dedupe_within: float = typer.Option(
-        1.0,
-        help="Drop a point when a point of an earlier-loaded road lies within this many metres (0: keep all; at most 50).",
-    ),
-    srid: int = typer.Option(None, help="Metric CRS to measure in (default: each road's UTM zone)."),
-    prune: bool = typer.Option(
-        False,
-        "--prune",
-        help="DELETE retired points with their images, segmentations and image files (says how many).",
-    ),
-) -> None:
+@model_options("points", PointsOptions)
+def points_densify(points: PointsOptions) -> None:
     """Place sample points at 0, d, 2d, … metres along every road, in PostGIS. Idempotent.
 
     Points of an earlier interval are retired, not deleted: they keep their images, and come
@@ -170,39 +158,10 @@ def points_densify(
     from streetaudit.flows.points import densify, summary_lines
 
     url = ready_url()
-    with console.status(f"placing sample points every {interval:g} m…"):
-        report = densify(url, interval=interval, dedupe_within=dedupe_within, srid=srid, prune=prune)
-    for line in summary_lines(report, interval):
+    with console.status(f"placing sample points every {points.interval:g} m…"):
+        report = densify(url, **points.model_dump())
+    for line in summary_lines(report, points.interval):
         console.print(line, highlight=False, soft_wrap=True)
-
-
-@run_app.command("roads")
-@model_options("roads", RoadLoading, argument="path")
-def run_roads(roads: RoadLoading) -> None:
-    """Load roads as the Prefect flow `roads` (the options of `roads load`)."""
-    quiet_prefect()
-    from streetaudit.flows.roads import roads_flow
-
-    roads_flow(ready_url(), roads)
-
-
-@run_app.command("points")
-def run_points(
-    interval: float = typer.Option(30.0),
-    dedupe_within: float = typer.Option(1.0),
-    srid: int = typer.Option(None),
-    prune: bool = typer.Option(False, "--prune", help="DELETE retired points, their images and files."),
-) -> None:
-    """Densify as the Prefect flow `points`."""
-    quiet_prefect()
-    import psycopg
-
-    from streetaudit.flows.points import check_densify_parameters, points_flow
-
-    url = ready_url()
-    with psycopg.connect(url) as conn:  # a bad value is an exit-2 line, not a failed flow run
-        check_densify_parameters(conn, interval=interval, dedupe_within=dedupe_within, srid=srid)
-    points_flow(url, interval=interval, dedupe_within=dedupe_within, srid=srid, prune=prune)
 
 
 # -- demo --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Commands for street-view images: `collect`, `images clean` and `run collect`."""
+"""Commands for street-view images: `collect`, `images clean` and `images orphans`."""
 
 from __future__ import annotations
 
@@ -10,34 +10,17 @@ from streetaudit.cli.app import (
     console,
     exit_on_database_loss,
     fail,
-    float_list,
-    image_size,
     images_app,
-    quiet_prefect,
     ready_url,
-    run_app,
 )
+from streetaudit.cli.options import model_options
+from streetaudit.flows.stage_options import CleanOptions, CollectOptions
 
 
 @app.command("collect")
+@model_options("collect", CollectOptions, required=("provider",))
 def collect_cmd(
-    provider: str = typer.Option(
-        ..., help="baidu, google, mapillary, synthetic, or folder:/path (keys from STREETAUDIT_* variables)."
-    ),
-    headings: str = typer.Option(
-        "0,90,180,270", help="Compass headings of the views, comma-separated degrees."
-    ),
-    pitch: float = typer.Option(0.0, help="Vertical angle of the views in degrees."),
-    fov: float = typer.Option(90.0, help="Horizontal field of view in degrees."),
-    size: str = typer.Option("1024x512", help="Image size WIDTHxHEIGHT (Baidu serves at most 1024x512)."),
-    limit: int = typer.Option(None, help="Collect only N points, spread over the city (same N on reruns)."),
-    where_area: str = typer.Option(None, help="Only points inside the heritage area of this name."),
-    concurrency: int = typer.Option(8, help="Requests in flight at once (1 to 1000)."),
-    rate: float = typer.Option(None, help="At most R requests per second (token bucket)."),
-    retry_errors: bool = typer.Option(False, "--retry-errors", help="Fetch views that failed before again."),
-    recheck_missing: bool = typer.Option(
-        False, "--recheck-missing", help="Ask again for views the provider had no imagery for."
-    ),
+    collect: CollectOptions,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Fetch street-view images for the sample points; resumable (stored views are never refetched).
@@ -46,24 +29,11 @@ def collect_cmd(
     2 bad input, or the run stopped on a key, quota or unreachable host (those views are not
     recorded, so the rerun asks again); 3 the database went away (rerun after `db up`).
     """
-    from streetaudit.flows.collect import collect, only_errors_message
+    from streetaudit.flows.collect import collect as run_collect
+    from streetaudit.flows.collect import only_errors_message
 
     with exit_on_database_loss("collect"):
-        report = collect(
-            ready_url(),
-            provider,
-            headings=float_list(headings, "--headings"),
-            pitch=pitch,
-            fov=fov,
-            size=image_size(size),
-            limit=limit,
-            where_area=where_area,
-            concurrency=concurrency,
-            rate=rate,
-            retry_errors=retry_errors,
-            recheck_missing=recheck_missing,
-            progress=progress,
-        )
+        report = run_collect(ready_url(), **collect.model_dump(), progress=progress)
     print_collect_report(report)
     if report.only_errors:
         fail(only_errors_message(report), 1)
@@ -78,18 +48,13 @@ def print_collect_report(report) -> None:
 
 
 @images_app.command("clean")
-def images_clean(
-    exclude_months: str = typer.Option(
-        "11,12,1,2,3", help="Exclude views captured in these months (snow, ice)."
-    ),
-    min_bytes: int = typer.Option(5000, help="Exclude files smaller than this many bytes."),
-    undo: bool = typer.Option(False, "--undo", help="Restore every excluded view to ok."),
-) -> None:
+@model_options("clean", CleanOptions)
+def images_clean(clean: CleanOptions) -> None:
     """Mark unusable views excluded (winter, broken, tiny, duplicate placeholders), with the reason."""
     from streetaudit.flows.clean import clean_images
 
-    months = [int(m) for m in float_list(exclude_months, "--exclude-months")] if exclude_months else []
-    report = clean_images(ready_url(), exclude_months=months, min_bytes=min_bytes, undo=undo)
+    report = clean_images(ready_url(), **clean.model_dump())
+    undo, min_bytes = clean.undo, clean.min_bytes
     if undo:
         console.print(f"restored {report.restored} excluded views to ok")
         return
@@ -102,44 +67,6 @@ def images_clean(
         console.print(f"  point {point_id} {provider} heading {heading:g}: {detail}", highlight=False)
     if report.excluded > len(report.examples):
         console.print(f"  … and {report.excluded - len(report.examples)} more (see image.detail)")
-
-
-@run_app.command("collect")
-def run_collect(
-    provider: str = typer.Option(..., help="baidu, google, mapillary, synthetic, or folder:/path."),
-    headings: str = typer.Option("0,90,180,270", help="Compass headings, comma-separated degrees."),
-    pitch: float = typer.Option(0.0, help="Vertical angle of the views in degrees."),
-    fov: float = typer.Option(90.0, help="Horizontal field of view in degrees."),
-    size: str = typer.Option("1024x512", help="Image size WIDTHxHEIGHT."),
-    limit: int = typer.Option(None, help="Collect only N points."),
-    where_area: str = typer.Option(None, help="Only points inside this heritage area."),
-    concurrency: int = typer.Option(8, help="Requests in flight at once (1 to 1000)."),
-    rate: float = typer.Option(None, help="At most R requests per second."),
-    retry_errors: bool = typer.Option(False, "--retry-errors", help="Fetch failed views again."),
-    recheck_missing: bool = typer.Option(False, "--recheck-missing", help="Ask again where no imagery was."),
-) -> None:
-    """Collect images as the Prefect flow `collect` (retried as a whole; it resumes). Exit status as `collect`."""
-    quiet_prefect()
-    from streetaudit.flows.collect import CollectFailed, collect_flow
-
-    try:
-        with exit_on_database_loss("collect"):
-            collect_flow(
-                ready_url(),
-                provider,
-                headings=float_list(headings, "--headings"),
-                pitch=pitch,
-                fov=fov,
-                size=image_size(size),
-                limit=limit,
-                where_area=where_area,
-                concurrency=concurrency,
-                rate=rate,
-                retry_errors=retry_errors,
-                recheck_missing=recheck_missing,
-            )
-    except CollectFailed as error:
-        fail(str(error), 1)
 
 
 @images_app.command("orphans")

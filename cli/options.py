@@ -20,12 +20,22 @@ from streetaudit.flows.errors import InputError
 
 
 def _cli_type(annotation: Any) -> Any:
-    """The type typer parses: lists are given comma-separated, optionals as their inner type."""
+    """The type typer parses: lists are given comma-separated and pairs as WIDTHxHEIGHT (the
+    model's validators read the text), optionals as their inner type."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     inner = args[0] if args and type(None) in typing.get_args(annotation) else annotation
-    if typing.get_origin(inner) is list:
+    if typing.get_origin(inner) in (list, tuple):
         return str
     return inner
+
+
+def _cli_default(value: Any) -> Any:
+    """A list default as the text that means it (`0,90,180,270`), a pair as `1024x512`."""
+    if isinstance(value, list):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if value else None
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    return value
 
 
 def option_names(
@@ -48,11 +58,13 @@ def model_options(
     argument: str | None = None,
     flags: dict[str, tuple[str, ...]] | None = None,
     help: dict[str, str] | None = None,
+    required: tuple[str, ...] = (),
 ) -> Callable:
     """Expand the command parameter `param` into the options of `model`.
 
     `argument` names a field taken as the positional argument (required); `flags` gives a
-    field other CLI names than `--{prefix}{field}`; `help` overrides a field's description.
+    field other CLI names than `--{prefix}{field}`; `help` overrides a field's description;
+    `required` names fields the command cannot run without (optional in the model).
     """
     names = option_names(model, prefix=prefix, flags=flags)
     help = help or {}
@@ -66,8 +78,10 @@ def model_options(
             text = help.get(field, info.description)
             if field == argument:
                 default = typer.Argument(..., help=text, show_default=False, metavar=field.upper())
+            elif field in required:
+                default = typer.Option(..., *decls, help=text, show_default=False)
             else:
-                value = None if isinstance(info.default, list) else info.default
+                value = _cli_default(info.get_default(call_default_factory=True))
                 default = typer.Option(value, *decls, help=text, show_default=value is not None)
             kind = _cli_type(info.annotation)
             generated.append(

@@ -1,4 +1,4 @@
-"""Commands for results: `stats refresh|plot|export`, `serve`, `run stats` and `run pipeline`."""
+"""Commands for results: `stats refresh|plot|export`, `serve` and `run pipeline`."""
 
 from __future__ import annotations
 
@@ -7,20 +7,30 @@ from pathlib import Path
 
 import typer
 
-from streetaudit.cli.app import app, console, quiet_prefect, ready_url, run_app, split_list, stats_app
+from streetaudit.cli.app import app, console, fail, quiet_prefect, ready_url, run_app, split_list, stats_app
 from streetaudit.cli.options import model_options
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
+from streetaudit.flows.stage_options import (
+    PREFIXES,
+    STAGES,
+    CleanOptions,
+    CollectOptions,
+    PointsOptions,
+    SegmentOptions,
+    StatsOptions,
+)
 
 
 @stats_app.command("refresh")
+@model_options("stats", StatsOptions)
 def stats_refresh(
-    model: str = typer.Option(None, help="Segmentation model id or name (default: the most recent)."),
+    stats: StatsOptions,
     show: bool = typer.Option(True, "--show/--quiet", help="Print the core-vs-rest table."),
 ) -> None:
     """Recompute the api views from one model, compare cores with the rest, bump the data version."""
     from streetaudit.flows.stats import refresh_stats
 
-    report = refresh_stats(ready_url(), model=model)
+    report = refresh_stats(ready_url(), **stats.model_dump())
     console.print(
         f"stats from model {report.model_id} ({report.model_name}): {report.points} points with data, "
         f"{report.segments} segments, {report.areas} heritage areas; data version {report.version} "
@@ -92,63 +102,87 @@ def serve(
     )
 
 
-@run_app.command("stats")
-def run_stats(model: str = typer.Option(None, help="Segmentation model id or name.")) -> None:
-    """Refresh the statistics as the Prefect flow `stats`."""
-    quiet_prefect()
-    from streetaudit.flows.stats import stats_flow
+# `run pipeline` takes every stage's options under the stage's prefix (flows/pipeline.py
+# PREFIXES: `--road-name-field`, `--collect-limit`, `--segment-batch-size`, …); the files to
+# load are `--roads FILE` and `--areas FILE`, and the options used most keep short names too.
+PIPELINE_FLAGS = {
+    "roads": {"path": ("--roads",), "kinds": ("--road-kinds", "--kinds")},
+    "areas": {"path": ("--areas",)},
+    "points": {
+        "interval": ("--points-interval", "--interval"),
+        "dedupe_within": ("--points-dedupe-within", "--dedupe-within"),
+        "srid": ("--points-srid", "--srid"),
+    },
+    "collect": {"provider": ("--collect-provider", "--provider")},
+    "segment": {
+        "model": ("--segment-model", "--model"),
+        "backend": ("--segment-backend", "--backend"),
+        "device": ("--segment-device", "--device"),
+    },
+}
+PIPELINE_HELP = {
+    "roads": {"path": "Road file to (re)load; default: keep the loaded roads."},
+    "areas": {"path": "Heritage area file to (re)load; default: keep the loaded areas."},
+}
+STAGE_MODELS = {
+    "roads": RoadLoading,
+    "areas": AreaLoading,
+    "points": PointsOptions,
+    "collect": CollectOptions,
+    "clean": CleanOptions,
+    "segment": SegmentOptions,
+    "stats": StatsOptions,
+}
 
-    stats_flow(ready_url(), model=model)
 
-
-# Pipeline names for the loading options: `--roads FILE --road-name-field F …` and
-# `--areas FILE --area-name-field F …` (`--kinds` kept as the older name of `--road-kinds`).
-ROAD_FLAGS = {"path": ("--roads",), "kinds": ("--road-kinds", "--kinds")}
-AREA_FLAGS = {"path": ("--areas",)}
+def stage_options(command):
+    """Every stage's options on `command`, under the stage's prefix."""
+    for stage in STAGES:
+        command = model_options(
+            stage,
+            STAGE_MODELS[stage],
+            prefix=PREFIXES[stage],
+            flags=PIPELINE_FLAGS.get(stage),
+            help=PIPELINE_HELP.get(stage),
+        )(command)
+    return command
 
 
 @run_app.command("pipeline")
-@model_options(
-    "roads",
-    RoadLoading,
-    prefix="road-",
-    flags=ROAD_FLAGS,
-    help={"path": "Road file to (re)load first; default: keep the loaded roads."},
-)
-@model_options(
-    "areas",
-    AreaLoading,
-    prefix="area-",
-    flags=AREA_FLAGS,
-    help={"path": "Heritage area file to (re)load; default: keep the loaded areas."},
-)
+@stage_options
 def run_pipeline_cmd(
     roads: RoadLoading,
     areas: AreaLoading,
-    interval: float = typer.Option(30.0, help="Metres between sample points."),
-    provider: str = typer.Option(None, help="Street-view provider for the collect stage."),
-    collect_limit: int = typer.Option(None, help="Collect at most N points."),
-    model: str = typer.Option(None, help="Segmentation checkpoint (default: the backend's default)."),
-    backend: str = typer.Option("hf", help="Segmentation backend."),
-    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    points: PointsOptions,
+    collect: CollectOptions,
+    clean: CleanOptions,
+    segment: SegmentOptions,
+    stats: StatsOptions,
     stages: str = typer.Option(
-        ",".join(("roads", "points", "collect", "clean", "segment", "stats")),
-        help="Stages to run, comma-separated; they always run in pipeline order.",
+        ",".join(STAGES),
+        help="Stages to run, comma-separated (e.g. points,collect); they always run in pipeline order.",
     ),
 ) -> None:
-    """Run roads → points → collect → clean → segment → stats once, as the Prefect flow `pipeline`."""
+    """Run roads → areas → points → collect → clean → segment → stats (or the --stages chosen) as
+    the Prefect flow `pipeline`; each stage takes the options of its own command under a prefix.
+
+    Exit status: 0 done; 1 the collect stage produced nothing but errors; 2 bad input.
+    """
     quiet_prefect()
+    from streetaudit.flows.collect import CollectFailed
     from streetaudit.flows.pipeline import pipeline_flow
 
-    pipeline_flow(
-        ready_url(),
-        roads=roads,
-        areas=areas,
-        interval=interval,
-        provider=provider,
-        collect_limit=collect_limit,
-        model=model,
-        backend=backend,
-        device=device,
-        stages=split_list(stages),
-    )
+    try:
+        pipeline_flow(
+            ready_url(),
+            stages=split_list(stages),
+            roads=roads,
+            areas=areas,
+            points=points,
+            collect=collect,
+            clean=clean,
+            segment=segment,
+            stats=stats,
+        )
+    except CollectFailed as error:
+        fail(str(error), 1)

@@ -15,7 +15,6 @@ from prefect import flow
 
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.load_changes import compare
-from streetaudit.flows.load_options import AreaLoading
 from streetaudit.flows.roads import LoadReport, source_name
 from streetaudit.flows.vector_files import read_areas
 
@@ -63,14 +62,5 @@ def load_areas(
     )
 
 
-def load_areas_with(url: str, options: AreaLoading) -> LoadReport:
-    if options.path is None:
-        raise InputError("no area file given")
-    return load_areas(url, options.path, **options.model_dump(exclude={"path"}))
-
-
-@flow(name="areas", log_prints=True)
-def areas_flow(url: str, areas: AreaLoading) -> dict:
-    report = load_areas_with(url, areas)
-    print(f"loaded {report.loaded} heritage areas from {report.source}: {report.summary('areas')}")
-    return {**report.__dict__, "changes": report.changes.as_dict()}
+# The Prefect flow `areas`: the plain function, its parameters validated by Prefect.
+areas_flow = flow(name="areas", log_prints=True)(load_areas)

@@ -14,6 +14,7 @@ rerun with other settings give exactly that setting's result.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -110,7 +111,7 @@ def _scan_files(url: str, workers: int) -> tuple[int, list[int], list[str]]:
 def clean_images(
     url: str,
     *,
-    exclude_months=(11, 12, 1, 2, 3),
+    exclude_months: Sequence[int] = (11, 12, 1, 2, 3),
     min_bytes: int = MIN_BYTES,
     undo: bool = False,
     workers: int = 4,
@@ -140,8 +141,5 @@ def clean_images(
     return report
 
 
-@flow(name="clean-images", log_prints=True)
-def clean_flow(url: str, exclude_months: list[int] | None = None, min_bytes: int = MIN_BYTES) -> dict:
-    report = clean_images(url, exclude_months=tuple(exclude_months or (11, 12, 1, 2, 3)), min_bytes=min_bytes)
-    print(f"excluded {report.excluded} of {report.checked} images")
-    return {k: v for k, v in report.__dict__.items() if k != "examples"}
+# The Prefect flow `clean`: the plain function, its parameters validated by Prefect.
+clean_flow = flow(name="clean", log_prints=True)(clean_images)

@@ -1,4 +1,4 @@
-"""Stage 3: fetch street-view images for the sample points, concurrently and resumably.
+"""The collect stage: fetch street-view images for the sample points, concurrently and resumably.
 
 One asyncio loop runs a producer (sample points, a page at a time, minus the views already
 stored), `concurrency` workers (provider requests through one token bucket, retried with
@@ -33,20 +33,20 @@ import math
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import certifi
 import httpx
 import psycopg
 from PIL import Image as PILImage
-from prefect import flow, task
+from prefect import flow
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
-from streetaudit.flows.errors import InputError, load_settings, worth_retrying
+from streetaudit.flows.errors import InputError, load_settings
 from streetaudit.flows.image_store import ImageStore, sidecar_key, view_key
 from streetaudit.flows.providers import open_provider
 from streetaudit.flows.providers.base import (
@@ -605,7 +605,7 @@ def collect(
     url: str,
     provider: str,
     *,
-    headings=(0, 90, 180, 270),
+    headings: Sequence[float] = (0.0, 90.0, 180.0, 270.0),
     pitch: float = 0.0,
     fov: float = 90.0,
     size: tuple[int, int] = (1024, 512),
@@ -615,7 +615,7 @@ def collect(
     rate: float | None = None,
     retry_errors: bool = False,
     recheck_missing: bool = False,
-    progress: bool = True,
+    progress: bool = False,
 ) -> CollectReport:
     """Fetch every view not yet stored; see the module docstring for the guarantees.
 
@@ -697,46 +697,7 @@ def summary_notes(report: CollectReport) -> list[str]:
     return notes
 
 
-@task(name="collect-views", retries=1, retry_delay_seconds=30, retry_condition_fn=worth_retrying)
-def collect_task(url: str, provider: str, **options) -> CollectReport:
-    """Retried as a whole on a transient failure; the rerun is cheap because it resumes."""
-    return collect(url, provider, **options)
-
-
-@flow(name="collect", log_prints=True)
-def collect_flow(
-    url: str,
-    provider: str,
-    headings: list[float] | None = None,
-    pitch: float = 0.0,
-    fov: float = 90.0,
-    size: tuple[int, int] = (1024, 512),
-    limit: int | None = None,
-    where_area: str | None = None,
-    concurrency: int = 8,
-    rate: float | None = None,
-    retry_errors: bool = False,
-    recheck_missing: bool = False,
-) -> dict:
-    """Raises CollectFailed when every view failed, so the flow run is marked failed."""
-    report = collect_task(
-        url,
-        provider,
-        headings=tuple(headings or (0, 90, 180, 270)),
-        pitch=pitch,
-        fov=fov,
-        size=tuple(size),
-        limit=limit,
-        where_area=where_area,
-        concurrency=concurrency,
-        rate=rate,
-        retry_errors=retry_errors,
-        recheck_missing=recheck_missing,
-        progress=False,
-    )
-    print(summary_line(report))
-    for reason, n in sorted(report.errors.items(), key=lambda kv: -kv[1])[:10]:
-        print(f"  {n} x {reason}")
-    if report.only_errors:
-        raise CollectFailed(only_errors_message(report))
-    return {k: v for k, v in report.__dict__.items() if k != "errors"} | {"errors": dict(report.errors)}
+# The Prefect flow `collect`: the plain function, its parameters validated by Prefect. It is
+# not retried on its own (a flow cannot tell a bad key from a timeout); the pipeline's collect
+# task is, twice, on transient failures only (flows/pipeline.py).
+collect_flow = flow(name="collect", log_prints=True)(collect)

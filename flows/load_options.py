@@ -1,6 +1,6 @@
 """What a road or area load is told: one parameter list per loader, shared by every entry point.
 
-`roads load`, `run roads`, `run pipeline` (as `--road-…` options), the `roads`, `areas` and
+`roads load`, `areas load`, `run pipeline` (as `--road-…` options), the `roads`, `areas` and
 `pipeline` flows and the deployments in prefect.yaml all take these models, so an option
 added here reaches all of them; a pipeline that reloaded a file with fewer options than the
 first load had silently wiped its names and kinds. Kept free of heavy imports: the CLI builds

@@ -1,124 +1,130 @@
-"""The whole pipeline in order: roads → points → collect → clean → segment → stats.
+"""The whole pipeline in order: roads → areas → points → collect → clean → segment → stats.
 
-`run_pipeline` is the plain function (the CLI and tests call it); `pipeline_flow` runs the
-same stages as Prefect tasks, with retries where failures are usually transient (network
-collection). Every stage is idempotent and resumable, so a rerun after a failure redoes
-only what is missing. Stage modules are imported when their stage runs.
+Each stage is its plain function (`load_roads`, `load_areas`, `densify`, `collect`,
+`clean_images`, `segment`, `refresh_stats`) called with every field of its options model
+(`load_options`, `stage_options`), so an option added to a stage reaches the pipeline, its
+flow's parameters and `run pipeline` at once. `run_pipeline` is the plain function (tests
+call it); `pipeline_flow` runs the same stages as Prefect tasks, with retries where failures
+are usually transient (network collection). Every stage is idempotent and resumable, so a
+rerun after a failure redoes only what is missing. Stage modules are imported when their
+stage runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 from prefect import flow, task
+from pydantic import BaseModel, ConfigDict, Field
 
 from streetaudit.flows.errors import InputError, worth_retrying
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
+from streetaudit.flows.stage_options import (
+    PREFIXES,
+    STAGES,
+    CleanOptions,
+    CollectOptions,
+    PointsOptions,
+    SegmentOptions,
+    StatsOptions,
+)
 
-STAGES = ("roads", "points", "collect", "clean", "segment", "stats")
 
+class PipelineOptions(BaseModel):
+    """Which stages run, and each stage's options (a model per stage, named after it)."""
 
-@dataclass
-class PipelineOptions:
+    model_config = ConfigDict(extra="forbid")
+
+    stages: tuple[str, ...] = STAGES
     # Every option of `roads load` / `areas load`: a reload with fewer options than the first
     # load would read the file differently (and wipe names and kinds).
-    roads: RoadLoading = field(default_factory=RoadLoading)
-    areas: AreaLoading = field(default_factory=AreaLoading)
-    interval: float = 30.0
-    provider: str | None = None
-    collect_limit: int | None = None
-    model: str | None = None
-    backend: str = "hf"
-    device: str = "auto"
-    batch_size: int = 8
-    segment_limit: int | None = None
-    stats_model: str | None = None
-    stages: tuple[str, ...] = STAGES
-    extra: dict[str, Any] = field(default_factory=dict)
+    roads: RoadLoading = Field(default_factory=RoadLoading)
+    areas: AreaLoading = Field(default_factory=AreaLoading)
+    points: PointsOptions = Field(default_factory=PointsOptions)
+    collect: CollectOptions = Field(default_factory=CollectOptions)
+    clean: CleanOptions = Field(default_factory=CleanOptions)
+    segment: SegmentOptions = Field(default_factory=SegmentOptions)
+    stats: StatsOptions = Field(default_factory=StatsOptions)
 
     def check(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise InputError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
-        if "collect" in self.stages and not self.provider:
+        if "collect" in self.stages and not self.collect.provider:
             raise InputError("the collect stage needs --provider (or leave collect out with --stages)")
-        for loading, flag, prefix in ((self.roads, "--roads", "--road-"), (self.areas, "--areas", "--area-")):
+        for stage, loading, flag in (("roads", self.roads, "--roads"), ("areas", self.areas, "--areas")):
             stray = loading.changed_fields()
             if loading.path is None and stray:
-                names = ", ".join(prefix + name.replace("_", "-") for name in stray)
+                names = ", ".join("--" + PREFIXES[stage] + name.replace("_", "-") for name in stray)
                 raise InputError(f"{names} only apply with {flag} FILE (the file to load)")
-        if (self.roads.path or self.areas.path) and "roads" not in self.stages:
-            raise InputError("--roads/--areas are loaded by the roads stage; add roads to --stages")
+            if loading.path is not None and stage not in self.stages:
+                raise InputError(f"{flag} is loaded by the {stage} stage; add {stage} to --stages")
 
 
 def stage_roads(url: str, o: PipelineOptions) -> str:
-    """Roads, then heritage areas; each file is optional and loaded on its own."""
-    parts = []
     if o.roads.path is None:
-        parts.append("roads: no file given; using the roads already loaded")
-    else:
-        from streetaudit.flows.roads import load_roads_with
+        return "roads: no file given; using the roads already loaded"
+    from streetaudit.flows.roads import load_roads
 
-        report = load_roads_with(url, o.roads)
-        parts.append(f"roads: {report.loaded} lines ({report.length_km:.1f} km); {report.summary()}")
-        parts += [f"roads row {row}: {text}" for row, text in report.warnings]
-    if o.areas.path is not None:
-        from streetaudit.flows.areas import load_areas_with
+    report = load_roads(url, **o.roads.model_dump())
+    parts = [f"roads: {report.loaded} lines ({report.length_km:.1f} km); {report.summary()}"]
+    parts += [f"roads row {row}: {text}" for row, text in report.warnings]
+    return "; ".join(parts)
 
-        areas = load_areas_with(url, o.areas)
-        parts.append(f"heritage areas: {areas.loaded}; {areas.summary('areas')}")
-        parts += [f"areas row {row}: {text}" for row, text in areas.warnings]
+
+def stage_areas(url: str, o: PipelineOptions) -> str:
+    if o.areas.path is None:
+        return "heritage areas: no file given; using the areas already loaded"
+    from streetaudit.flows.areas import load_areas
+
+    report = load_areas(url, **o.areas.model_dump())
+    parts = [f"heritage areas: {report.loaded}; {report.summary('areas')}"]
+    parts += [f"areas row {row}: {text}" for row, text in report.warnings]
     return "; ".join(parts)
 
 
 def stage_points(url: str, o: PipelineOptions) -> str:
-    from streetaudit.flows.points import densify
+    from streetaudit.flows.points import densify, summary_lines
 
-    report = densify(url, interval=o.interval)
-    return f"points: {report.points} ({report.inserted} new)"
+    report = densify(url, **o.points.model_dump())
+    return "points: " + "; ".join(summary_lines(report, o.points.interval))
 
 
 def stage_collect(url: str, o: PipelineOptions) -> str:
-    from streetaudit.flows.collect import collect
+    from streetaudit.flows.collect import CollectFailed, collect, only_errors_message, summary_line
 
-    report = collect(url, o.provider, limit=o.collect_limit, progress=False)
-    return f"collect: {report}"
+    report = collect(url, **o.collect.model_dump(), progress=False)
+    if report.only_errors:  # as `collect` exits 1: nothing usable came of it
+        raise CollectFailed(only_errors_message(report))
+    return f"collect: {summary_line(report)}"
 
 
 def stage_clean(url: str, o: PipelineOptions) -> str:
     from streetaudit.flows.clean import clean_images
 
-    return f"clean: {clean_images(url)}"
+    return f"clean: {clean_images(url, **o.clean.model_dump())}"
 
 
 def stage_segment(url: str, o: PipelineOptions) -> str:
     from streetaudit.flows.segment import segment
 
-    report = segment(
-        url,
-        model=o.model,
-        backend=o.backend,
-        batch_size=o.batch_size,
-        device=o.device,
-        limit=o.segment_limit,
-        progress=False,
-    )
+    report = segment(url, **o.segment.model_dump(), progress=False)
     return f"segment: {report}"
 
 
 def stage_stats(url: str, o: PipelineOptions) -> str:
     from streetaudit.flows.stats import refresh_stats
 
-    report = refresh_stats(url, model=o.stats_model)
+    report = refresh_stats(url, **o.stats.model_dump())
     return (
         f"stats: model {report.model_id} ({report.model_name}), {report.points} points, "
         f"{report.segments} segments with data; data version {report.version}"
     )
 
 
-RUNNERS = {
+RUNNERS: dict[str, Callable[[str, PipelineOptions], str]] = {
     "roads": stage_roads,
+    "areas": stage_areas,
     "points": stage_points,
     "collect": stage_collect,
     "clean": stage_clean,
@@ -140,7 +146,8 @@ def run_pipeline(url: str, options: PipelineOptions, report=print, runners=RUNNE
         from streetaudit.flows.points import check_densify_parameters
 
         with psycopg.connect(url) as conn:
-            check_densify_parameters(conn, interval=options.interval)
+            p = options.points
+            check_densify_parameters(conn, interval=p.interval, dedupe_within=p.dedupe_within, srid=p.srid)
     lines = []
     for stage in STAGES:
         if stage in options.stages:
@@ -165,30 +172,21 @@ _TASKS = {
 @flow(name="pipeline", log_prints=True)
 def pipeline_flow(
     url: str | None = None,
+    stages: list[str] | None = None,
     roads: RoadLoading | None = None,
     areas: AreaLoading | None = None,
-    interval: float = 30.0,
-    provider: str | None = None,
-    collect_limit: int | None = None,
-    model: str | None = None,
-    backend: str = "hf",
-    device: str = "auto",
-    segment_limit: int | None = None,
-    stats_model: str | None = None,
-    stages: list[str] | None = None,
+    points: PointsOptions | None = None,
+    collect: CollectOptions | None = None,
+    clean: CleanOptions | None = None,
+    segment: SegmentOptions | None = None,
+    stats: StatsOptions | None = None,
 ) -> list[str]:
+    """The chosen stages (default: all) with each stage's options; a stage not given options
+    runs with its defaults."""
+    given = {"roads": roads, "areas": areas, "points": points, "collect": collect}
+    given |= {"clean": clean, "segment": segment, "stats": stats}
     options = PipelineOptions(
-        roads=roads or RoadLoading(),
-        areas=areas or AreaLoading(),
-        interval=interval,
-        provider=provider,
-        collect_limit=collect_limit,
-        model=model,
-        backend=backend,
-        device=device,
-        segment_limit=segment_limit,
-        stats_model=stats_model,
-        stages=tuple(stages or STAGES),
+        stages=tuple(stages or STAGES), **{name: value for name, value in given.items() if value is not None}
     )
     options.check()
     if url is None:

@@ -1,4 +1,4 @@
-"""Stage 2: sample points every interval metres along the roads, computed in PostGIS.
+"""The points stage: sample points every interval metres along the roads, computed in PostGIS.
 
 Densify retires points instead of deleting them (see sql/045_retire_points.sql): images
 cost money and time, so only `prune=True` deletes retired points, and then it says what
@@ -184,18 +184,5 @@ def summary_lines(report: DensifyReport, interval: float) -> list[str]:
     return lines
 
 
-@flow(name="points", log_prints=True)
-def points_flow(
-    url: str, interval: float = 30.0, dedupe_within: float = 1.0, srid: int | None = None, prune: bool = False
-) -> dict:
-    report = densify(url, interval=interval, dedupe_within=dedupe_within, srid=srid, prune=prune)
-    for line in summary_lines(report, interval):
-        print(line)
-    return {
-        "points": report.points,
-        "merged": report.merged,
-        "inserted": report.inserted,
-        "reactivated": report.reactivated,
-        "retired": report.retired,
-        "seconds": report.seconds,
-    }
+# The Prefect flow `points`: the plain function, its parameters validated by Prefect.
+points_flow = flow(name="points", log_prints=True)(densify)

@@ -1,4 +1,4 @@
-"""Stage 1: load road centre lines into `streetaudit.road`.
+"""The roads stage: load road centre lines into `streetaudit.road`.
 
 A source (by default the file's absolute path) is loaded in one transaction: roads that
 are gone from the file are deleted (refused, unless forced, when their points hold images),
@@ -18,7 +18,6 @@ from prefect import flow
 
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.load_changes import Changes, compare, wiped
-from streetaudit.flows.load_options import RoadLoading
 from streetaudit.flows.vector_files import read_lines
 
 # The option that names each attribute's field, for the message of a refused reload.
@@ -127,19 +126,8 @@ def refuse_wipe(path: Path, source: str, changes: Changes, fields: list[str]) ->
     )
 
 
-def load_roads_with(url: str, options: RoadLoading) -> LoadReport:
-    if options.path is None:
-        raise InputError("no road file given")
-    return load_roads(url, options.path, **options.model_dump(exclude={"path"}))
-
-
-@flow(name="roads", log_prints=True)
-def roads_flow(url: str, roads: RoadLoading) -> dict:
-    report = load_roads_with(url, roads)
-    print(
-        f"loaded {report.loaded} roads ({report.length_km:.1f} km) from {report.source}: {report.summary()}"
-    )
-    return {**report.__dict__, "changes": report.changes.as_dict()}
+# The Prefect flow `roads`: the plain function, its parameters validated by Prefect.
+roads_flow = flow(name="roads", log_prints=True)(load_roads)
 
 
 def refuse_image_loss(conn: psycopg.Connection, path: Path, src: str, *, force: bool) -> None:

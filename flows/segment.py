@@ -1,4 +1,4 @@
-"""Stage 4: semantic segmentation of the collected images into element shares in PostGIS.
+"""The segment stage: semantic segmentation of the collected images into element shares in PostGIS.
 
 The model runs on whole batches on the device while DataLoader workers decode the next
 JPEGs and a writer thread COPYs finished rows (and saves masks), so the pipeline runs
@@ -43,8 +43,6 @@ from streetaudit.models.label_sets import ELEMENTS, LabelSetError
 from streetaudit.sql.settings import DatabaseSettings
 
 COLUMNS = ("image_id", "model_id", *ELEMENTS, "histogram", "pixels", "mask_uri", "error")
-# Options of the pipeline itself; every other keyword goes to the backend.
-PIPELINE_OPTIONS = ("workers", "masks_dir", "retry_failed")
 MAX_INPUT_SIDE = 8192
 
 
@@ -73,19 +71,41 @@ def segment(
     device: str = "auto",
     limit: int | None = None,
     save_masks: bool = False,
-    progress: bool = True,
-    **backend_options: Any,
+    terrain: bool = False,
+    labels: str | None = None,
+    arch: str | None = None,
+    checkpoint: str | None = None,
+    mask_dir: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    cache_dir: str | None = None,
+    workers: int | None = None,
+    masks_dir: str | None = None,
+    retry_failed: bool = False,
+    progress: bool = False,
 ) -> SegmentReport:
-    """Segment every 'ok' image that has no row for this model yet; returns counts and speed."""
-    pipeline = {k: backend_options.pop(k) for k in PIPELINE_OPTIONS if k in backend_options}
-    if backend_options.get("input_size") is not None:
-        backend_options["input_size"] = check_input_size(backend_options["input_size"])
+    """Segment every 'ok' image that has no row for this model yet; returns counts and speed.
+
+    The options are those of `stage_options.SegmentOptions`; `input_size` is (width, height).
+    Only the backend options that are set reach the backend, which refuses ones it does not take.
+    """
+    chosen = {
+        "label_set": labels,
+        "arch": arch,
+        "checkpoint": checkpoint,
+        "mask_dir": mask_dir,
+        "cache_dir": cache_dir,
+        "input_size": None if input_size is None else check_input_size(input_size),
+    }
+    backend_options: dict[str, Any] = {k: v for k, v in chosen.items() if v is not None}
+    if terrain:
+        backend_options["terrain"] = True
+    pipeline = {"workers": workers, "masks_dir": masks_dir, "retry_failed": retry_failed}
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     if limit is not None and limit < 0:
         raise InputError(f"--limit must be >= 0, got {limit}")
-    if pipeline.get("workers") is not None and int(pipeline["workers"]) < 0:
-        raise InputError(f"--workers must be >= 0 (0 decodes in the main process), got {pipeline['workers']}")
+    if workers is not None and int(workers) < 0:
+        raise InputError(f"--workers must be >= 0 (0 decodes in the main process), got {workers}")
     try:
         target = resolve_device(device)
         runner = create_backend(backend, model, target, **backend_options)
@@ -97,9 +117,10 @@ def segment(
 
 
 def check_input_size(size) -> tuple[int, int]:
-    """(height, width) in pixels, each 1 to MAX_INPUT_SIDE; refused before anything is written."""
+    """(width, height) in, (height, width) out (what the backends take), each 1 to MAX_INPUT_SIDE
+    pixels; refused before anything is written."""
     try:
-        height, width = (int(v) for v in size)
+        width, height = (int(v) for v in size)
     except (TypeError, ValueError):
         raise InputError(f"--input-size must be WIDTHxHEIGHT in pixels, got {size!r}") from None
     if not (1 <= width <= MAX_INPUT_SIDE and 1 <= height <= MAX_INPUT_SIDE):
@@ -370,30 +391,5 @@ class RowWriter:
         self.vanished_done += sum(1 for row in gone if row[-1] is None)
 
 
-@flow(name="segment", log_prints=True)
-def segment_flow(
-    url: str,
-    model: str | None = None,
-    backend: str = "hf",
-    batch_size: int = 8,
-    device: str = "auto",
-    limit: int | None = None,
-    save_masks: bool = False,
-    options: dict[str, Any] | None = None,
-) -> dict:
-    report = segment(
-        url,
-        model=model,
-        backend=backend,
-        batch_size=batch_size,
-        device=device,
-        limit=limit,
-        save_masks=save_masks,
-        progress=False,
-        **(options or {}),
-    )
-    print(
-        f"model {report.model_id} ({report.model_name}, {report.label_set}): {report.done} segmented, "
-        f"{report.skipped} already done, {report.failed} failed; {report.images_per_s:.1f} images/s"
-    )
-    return report.__dict__
+# The Prefect flow `segment`: the plain function, its parameters validated by Prefect.
+segment_flow = flow(name="segment", log_prints=True)(segment)

@@ -218,11 +218,5 @@ def comparison_table(rows: list[dict], *, area_id: int | None = None):
     return table
 
 
-@flow(name="stats", log_prints=True)
-def stats_flow(url: str, model: str | None = None) -> dict:
-    report = refresh_stats(url, model=model)
-    print(
-        f"stats from model {report.model_id} ({report.model_name}): {report.points} points, "
-        f"{report.segments} segments with data, {report.areas} areas; data version {report.version}"
-    )
-    return {k: v for k, v in report.__dict__.items() if k != "comparisons"}
+# The Prefect flow `stats`: the plain function, its parameters validated by Prefect.
+stats_flow = flow(name="stats", log_prints=True)(refresh_stats)

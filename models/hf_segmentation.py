@@ -67,7 +67,7 @@ class HFBackend(SegmentationBackend):
             chosen = resolve(label_set, terrain=terrain, element_classes=element_classes)
             if len(chosen) != len(labels):
                 raise BackendError(
-                    f"--label-set {label_set}: {len(chosen)} classes, but the model predicts {len(labels)}"
+                    f"--labels {label_set}: {len(chosen)} classes, but the model predicts {len(labels)}"
                 )
             self.label_set = chosen
         else:

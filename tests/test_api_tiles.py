@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import mapbox_vector_tile
 import psycopg
 import pytest
@@ -12,14 +10,10 @@ from fastapi.testclient import TestClient
 from streetaudit.api.factory import create_app
 from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
+from streetaudit.testing.sample_rows import tile_of
 from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
 LAYERS = {"api.segments", "api.points", "api.areas", "api.ratings"}
-
-
-def tile_of(lon: float, lat: float, z: int) -> tuple[int, int, int]:
-    n = 2**z
-    return z, int((lon + 180) / 360 * n), int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
 
 
 @pytest.fixture(scope="module")

@@ -148,7 +148,7 @@ def test_points_flow_runs_under_prefect(prefect_harness, fresh_db_url: str) -> N
             "SELECT count(*), count(*) FILTER (WHERE abs(distance_m - 45 * seq) > 1e-9) FROM streetaudit.sample_point "
             "WHERE retired_at IS NULL"
         ).fetchone()
-    assert result["points"] == n and bad == 0
+    assert result.points == n and bad == 0
 
 
 def test_plain_commands_need_no_prefect_server(db_url: str, tmp_path: Path) -> None:

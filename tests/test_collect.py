@@ -21,36 +21,12 @@ from streetaudit.flows.collect import CollectStopped, collect
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.providers.coords import wgs84_to_bd09
 from streetaudit.testing.local_server import LocalProviders, Reply, json_reply
+from streetaudit.testing.sample_rows import make_points
 
 KEY = "SEKRET-ak-7f3a91"
 # Five points along a street in Beijing (inside China, so coordtype conversions matter).
 POINTS = [(116.3970 + 0.0003 * i, 39.9087) for i in range(5)]
 AREA = "Old Town"
-
-
-def make_points(url: str) -> list[int]:
-    with psycopg.connect(url) as conn:
-        road = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
-               VALUES ('t', '1', ST_GeomFromText('LINESTRING(116.397 39.9087, 116.3982 39.9087)', 4326), 100)
-               RETURNING id"""
-        ).fetchone()[0]
-        ids = [
-            conn.execute(
-                """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
-                   VALUES (%s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) RETURNING id""",
-                (road, i, 25.0 * i, lon, lat),
-            ).fetchone()[0]
-            for i, (lon, lat) in enumerate(POINTS)
-        ]
-        # A heritage area around the first two points.
-        conn.execute(
-            """INSERT INTO streetaudit.heritage_area (source, source_id, name, geom, area_m2)
-               VALUES ('t', '1', %s, ST_Multi(ST_MakeEnvelope(116.3969, 39.9086, 116.39735, 39.9088, 4326)), 1)""",
-            (AREA,),
-        )
-        conn.commit()
-    return ids
 
 
 @pytest.fixture
@@ -75,7 +51,7 @@ def server(env, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def point_ids(fresh_db_url: str) -> list[int]:
-    return make_points(fresh_db_url)
+    return make_points(fresh_db_url, POINTS, area=AREA, area_points=2)
 
 
 def rows(url: str) -> list[tuple]:
@@ -185,7 +161,7 @@ def test_bad_key_stops_the_run_and_the_key_never_appears(
 
 
 def test_cli_output_never_contains_the_key(server, cli, db_url, monkeypatch):
-    make_points(db_url)
+    make_points(db_url, POINTS, area=AREA, area_points=2)
     server.key = "another-key"
     result = cli("collect", "--provider", "baidu", "--no-progress")
     assert result.exit_code == 2

@@ -1,4 +1,4 @@
-"""The `collect` command, the Prefect flow behind `streetaudit run collect`, and the demo step."""
+"""The `collect` command, the collect stage of `streetaudit run pipeline`, and the demo step."""
 
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ def test_collect_command_reports_and_resumes(cli, with_points):
     assert "0 ok, 0 missing, 0 error, 8 already stored" in result.output
 
 
-def test_run_collect_runs_the_prefect_flow(cli, with_points, prefect_harness):
+def test_run_pipeline_collects_with_the_collect_options(cli, with_points, prefect_harness):
     result = cli(
-        "run", "collect", "--provider", "synthetic", "--headings", "45", "--size", "128x64", "--limit", "3",
-        "--pitch", "10", "--fov", "60",
+        "run", "pipeline", "--stages", "collect", "--provider", "synthetic", "--collect-headings", "45",
+        "--collect-size", "128x64", "--collect-limit", "3", "--collect-pitch", "10", "--collect-fov", "60",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     with psycopg.connect(with_points) as conn:

@@ -22,26 +22,11 @@ from PIL import Image as PILImage
 
 from streetaudit.flows.collect import collect
 from streetaudit.testing.local_server import LocalProviders, Reply, json_reply
+from streetaudit.testing.sample_rows import along, make_points
 
 KEY = "SEKRET-kill-test-5d2e"
 N_POINTS = 60
 HEADINGS = (0, 90, 180, 270)
-
-
-def make_points(url: str, n: int) -> None:
-    with psycopg.connect(url) as conn:
-        road = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
-               VALUES ('t', '1', ST_GeomFromText('LINESTRING(116.39 39.90, 116.40 39.90)', 4326), 850)
-               RETURNING id"""
-        ).fetchone()[0]
-        conn.execute(
-            """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
-               SELECT %s, g, g * 14.0, ST_SetSRID(ST_MakePoint(116.39 + g * 0.00016, 39.90), 4326)
-               FROM generate_series(0, %s - 1) AS g""",
-            (road, n),
-        )
-        conn.commit()
 
 
 def faults(server: LocalProviders):
@@ -73,7 +58,7 @@ def ok_rows(url: str) -> int:
 
 
 def test_kill_during_collect_then_rerun_stores_every_view_exactly_once(fresh_db_url, tmp_path, monkeypatch):
-    make_points(fresh_db_url, N_POINTS)
+    make_points(fresh_db_url, along((116.39, 39.90), 0.00016, N_POINTS), spacing=14.0)
     data_dir = tmp_path / "data"
     env = {
         **os.environ,

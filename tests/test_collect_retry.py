@@ -18,27 +18,11 @@ from PIL import Image as PILImage
 from streetaudit.flows.collect import CollectStopped, collect
 from streetaudit.sql.cluster import free_port
 from streetaudit.testing.local_server import LocalProviders, Reply, json_reply
+from streetaudit.testing.sample_rows import make_points
 
 KEY = "SEKRET-retry-8d21"
 LON, LAT = 116.3970, 39.9087
 POINTS = [(LON + 0.0003 * i, LAT) for i in range(3)]
-
-
-def make_points(url: str) -> list[int]:
-    with psycopg.connect(url) as conn:
-        road = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
-               VALUES ('t', '1', ST_GeomFromText('LINESTRING(116.397 39.9087, 116.3982 39.9087)', 4326), 100)
-               RETURNING id"""
-        ).fetchone()[0]
-        return [
-            conn.execute(
-                """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
-                   VALUES (%s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) RETURNING id""",
-                (road, i, 25.0 * i, lon, lat),
-            ).fetchone()[0]
-            for i, (lon, lat) in enumerate(POINTS)
-        ]
 
 
 def statuses(url: str) -> dict[tuple[int, float], str]:
@@ -73,7 +57,7 @@ def server(env, monkeypatch):
 
 # -- run-level failures are not view failures --------------------------------------------------
 def test_spent_quota_records_nothing_and_the_next_day_fetches_every_view(server, fresh_db_url):
-    make_points(fresh_db_url)
+    make_points(fresh_db_url, POINTS)
     server.script = lambda r: json_reply({"status": 302, "message": "天配额超限，限制访问"})
     with pytest.raises(CollectStopped, match="quota exhausted"):
         collect(fresh_db_url, "baidu", concurrency=2, progress=False)
@@ -84,7 +68,7 @@ def test_spent_quota_records_nothing_and_the_next_day_fetches_every_view(server,
 
 
 def test_unreachable_host_stops_the_run_and_records_nothing(env, fresh_db_url, monkeypatch):
-    make_points(fresh_db_url)
+    make_points(fresh_db_url, POINTS)
     monkeypatch.setenv("STREETAUDIT_BAIDU_URL", f"http://127.0.0.1:{free_port()}/panorama/v2")
     with pytest.raises(CollectStopped, match="cannot be reached") as raised:
         collect(fresh_db_url, "baidu", concurrency=2, progress=False)
@@ -100,7 +84,7 @@ def test_unreachable_host_stops_the_run_and_records_nothing(env, fresh_db_url, m
 def test_earlier_errors_are_named_with_the_flag_that_retries_them(server, fresh_db_url, cli, monkeypatch):
     monkeypatch.setenv("STREETAUDIT_DATABASE_URL", fresh_db_url)
     first = f"{POINTS[0][0]:.7f}"
-    make_points(fresh_db_url)
+    make_points(fresh_db_url, POINTS)
     server.script = lambda r: (
         Reply(status=400, body=b"bad", content_type="text/plain")
         if r.query["location"].startswith(first)
@@ -124,7 +108,7 @@ def test_earlier_errors_are_named_with_the_flag_that_retries_them(server, fresh_
 
 def test_a_run_with_only_errors_exits_1(server, fresh_db_url, cli, monkeypatch):
     monkeypatch.setenv("STREETAUDIT_DATABASE_URL", fresh_db_url)
-    make_points(fresh_db_url)
+    make_points(fresh_db_url, POINTS)
     server.script = lambda r: Reply(status=400, body=b"bad", content_type="text/plain")
     result = cli("collect", "--provider", "baidu", "--no-progress")
     assert result.exit_code == 1, result.output
@@ -137,7 +121,7 @@ def test_a_run_with_only_errors_exits_1(server, fresh_db_url, cli, monkeypatch):
 
 
 def test_recheck_missing_asks_the_provider_again(server, fresh_db_url):
-    make_points(fresh_db_url)
+    make_points(fresh_db_url, POINTS)
     server.script = lambda r: json_reply({"status": 402, "message": "该位置无全景"})
     assert collect(fresh_db_url, "baidu", progress=False).missing == 12
     server.script = lambda r: None
@@ -166,7 +150,7 @@ def write_folder(folder: Path, photos: dict[str, tuple[float, float, float]]) ->
 
 
 def test_folder_missing_is_rechecked_when_the_folder_changes(env, fresh_db_url):
-    ids = make_points(fresh_db_url)
+    ids = make_points(fresh_db_url, POINTS)
     folder = env / "photos"
     write_folder(folder, {"a.jpg": (POINTS[0][0], LAT, 0)})
     report = collect(fresh_db_url, f"folder:{folder}", progress=False)

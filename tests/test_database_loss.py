@@ -26,6 +26,7 @@ from streetaudit.flows.segment import segment
 from streetaudit.sql.cluster import LocalCluster
 from streetaudit.sql.migrate import migrate
 from streetaudit.testing.local_server import LocalProviders
+from streetaudit.testing.sample_rows import add_images, along, make_points
 from streetaudit.testing.tiny_models import tiny_segformer
 
 KEY = "SEKRET-db-loss-31c7"
@@ -33,46 +34,12 @@ EXIT_BOUND_S = 30.0
 CLI = [sys.executable, "-m", "streetaudit.cli.main"]
 
 
-# -- data, as tests/test_collect_resume.py and tests/test_segment.py make it (importlib mode:
-# test modules cannot import each other) ---------------------------------------------------
-def make_points(url: str, n: int) -> None:
-    with psycopg.connect(url) as conn:
-        road = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
-               VALUES ('t', '1', ST_GeomFromText('LINESTRING(116.39 39.90, 116.40 39.90)', 4326), 850)
-               RETURNING id"""
-        ).fetchone()[0]
-        conn.execute(
-            """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
-               SELECT %s, g, g * 14.0, ST_SetSRID(ST_MakePoint(116.39 + g * 0.00016, 39.90), 4326)
-               FROM generate_series(0, %s - 1) AS g""",
-            (road, n),
-        )
-
-
+# -- data (points and image rows: testing/sample_rows.py) -----------------------------------
 def street_like_jpeg(path: Path, seed: int, size: tuple[int, int]) -> Path:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, size=(size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
     Image.fromarray(small).resize((size[1], size[0]), Image.BILINEAR).save(path, quality=90)
     return path
-
-
-def add_images(url: str, paths: list[Path]) -> list[int]:
-    with psycopg.connect(url) as conn:
-        road = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
-               VALUES ('t', 'seg', 'SRID=4326;LINESTRING(24.94 60.17, 24.95 60.17)', 555) RETURNING id"""
-        ).fetchone()[0]
-        return [
-            conn.execute(
-                """WITH p AS (INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
-                              VALUES (%s, %s, 0, ST_SetSRID(ST_MakePoint(24.94, 60.17), 4326)) RETURNING id)
-                   INSERT INTO streetaudit.image (point_id, provider, heading, uri, status)
-                   SELECT id, 'test', 0, %s, 'ok' FROM p RETURNING id""",
-                (road, seq, str(path)),
-            ).fetchone()[0]
-            for seq, path in enumerate(paths)
-        ]
 
 
 @pytest.fixture
@@ -124,7 +91,7 @@ def test_collect_stops_within_seconds_when_the_database_goes_and_resumes_exactly
 ):
     cluster, url = own_cluster
     n_points = 150
-    make_points(url, n_points)
+    make_points(url, along((116.39, 39.90), 0.00016, n_points), spacing=14.0)
     env = {
         **os.environ,
         "STREETAUDIT_DATABASE_URL": url,

@@ -51,7 +51,7 @@ def written(url: str) -> tuple[int, int, int]:
 def test_bad_densify_options_exit_2_naming_the_option(
     fresh_cli, fresh_db_url: str, args: list[str], named: str, reason: str
 ) -> None:
-    for command in (["points", "densify"], ["run", "points"]):
+    for command in (["points", "densify"], ["run", "pipeline", "--stages", "points"]):
         result = fresh_cli(*command, *args)
         assert result.exit_code == 2, result.output
         line = " ".join(result.output.split())

@@ -50,8 +50,9 @@ def active(conn: psycopg.Connection) -> dict[tuple[int, int], int]:
     }
 
 
-def add_images(conn: psycopg.Connection, store: ImageStore, point_ids, model_id: int) -> list[str]:
-    """Four ok views per point, each a file plus a label-map sidecar, and a segmentation."""
+def add_segmented_views(conn: psycopg.Connection, store: ImageStore, point_ids, model_id: int) -> list[str]:
+    """Four ok views per point, each a file plus a label-map sidecar, and a segmentation (unlike
+    testing.sample_rows.add_images: on existing points, with files in the image store)."""
     rng = np.random.default_rng(1)
     files = []
     for pid in point_ids:
@@ -101,7 +102,7 @@ def collected(fresh_db_url: str, store: ImageStore):
         add_roads(conn, [330.0, 310.0, 95.0])
         densify(fresh_db_url, interval=30, dedupe_within=0)
         at_30 = active(conn)
-        files = add_images(conn, store, at_30.values(), add_model(conn))
+        files = add_segmented_views(conn, store, at_30.values(), add_model(conn))
         yield conn, at_30, files
 
 
@@ -178,7 +179,7 @@ def test_a_point_within_a_metre_and_a_half_reuses_the_stored_point(fresh_db_url:
         imaged_road, bare_road = add_roads(conn, [200.0, 200.0])
         densify(fresh_db_url, interval=30, dedupe_within=0)
         at_30 = active(conn)
-        add_images(conn, store, [at_30[(imaged_road, s)] for s in range(7)], add_model(conn))
+        add_segmented_views(conn, store, [at_30[(imaged_road, s)] for s in range(7)], add_model(conn))
         place = {
             pid: (d, wkb)
             for pid, d, wkb in conn.execute(

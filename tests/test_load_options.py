@@ -218,14 +218,23 @@ def test_run_pipeline_loads_areas_without_roads(cli, db_url, tmp_path, prefect_h
     pyogrio.write_dataframe(areas, path, driver="GPKG")
     result = cli(
         "run", "pipeline", "--areas", path, "--area-name-field", "nimi", "--area-kind-field", "luokka",
-        "--area-source", "pipeline-areas", "--stages", "roads",
+        "--area-source", "pipeline-areas", "--stages", "roads,areas",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "roads: no file given" in result.output and "heritage areas: 2" in result.output
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
             "SELECT name, kind FROM streetaudit.heritage_area WHERE source = 'pipeline-areas' ORDER BY name"
         ).fetchall()
     assert rows == [("Kaartinkaupunki", "buffer"), ("Kruununhaka", "core")]
+
+
+def test_run_pipeline_refuses_an_areas_file_its_stages_would_not_load(cli, tmp_path, prefect_harness) -> None:
+    result = cli("run", "pipeline", "--areas", tmp_path / "areas.gpkg", "--stages", "roads,points")
+    assert (
+        result.exit_code == 2
+        and "--areas is loaded by the areas stage; add areas to --stages" in result.output
+    )
 
 
 def test_run_pipeline_refuses_load_options_without_their_file(cli, prefect_harness) -> None:
@@ -285,14 +294,15 @@ def test_nul_byte_in_geopackage_kind_is_reported_by_the_cli(cli, db_url, tmp_pat
     assert kinds == {"primary", "residential"}
 
 
-def test_run_roads_and_the_flows_take_the_same_options(cli, db_url, tmp_path, prefect_harness) -> None:
+def test_the_roads_flow_and_the_pipeline_flow_take_the_same_options(
+    db_url, tmp_path, prefect_harness
+) -> None:
     from streetaudit.flows.pipeline import pipeline_flow
+    from streetaudit.flows.roads import roads_flow
 
     path = roads_gpkg(tmp_path / "flow.gpkg")
-    result = cli(
-        "run", "roads", path, "--name-field", "name", "--kind-field", "kind", "--source", "run-roads"
-    )
-    assert result.exit_code == 0, result.output
+    result = roads_flow(db_url, path, name_field="name", kind_field="kind", source="run-roads")
+    assert result.loaded == N
     named = attributes(db_url, "run-roads")
     assert len(named) == N and all(name and kind for name, kind, _ in named.values())
     # A deployment passes plain JSON; the flow validates it into the same options model.

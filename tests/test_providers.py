@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import io
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,37 +26,11 @@ from streetaudit.flows.providers.synthetic_scene import (
     draw_scene,
 )
 from streetaudit.testing.local_server import LocalProviders, json_reply
+from streetaudit.testing.sample_rows import make_points
 
 KEY = "SEKRET-google-or-mapillary-9c1e"
 SECRET = base64.urlsafe_b64encode(b"signing-secret-bytes-0123").decode()
 LON, LAT = 116.3970, 39.9087
-
-
-def make_points(url: str, coords: list[tuple[float, float]], *, heritage: bool = False) -> list[int]:
-    with psycopg.connect(url) as conn:
-        road = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
-               VALUES ('t', %s, ST_GeomFromText('LINESTRING(116.397 39.9087, 116.40 39.9087)', 4326), 250)
-               RETURNING id""",
-            (uuid.uuid4().hex,),
-        ).fetchone()[0]
-        ids = [
-            conn.execute(
-                """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
-                   VALUES (%s, %s, 0, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) RETURNING id""",
-                (road, i, lon, lat),
-            ).fetchone()[0]
-            for i, (lon, lat) in enumerate(coords)
-        ]
-        if heritage:
-            conn.execute(
-                """INSERT INTO streetaudit.heritage_area (source, source_id, name, geom, area_m2)
-                   SELECT 't', '1', 'Core', ST_Multi(ST_Buffer(geom, 0.0001)), 1
-                   FROM streetaudit.sample_point WHERE id = %s""",
-                (ids[0],),
-            )
-        conn.commit()
-    return ids
 
 
 def image_rows(url: str) -> list[tuple]:
@@ -224,7 +197,7 @@ def test_folder_reads_exif_gps_and_names_bad_csv_rows(env, fresh_db_url):
 
 # -- synthetic ---------------------------------------------------------------------------------
 def test_synthetic_writes_image_and_true_labels_beside_it(env, fresh_db_url):
-    make_points(fresh_db_url, [(LON, LAT), (LON + 0.001, LAT)], heritage=True)
+    make_points(fresh_db_url, [(LON, LAT), (LON + 0.001, LAT)], area="Core")
     report = collect(fresh_db_url, "synthetic", size=(512, 256), progress=False)
     assert report.ok == 8
     for row in image_rows(fresh_db_url):

@@ -20,6 +20,7 @@ from torchvision.io import decode_image
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.segment import segment, segment_flow
 from streetaudit.models.label_sets import CITYSCAPES, ELEMENTS
+from streetaudit.testing.sample_rows import add_images
 from streetaudit.testing.tiny_models import tiny_segformer
 
 # Cityscapes train ids of the six elements, written out independently of models/label_sets.py.
@@ -38,32 +39,6 @@ def street_like_jpeg(path: Path, seed: int, size=(HEIGHT, WIDTH)) -> Path:
     small = rng.integers(0, 256, size=(size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
     Image.fromarray(small).resize((size[1], size[0]), Image.BILINEAR).save(path, quality=90)
     return path
-
-
-def add_images(url: str, paths: list[Path | str], *, as_url: bool = False) -> list[int]:
-    """Image rows as the collection stage writes them (status 'ok', uri = path or file:// URL)."""
-    with psycopg.connect(url) as conn:
-        road_id = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
-               VALUES ('test', gen_random_uuid()::text,
-                       'SRID=4326;LINESTRING(24.94 60.17, 24.95 60.17)', 555) RETURNING id"""
-        ).fetchone()[0]
-        ids = []
-        for seq, path in enumerate(paths):
-            point_id = conn.execute(
-                """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
-                   VALUES (%s, %s, %s, ST_SetSRID(ST_MakePoint(24.94, 60.17), 4326)) RETURNING id""",
-                (road_id, seq, 30.0 * seq),
-            ).fetchone()[0]
-            uri = Path(path).as_uri() if as_url else str(path)
-            ids.append(
-                conn.execute(
-                    """INSERT INTO streetaudit.image (point_id, provider, heading, uri, status)
-                       VALUES (%s, 'test', 0, %s, 'ok') RETURNING id""",
-                    (point_id, uri),
-                ).fetchone()[0]
-            )
-    return ids
 
 
 def rows_of(url: str, model_id: int) -> dict[int, dict]:
@@ -280,7 +255,7 @@ def test_torchvision_backend_with_a_user_checkpoint(fresh_db_url, tmp_path):
         model=str(checkpoint),
         backend="torchvision",
         arch="lraspp_mobilenet_v3_large",
-        label_set="cityscapes",
+        labels="cityscapes",
         batch_size=2,
         device="cpu",
         progress=False,
@@ -310,7 +285,8 @@ def test_cli_segment_and_flow(cli, db_url, tmp_path, prefect_harness):
     result = cli("segment", "--backend", "masks", "--device", "cpu", "--batch-size", "4")
     assert result.exit_code == 0, result.output
     assert "1 segmented" in result.output and "images/s" in result.output
-    result = cli("run", "segment", "--backend", "masks", "--device", "cpu")
+    result = cli("run", "pipeline", "--stages", "segment", "--backend", "masks", "--device", "cpu")
     assert result.exit_code == 0, result.output
-    flow_report = segment_flow(db_url, backend="masks", device="cpu", options={"terrain": True})
-    assert flow_report["done"] == 1 and flow_report["label_set"] == "cityscapes+terrain"
+    assert "segment: SegmentReport(" in result.output and "done=0, skipped=1" in result.output
+    flow_report = segment_flow(db_url, backend="masks", device="cpu", terrain=True)
+    assert flow_report.done == 1 and flow_report.label_set == "cityscapes+terrain"

@@ -22,6 +22,7 @@ pytest.importorskip(
 )
 
 from streetaudit.models.label_sets import CITYSCAPES, ELEMENTS
+from streetaudit.testing.sample_rows import add_images
 
 # Cityscapes train ids of the six elements, written out independently of models/label_sets.py.
 ELEMENT_IDS = {"building": [2], "road": [0], "sky": [10], "greenery": [8], "sidewalk": [1], "car": [13]}
@@ -105,31 +106,6 @@ def street_like_png(path: Path, seed: int) -> Path:
     small = rng.integers(0, 256, size=(HEIGHT // 8, WIDTH // 8, 3), dtype=np.uint8)
     Image.fromarray(small).resize((WIDTH, HEIGHT), Image.BILINEAR).save(path)
     return path
-
-
-def add_images(url: str, paths: list[Path]) -> list[int]:
-    """Image rows as the collection stage writes them (status 'ok', uri = local path)."""
-    with psycopg.connect(url) as conn:
-        road_id = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
-               VALUES ('test', gen_random_uuid()::text,
-                       'SRID=4326;LINESTRING(24.94 60.17, 24.95 60.17)', 555) RETURNING id"""
-        ).fetchone()[0]
-        ids = []
-        for seq, path in enumerate(paths):
-            point_id = conn.execute(
-                """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
-                   VALUES (%s, %s, %s, ST_SetSRID(ST_MakePoint(24.94, 60.17), 4326)) RETURNING id""",
-                (road_id, seq, 30.0 * seq),
-            ).fetchone()[0]
-            ids.append(
-                conn.execute(
-                    """INSERT INTO streetaudit.image (point_id, provider, heading, uri, status)
-                       VALUES (%s, 'test', 0, %s, 'ok') RETURNING id""",
-                    (point_id, str(path)),
-                ).fetchone()[0]
-            )
-    return ids
 
 
 def reference_maps(config: Path, checkpoint: Path, paths: list[Path], batch_size: int) -> list[np.ndarray]:

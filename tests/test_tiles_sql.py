@@ -6,7 +6,6 @@ nothing far outside it is; attribute values equal the statistics views exactly.
 
 from __future__ import annotations
 
-import math
 import re
 import subprocess
 from pathlib import Path
@@ -17,14 +16,8 @@ import psycopg
 import pytest
 
 from streetaudit.flows.stats import refresh_stats
+from streetaudit.testing.sample_rows import tile_of
 from streetaudit.testing.seeded_results import helsinki_with_synthetic
-
-
-def tile_of(lon: float, lat: float, z: int) -> tuple[int, int, int]:
-    n = 2**z
-    x = int((lon + 180) / 360 * n)
-    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
-    return z, x, y
 
 
 @pytest.fixture(scope="module")

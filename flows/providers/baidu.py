@@ -1,4 +1,4 @@
-"""Baidu's panorama static API (`/panorama/v2`), as in the method's Table 1.
+"""Baidu's panorama static API (`/panorama/v2`), as in the Harbin study's Table 1.
 
 Baidu answers most errors — a bad key, no panorama here, an exhausted quota — with HTTP 200
 and a small JSON body instead of a JPEG. Every response is therefore classified by its

@@ -1,0 +1,199 @@
+"""What each stage after loading is told: one options model per stage, shared by every entry point.
+
+Like `load_options` for roads and areas: the stage's command (`points densify`, `collect`,
+`images clean`, `segment`, `stats refresh`), the `run pipeline` command (as `--points-…`,
+`--collect-…`, … options), the pipeline flow and the deployments in prefect.yaml take these
+models, and the stage function's keyword parameters carry the same names and defaults (a test,
+tests/test_stage_options.py, walks them all). Kept free of heavy imports: the CLI builds its
+options from these classes at import time, before Prefect or torch are loaded.
+
+Values a person types arrive as text: lists comma-separated, sizes as WIDTHxHEIGHT; the
+validators here turn them into what the stage functions take.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The stage names in pipeline order; `roads` and `areas` take load_options' models.
+STAGES = ("roads", "areas", "points", "collect", "clean", "segment", "stats")
+# The `run pipeline` option prefix of each stage's options (`--road-name-field`, `--collect-limit`).
+PREFIXES = {
+    "roads": "road-",
+    "areas": "area-",
+    "points": "points-",
+    "collect": "collect-",
+    "clean": "clean-",
+    "segment": "segment-",
+    "stats": "stats-",
+}
+
+
+def image_size(value, option: str = "--size") -> tuple[int, int]:
+    """`WIDTHxHEIGHT` (or a (width, height) pair) as (width, height): the one parser for every
+    size option; models that want (height, width) swap it where they are called."""
+    from streetaudit.flows.errors import InputError
+
+    if isinstance(value, (tuple, list)):
+        return tuple(value)  # type: ignore[return-value]  # pydantic checks the two ints
+    width, sep, height = str(value).lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise InputError(f"{option} must look like 1024x512 (WIDTHxHEIGHT), got {value!r}")
+    return int(width), int(height)
+
+
+def comma_list(value):
+    """'a,b' -> ['a', 'b']; '' -> [] (a list option given empty means none)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class StageOptions(BaseModel):
+    """Options of one stage; a field not given keeps the stage function's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def changed_fields(self) -> list[str]:
+        defaults = type(self).model_construct()
+        return [name for name in type(self).model_fields if getattr(self, name) != getattr(defaults, name)]
+
+
+class PointsOptions(StageOptions):
+    """Keywords of `streetaudit.flows.points.densify`."""
+
+    interval: float = Field(30.0, description="Metres between sample points along each road (1 to 100000).")
+    dedupe_within: float = Field(
+        1.0,
+        description="Drop a point when a point of an earlier-loaded road lies within this many metres "
+        "(0: keep all; at most 50).",
+    )
+    srid: int | None = Field(None, description="Metric CRS to measure in (default: each road's UTM zone).")
+    prune: bool = Field(
+        False,
+        description="DELETE retired points with their images, segmentations and image files (says how many).",
+    )
+
+
+class CollectOptions(StageOptions):
+    """Keywords of `streetaudit.flows.collect.collect` (besides `progress`, which only the CLI shows)."""
+
+    provider: str | None = Field(
+        None,
+        description="baidu, google, mapillary, synthetic, or folder:/path (keys from STREETAUDIT_* variables).",
+    )
+    headings: list[float] = Field(
+        [0.0, 90.0, 180.0, 270.0], description="Compass headings of the views, comma-separated degrees."
+    )
+    pitch: float = Field(0.0, description="Vertical angle of the views in degrees.")
+    fov: float = Field(90.0, description="Horizontal field of view in degrees.")
+    size: tuple[int, int] = Field(
+        (1024, 512), description="Image size WIDTHxHEIGHT (Baidu serves at most 1024x512)."
+    )
+    limit: int | None = Field(
+        None, description="Collect only N points, spread over the city (same N on reruns)."
+    )
+    where_area: str | None = Field(None, description="Only points inside the heritage area of this name.")
+    concurrency: int = Field(8, description="Requests in flight at once (1 to 1000).")
+    rate: float | None = Field(None, description="At most R requests per second (token bucket).")
+    retry_errors: bool = Field(False, description="Fetch views that failed before again.")
+    recheck_missing: bool = Field(False, description="Ask again for views the provider had no imagery for.")
+
+    @field_validator("headings", mode="before")
+    @classmethod
+    def _headings(cls, value):
+        from streetaudit.flows.errors import InputError
+
+        try:
+            return [float(v) for v in comma_list(value)]
+        except (TypeError, ValueError):
+            raise InputError(f"--headings must be comma-separated numbers, got {value!r}") from None
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, value):
+        return image_size(value, "--size")
+
+
+class CleanOptions(StageOptions):
+    """Keywords of `streetaudit.flows.clean.clean_images`."""
+
+    exclude_months: list[int] = Field(
+        [11, 12, 1, 2, 3], description="Exclude views captured in these months (snow, ice), comma-separated."
+    )
+    min_bytes: int = Field(5000, description="Exclude files smaller than this many bytes.")
+    undo: bool = Field(False, description="Restore every excluded view to ok (and exclude nothing).")
+    workers: int = Field(4, description="Threads decoding the image files.")
+
+    @field_validator("exclude_months", mode="before")
+    @classmethod
+    def _months(cls, value):
+        from streetaudit.flows.errors import InputError
+
+        try:
+            return [int(float(v)) for v in comma_list(value)]
+        except (TypeError, ValueError):
+            raise InputError(
+                f"--exclude-months must be comma-separated month numbers, got {value!r}"
+            ) from None
+
+
+class SegmentOptions(StageOptions):
+    """Keywords of `streetaudit.flows.segment.segment` (besides `progress`)."""
+
+    model: str | None = Field(
+        None,
+        description="hf: hub id or checkpoint folder (default nvidia/segformer-b0-finetuned-cityscapes-1024-1024); "
+        "torchvision: .pth file or URL; mmseg: config .py; masks: folder of label maps (default: beside the images).",
+    )
+    backend: str = Field(
+        "hf",
+        description="hf (transformers), torchvision (FCN/DeepLabV3/LR-ASPP), mmseg (OpenMMLab extra), "
+        "masks (import label-map PNGs).",
+    )
+    batch_size: int = Field(8, description="Images per forward pass.")
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N.")
+    limit: int | None = Field(None, description="Segment at most N images in this run.")
+    save_masks: bool = Field(
+        False, description="Store each predicted label map as a PNG of class ids (mask_uri)."
+    )
+    terrain: bool = Field(
+        False, description="Count terrain (ground vegetation: grass, soil) as greenery; a separate model row."
+    )
+    labels: str | None = Field(
+        None,
+        description="Class names: cityscapes, ade20k, mapillary-vistas, a text file (one per line) or a "
+        "comma list. Default: the checkpoint's own (hf, mmseg), cityscapes (torchvision, masks).",
+    )
+    arch: str | None = Field(
+        None,
+        description="torchvision architecture, e.g. deeplabv3_resnet50, fcn_resnet101, lraspp_mobilenet_v3_large.",
+    )
+    checkpoint: str | None = Field(None, description="mmseg weights file (.pth) for the --model config.")
+    mask_dir: str | None = Field(
+        None, description="masks: folder of label maps named IMAGESTEM.labels.png or IMAGESTEM.png."
+    )
+    input_size: tuple[int, int] | None = Field(
+        None, description="Resize images to WIDTHxHEIGHT for the model (default: the checkpoint's processor)."
+    )
+    cache_dir: str | None = Field(None, description="Where hub weights are cached (default: HF_HOME).")
+    workers: int | None = Field(
+        None, description="DataLoader processes decoding images (default: by device and CPU count)."
+    )
+    masks_dir: str | None = Field(
+        None, description="Where --save-masks writes (default: STREETAUDIT_DATA_DIR/masks)."
+    )
+    retry_failed: bool = Field(
+        False, description="Segment again images recorded as failed (corrupt) for this model."
+    )
+
+    @field_validator("input_size", mode="before")
+    @classmethod
+    def _input_size(cls, value):
+        return None if value is None else image_size(value, "--input-size")
+
+
+class StatsOptions(StageOptions):
+    """Keywords of `streetaudit.flows.stats.refresh_stats`."""
+
+    model: str | None = Field(None, description="Segmentation model id or name (default: the most recent).")
