@@ -18,6 +18,7 @@ from streetaudit.cli.options import model_options
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
 from streetaudit.flows.stage_options import PointsOptions
 from streetaudit.sql.errors import DatabaseSetupError
+from streetaudit.sql.rows import scalar
 
 
 # -- db ----------------------------------------------------------------------------------
@@ -35,7 +36,9 @@ def db_up() -> None:
     else:
         cluster = local_cluster(settings)
         url = cluster.up()
-        console.print(f"PostGIS running: data in {cluster.state().pgdata}, port {cluster.state().port}")
+        state = cluster.state()
+        assert state is not None  # up() has just written it
+        console.print(f"PostGIS running: data in {state.pgdata}, port {state.port}")
     applied = migrate(url)
     console.print(f"migrations applied: {', '.join(applied) if applied else 'none pending'}")
 
@@ -66,7 +69,7 @@ def db_status() -> None:
 
         try:
             with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
-                version = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
+                version = scalar(conn.execute("SELECT postgis_lib_version()"))
         except psycopg.Error as error:
             raise DatabaseSetupError(f"STREETAUDIT_DATABASE_URL does not answer: {error}") from error
         console.print(f"using STREETAUDIT_DATABASE_URL: reachable, PostGIS {version}")
@@ -116,6 +119,7 @@ def roads_load(roads: RoadLoading) -> None:
     from streetaudit.flows.roads import load_roads
 
     url = ready_url()
+    assert roads.path is not None  # the command's argument
     with console.status(f"reading {roads.path.name} and writing roads…"):
         report = load_roads(url, **roads.model_dump())
     console.print(

@@ -106,7 +106,9 @@ def model_options(
             return command(**kwargs)
 
         parameters = kept + generated
-        wrapper.__signature__ = inspect.Signature(parameters, return_annotation=signature.return_annotation)
+        wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            parameters, return_annotation=signature.return_annotation
+        )
         wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
         del wrapper.__wrapped__  # typer must see the expanded signature, not the original
         return wrapper

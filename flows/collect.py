@@ -303,7 +303,8 @@ class _Collector:
                        WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom)))""",
                 {"area": self.area},
             )
-            total = (await cursor.fetchone())[0]
+            row = await cursor.fetchone()
+            total = row[0] if row else 0
         return min(total, self.limit) if self.limit else total
 
     async def pages(self) -> AsyncIterator[list[tuple[SamplePoint, set[float], set[float]]]]:

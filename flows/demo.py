@@ -17,6 +17,7 @@ from streetaudit.flows.areas import load_areas
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.points import check_densify_parameters, densify
 from streetaudit.flows.roads import load_roads
+from streetaudit.sql.rows import one, scalar
 
 # Streets a street-view car or walker actually photographs (not footpaths, steps, platforms).
 DEMO_KINDS = [
@@ -49,18 +50,20 @@ def helsinki_core() -> Path:
 
 def summary(url: str) -> dict[str, float]:
     with psycopg.connect(url) as conn:
-        roads, km = conn.execute(
-            "SELECT count(*), coalesce(sum(length_m), 0) / 1000 FROM streetaudit.road"
-        ).fetchone()
-        points = conn.execute(
-            "SELECT count(*) FROM streetaudit.sample_point WHERE retired_at IS NULL"
-        ).fetchone()[0]
-        inside = conn.execute(
-            """SELECT count(*) FROM streetaudit.sample_point AS p
+        roads, km = one(
+            conn.execute("SELECT count(*), coalesce(sum(length_m), 0) / 1000 FROM streetaudit.road")
+        )
+        points = scalar(
+            conn.execute("SELECT count(*) FROM streetaudit.sample_point WHERE retired_at IS NULL")
+        )
+        inside = scalar(
+            conn.execute(
+                """SELECT count(*) FROM streetaudit.sample_point AS p
                WHERE p.retired_at IS NULL AND EXISTS (SELECT 1 FROM streetaudit.heritage_area AS a
                              WHERE a.kind = 'core' AND ST_Intersects(a.geom, p.geom))"""
-        ).fetchone()[0]
-        areas = conn.execute("SELECT count(*) FROM streetaudit.heritage_area").fetchone()[0]
+            )
+        )
+        areas = scalar(conn.execute("SELECT count(*) FROM streetaudit.heritage_area"))
     return {"roads": roads, "km": km, "points": points, "points_in_core": inside, "areas": areas}
 
 
@@ -127,10 +130,12 @@ def step_segment(url: str, console: Console) -> None:
 
     console.rule("[bold]segmentation")
     with psycopg.connect(url) as conn:
-        synthetic, other = conn.execute(
-            """SELECT count(*) FILTER (WHERE provider = 'synthetic'), count(*) FILTER (WHERE provider <> 'synthetic')
+        synthetic, other = one(
+            conn.execute(
+                """SELECT count(*) FILTER (WHERE provider = 'synthetic'), count(*) FILTER (WHERE provider <> 'synthetic')
                FROM streetaudit.image WHERE status = 'ok'"""
-        ).fetchone()
+            )
+        )
     if synthetic:
         console.print("synthetic views: importing their true label maps (backend masks)")
         report = segment(url, backend="masks", batch_size=32, progress=False)
@@ -153,7 +158,8 @@ def step_segment(url: str, console: Console) -> None:
             """SELECT avg(building), avg(road), avg(sky), avg(greenery), avg(sidewalk), avg(car)
                FROM streetaudit.segmentation WHERE model_id = %s AND error IS NULL""",
             (report.model_id,),
-        ).fetchone()
+        )
+        means = one(means)
     if means[0] is not None:
         shares = ", ".join(f"{name} {value:.1%}" for name, value in zip(ELEMENTS, means, strict=True))
         console.print(f"mean shares: {shares}")
@@ -167,9 +173,7 @@ def step_stats(url: str, console: Console) -> None:
 
     console.rule("[bold]statistics, plots and the map")
     with psycopg.connect(url) as conn:
-        models = conn.execute(
-            "SELECT count(*) FROM streetaudit.model WHERE task = 'segmentation'"
-        ).fetchone()[0]
+        models = scalar(conn.execute("SELECT count(*) FROM streetaudit.model WHERE task = 'segmentation'"))
     if not models:
         console.print("no segmentation results yet, so no statistics (run the segmentation step first)")
         return
@@ -207,7 +211,7 @@ def step_ratings(url: str, console: Console, *, choices_per_image: int = 6, seed
     )
     with psycopg.connect(url, autocommit=True) as conn:
         pool = [r[0] for r in conn.execute("SELECT image_id FROM streetaudit.rating_pool ORDER BY image_id")]
-        existing = conn.execute("SELECT count(*) FROM streetaudit.rater").fetchone()[0]
+        existing = scalar(conn.execute("SELECT count(*) FROM streetaudit.rater"))
         raters = add_simulated_raters(url, 3, prefix=f"demo-simulated-{existing}")
         rng = np.random.default_rng(seed)
         latent = {image: float(v) for image, v in zip(pool, rng.normal(0, 1.5, len(pool)), strict=True)}

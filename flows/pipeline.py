@@ -13,6 +13,7 @@ stage runs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prefect import flow, task
 from pydantic import BaseModel, ConfigDict, Field
@@ -183,7 +184,7 @@ def pipeline_flow(
 ) -> list[str]:
     """The chosen stages (default: all) with each stage's options; a stage not given options
     runs with its defaults."""
-    given = {"roads": roads, "areas": areas, "points": points, "collect": collect}
+    given: dict[str, Any] = {"roads": roads, "areas": areas, "points": points, "collect": collect}
     given |= {"clean": clean, "segment": segment, "stats": stats}
     options = PipelineOptions(
         stages=tuple(stages or STAGES), **{name: value for name, value in given.items() if value is not None}

@@ -15,6 +15,7 @@ from prefect import flow
 
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.orphans import RemovedFiles, remove_files
+from streetaudit.sql.rows import one
 
 # densify_parameter_problem() names the SQL parameters; users know the options.
 OPTIONS = {"interval_m": "--interval", "dedupe_m": "--dedupe-within", "metric_srid": "--srid"}
@@ -79,8 +80,8 @@ def retired_points(conn: psycopg.Connection, where: str = "p.retired_at IS NOT N
            LEFT JOIN streetaudit.segmentation AS s ON s.image_id = i.id
            WHERE """
         + where
-    ).fetchone()
-    return RetiredPoints(*row)
+    )
+    return RetiredPoints(*one(row))
 
 
 def _delete_retired(conn: psycopg.Connection) -> tuple[PruneReport, list[str]]:
@@ -133,12 +134,15 @@ def densify(
     start = time.perf_counter()
     with psycopg.connect(url) as conn:
         check_densify_parameters(conn, interval=interval, dedupe_within=dedupe_within, srid=srid)
-        row = conn.execute(
-            """SELECT points, merged, inserted, reactivated, retired
-               FROM streetaudit.densify_roads(%s, %s, %s)""",
-            (interval, dedupe_within, srid),
-        ).fetchone()
-        report = DensifyReport(*row, seconds=0.0)
+        row = one(
+            conn.execute(
+                """SELECT points, merged, inserted, reactivated, retired
+                   FROM streetaudit.densify_roads(%s, %s, %s)""",
+                (interval, dedupe_within, srid),
+            )
+        )
+        points, merged, inserted, reactivated, retired = row
+        report = DensifyReport(points, merged, inserted, reactivated, retired, seconds=0.0)
         doomed: list[str] = []
         if prune:
             report.pruned, doomed = _delete_retired(conn)

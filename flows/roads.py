@@ -19,6 +19,7 @@ from prefect import flow
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.load_changes import Changes, compare, wiped
 from streetaudit.flows.vector_files import read_lines
+from streetaudit.sql.rows import one, scalar
 
 # The option that names each attribute's field, for the message of a refused reload.
 FIELD_OPTIONS = {"name": "--name-field", "kind": "--kind-field"}
@@ -102,9 +103,11 @@ def load_roads(
                   OR road.kind IS DISTINCT FROM EXCLUDED.kind""",
             (src,),
         )
-        km = conn.execute(
-            "SELECT coalesce(sum(length_m), 0) / 1000 FROM streetaudit.road WHERE source = %s", (src,)
-        ).fetchone()[0]
+        km = scalar(
+            conn.execute(
+                "SELECT coalesce(sum(length_m), 0) / 1000 FROM streetaudit.road WHERE source = %s", (src,)
+            )
+        )
     return LoadReport(
         src, result.rows, len(result.features), result.skipped, deleted, km, changes, result.warnings
     )
@@ -133,8 +136,9 @@ roads_flow = flow(name="roads", log_prints=True)(load_roads)
 def refuse_image_loss(conn: psycopg.Connection, path: Path, src: str, *, force: bool) -> None:
     """Deleting a road cascades to its points' images and segmentations: only when forced,
     and never when raters compared those images (the campaign's record is kept)."""
-    roads, images, segmentations, rated = conn.execute(
-        """SELECT count(DISTINCT r.id), count(DISTINCT i.id), count(s.image_id),
+    roads, images, segmentations, rated = one(
+        conn.execute(
+            """SELECT count(DISTINCT r.id), count(DISTINCT i.id), count(s.image_id),
                   count(DISTINCT i.id) FILTER (WHERE EXISTS (
                       SELECT 1 FROM streetaudit.comparison AS c WHERE i.id IN (c.left_image, c.right_image)))
            FROM streetaudit.road AS r
@@ -143,8 +147,9 @@ def refuse_image_loss(conn: psycopg.Connection, path: Path, src: str, *, force: 
            LEFT JOIN streetaudit.segmentation AS s ON s.image_id = i.id
            WHERE r.source = %s
              AND NOT EXISTS (SELECT 1 FROM road_load AS l WHERE l.source_id = r.source_id)""",
-        (src,),
-    ).fetchone()
+            (src,),
+        )
+    )
     if rated:
         raise InputError(
             f"{path}: {roads} road(s) of source {src!r} are gone from the file, and raters compared "

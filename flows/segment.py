@@ -40,6 +40,7 @@ from streetaudit.models.backend import (
 )
 from streetaudit.models.inputs import Batch, make_loader
 from streetaudit.models.label_sets import ELEMENTS, LabelSetError
+from streetaudit.sql.rows import one, scalar
 from streetaudit.sql.settings import DatabaseSettings
 
 COLUMNS = ("image_id", "model_id", *ELEMENTS, "histogram", "pixels", "mask_uri", "error")
@@ -171,21 +172,23 @@ def default_workers(device: torch.device) -> int:
 def register_model(conn: psycopg.Connection, runner: SegmentationBackend) -> int:
     """One model row per (backend, source, label set); histograms depend on its class list."""
     labels = list(runner.label_set.labels)
-    model_id, stored = conn.execute(
-        """INSERT INTO streetaudit.model (task, name, backend, source, label_set, labels, parameters)
+    model_id, stored = one(
+        conn.execute(
+            """INSERT INTO streetaudit.model (task, name, backend, source, label_set, labels, parameters)
            VALUES ('segmentation', %s, %s, %s, %s, %s, %s)
            ON CONFLICT (task, backend, source, label_set)
            DO UPDATE SET name = EXCLUDED.name, parameters = EXCLUDED.parameters
            RETURNING id, labels""",
-        (
-            runner.model_name,
-            runner.name,
-            runner.source,
-            runner.label_set.key,
-            labels,
-            Jsonb(runner.parameters),
-        ),
-    ).fetchone()
+            (
+                runner.model_name,
+                runner.name,
+                runner.source,
+                runner.label_set.key,
+                labels,
+                Jsonb(runner.parameters),
+            ),
+        )
+    )
     if list(stored) != labels:
         conn.rollback()
         raise InputError(
@@ -197,11 +200,13 @@ def register_model(conn: psycopg.Connection, runner: SegmentationBackend) -> int
 
 
 def pending_images(conn: psycopg.Connection, model_id: int, limit: int | None) -> tuple[int, list]:
-    skipped = conn.execute(
-        """SELECT count(*) FROM streetaudit.segmentation AS s JOIN streetaudit.image AS i ON i.id = s.image_id
+    skipped = scalar(
+        conn.execute(
+            """SELECT count(*) FROM streetaudit.segmentation AS s JOIN streetaudit.image AS i ON i.id = s.image_id
            WHERE s.model_id = %s AND i.status = 'ok'""",
-        (model_id,),
-    ).fetchone()[0]
+            (model_id,),
+        )
+    )
     todo = conn.execute(
         """SELECT i.id, i.uri FROM streetaudit.image AS i
            WHERE i.status = 'ok' AND i.uri IS NOT NULL
@@ -342,7 +347,9 @@ class RowWriter:
         for positions, histograms, pixels, maps in results:
             shares = self.label_set.shares(histograms, np.full(len(positions), pixels))
             ids = [batch.ids[p] for p in positions]
+            uris: list[str | None]
             if maps is not None:
+                assert self.pool is not None  # label maps are kept only when masks are saved
                 uris = list(self.pool.map(self.save_mask, ids, maps))
             elif self.imported:  # an imported label map is its own mask
                 uris = [batch.sources[p] for p in positions]
@@ -359,6 +366,7 @@ class RowWriter:
     def save_mask(self, image_id: int, labels: np.ndarray) -> str:
         from PIL import Image
 
+        assert self.masks_dir is not None
         path = self.masks_dir / f"{image_id}.png"
         image = Image.fromarray(labels if labels.dtype == np.uint8 else labels.astype(np.uint16))
         tmp = path.with_suffix(".tmp.png")

@@ -35,7 +35,7 @@ def image_size(value, option: str = "--size") -> tuple[int, int]:
     from streetaudit.flows.errors import InputError
 
     if isinstance(value, (tuple, list)):
-        return tuple(value)  # type: ignore[return-value]  # pydantic checks the two ints
+        return tuple(value)  # pydantic checks the two ints
     width, sep, height = str(value).lower().partition("x")
     if not sep or not width.isdigit() or not height.isdigit():
         raise InputError(f"{option} must look like 1024x512 (WIDTHxHEIGHT), got {value!r}")

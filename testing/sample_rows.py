@@ -10,6 +10,8 @@ from pathlib import Path
 
 import psycopg
 
+from streetaudit.sql.rows import scalar
+
 
 def along(start: tuple[float, float], step: float, n: int) -> list[tuple[float, float]]:
     """`n` (lon, lat) points eastward from `start`, `step` degrees of longitude apart."""
@@ -39,12 +41,14 @@ def make_points(
         end = (lons[-1], lats[-1]) if len(coords) > 1 else (lons[0] + 0.001, lats[0])
         road = f"LINESTRING({lons[0]} {lats[0]}, {end[0]} {end[1]})"
     with psycopg.connect(url) as conn:
-        road_id = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
+        road_id = scalar(
+            conn.execute(
+                """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
                SELECT %(source)s, gen_random_uuid()::text, g, ST_Length(g::geography)
                FROM ST_GeomFromText(%(road)s, 4326) AS g RETURNING id""",
-            {"source": source, "road": road},
-        ).fetchone()[0]
+                {"source": source, "road": road},
+            )
+        )
         conn.execute(
             """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
                SELECT %s, p.seq - 1, (p.seq - 1) * %s::float8, ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)
@@ -72,25 +76,31 @@ def add_images(url: str, paths: Sequence[Path | str], *, as_url: bool = False) -
     """Image rows as the collect stage writes them (status 'ok', one point each on a new road in
     Helsinki, uri = the path or, with `as_url`, its file:// URL); their ids in order."""
     with psycopg.connect(url) as conn:
-        road_id = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
+        road_id = scalar(
+            conn.execute(
+                """INSERT INTO streetaudit.road (source, source_id, geom, length_m)
                VALUES ('test', gen_random_uuid()::text,
                        'SRID=4326;LINESTRING(24.94 60.17, 24.95 60.17)', 555) RETURNING id"""
-        ).fetchone()[0]
+            )
+        )
         ids = []
         for seq, path in enumerate(paths):
-            point_id = conn.execute(
-                """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
+            point_id = scalar(
+                conn.execute(
+                    """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
                    VALUES (%s, %s, %s, ST_SetSRID(ST_MakePoint(24.94, 60.17), 4326)) RETURNING id""",
-                (road_id, seq, 30.0 * seq),
-            ).fetchone()[0]
+                    (road_id, seq, 30.0 * seq),
+                )
+            )
             uri = Path(path).as_uri() if as_url else str(path)
             ids.append(
-                conn.execute(
-                    """INSERT INTO streetaudit.image (point_id, provider, heading, uri, status)
+                scalar(
+                    conn.execute(
+                        """INSERT INTO streetaudit.image (point_id, provider, heading, uri, status)
                        VALUES (%s, 'test', 0, %s, 'ok') RETURNING id""",
-                    (point_id, uri),
-                ).fetchone()[0]
+                        (point_id, uri),
+                    )
+                )
             )
     return ids
 
