@@ -11,6 +11,12 @@ coarsest, as pytorch-grad-cam's `fasterrcnn_reshape_transform`, or the single fe
 of the tiny test detector), cropped to the part that covers the image (torchvision pads the
 resized batch to a multiple of 32), and scaled to the image's own pixels.
 
+Methods: Grad-CAM, Grad-CAM++, EigenCAM (gradient-free; its sign oriented here) and
+HiResCAM. On detectors Grad-CAM's channel-averaged gradients can be negative in every
+channel that matters, giving an empty map (the toy detector of the tests does this);
+HiResCAM multiplies gradient and activation element-wise and keeps the map faithful to
+the box scores, so it is offered too.
+
 Every CAM object is used inside `with`, which removes its forward hooks: a detector
 explained a thousand times must not carry a thousand hooks.
 """
@@ -27,14 +33,46 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-METHODS = ("gradcam", "gradcam++", "eigencam")
+METHODS = ("gradcam", "gradcam++", "eigencam", "hirescam")
 TARGETS = ("boxes",)
 
 
-def cam_class(method: str):
-    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
+def oriented_projection(activations: np.ndarray) -> np.ndarray:
+    """EigenCAM's map (first principal component of the activations), signed to agree with them.
 
-    classes = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM}
+    The sign of a principal component is arbitrary, so pytorch-grad-cam's EigenCAM may
+    light up the background instead of the objects; here the projection is flipped when it
+    correlates negatively with the activations' total (they are post-ReLU, so large where
+    the network responds).
+    """
+    maps = []
+    for sample in np.asarray(activations, dtype=np.float64):
+        channels = sample.reshape(sample.shape[0], -1).T
+        centered = channels - channels.mean(axis=0)
+        _, _, vt = np.linalg.svd(centered, full_matrices=False)
+        projection = centered @ vt[0]
+        energy = channels.sum(axis=1)
+        if projection.std() > 0 and energy.std() > 0 and np.corrcoef(projection, energy)[0, 1] < 0:
+            projection = -projection
+        maps.append(projection.reshape(sample.shape[1:]))
+    return np.stack(maps).astype(np.float32)
+
+
+def cam_class(method: str):
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM
+
+    class OrientedEigenCAM(EigenCAM):
+        def get_cam_image(
+            self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth
+        ):
+            return oriented_projection(activations)
+
+    classes = {
+        "gradcam": GradCAM,
+        "gradcam++": GradCAMPlusPlus,
+        "eigencam": OrientedEigenCAM,
+        "hirescam": HiResCAM,
+    }
     if method not in classes:
         raise ValueError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     return classes[method]
@@ -88,7 +126,7 @@ def explain_image(
     scores = output["scores"][keep].detach()
     height, width = image.shape[-2:]
     heat = np.zeros((height, width), dtype=np.float32)
-    if len(boxes) or method == "eigencam":
+    if len(boxes) or method == "eigencam":  # the others need a box to explain
         target = FasterRCNNBoxScoreTarget(labels=labels, bounding_boxes=boxes)
         transform = _CroppedFeatures(_unpadded_fraction(model, image))
         with cam_class(method)(model, [model.backbone], reshape_transform=transform) as cam:
