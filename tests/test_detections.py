@@ -289,3 +289,76 @@ def test_api_views_and_tile_layer_for_readers(db_url, reader_db_url, toy_model, 
     decoded = mapbox_vector_tile.decode(bytes(tile))
     features = decoded["api.detections"]["features"]
     assert features and all("n_images" in f["properties"] for f in features)
+
+
+def test_explain_reads_building_pixels_from_the_segmentation_mask(db_url, toy_model, scenes, tmp_path):
+    """on_building etc. come from the stored mask: recomputed here from the same heat map."""
+    image_id = sorted(scenes)[1]
+    path, _ = scenes[image_id]
+    mask = np.zeros((96, 128), dtype=np.uint8)  # cityscapes ids: 2 = building, 10 = sky
+    mask[:40] = 10
+    mask[40:, 20:110] = 2
+    mask_path = tmp_path / "mask.png"
+    Image.fromarray(mask).save(mask_path)
+    from streetaudit.models.label_sets import CITYSCAPES
+
+    with psycopg.connect(db_url) as conn:
+        seg_model = conn.execute(
+            """INSERT INTO streetaudit.model (task, name, backend, source, label_set, labels)
+               VALUES ('segmentation', 'masks', 'masks', 'test', 'cityscapes', %s) RETURNING id""",
+            (list(CITYSCAPES),),
+        ).fetchone()[0]
+        conn.execute(
+            """INSERT INTO streetaudit.segmentation (image_id, model_id, building, road, sky, greenery,
+                                                     sidewalk, car, histogram, pixels, mask_uri)
+               VALUES (%s, %s, %s, 0, %s, 0, 0, 0, %s, %s, %s)""",
+            (
+                image_id,
+                seg_model,
+                float((mask == 2).mean()),
+                float((mask == 10).mean()),
+                np.bincount(mask.ravel(), minlength=len(CITYSCAPES)).tolist(),
+                mask.size,
+                str(mask_path),
+            ),
+        )
+    report = explain(
+        db_url,
+        str(toy_model),
+        method="hirescam",
+        device="cpu",
+        progress=False,
+        limit=None,
+        store=ImageStore(str(tmp_path / "store")),
+    )
+    assert report.done == N_IMAGES and report.without_mask == N_IMAGES - 1
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            """SELECT inside_boxes, on_building, facade_height, upper_third FROM streetaudit.heatmap
+               WHERE image_id = %s AND method = 'hirescam'""",
+            (image_id,),
+        ).fetchone()
+    detector = load_detector(toy_model)
+    pixels = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+    heat = explain_image(detector.model, pixels, "hirescam")
+    h = heat.heat.astype(float)
+    building = mask == 2
+    rel = (95 - np.arange(96))[:, None] / (95 - 40) * np.ones((1, 128))
+    facade = np.zeros_like(building)
+    facade[40:, 20:110] = True
+    assert row[1] == pytest.approx(h[building].sum() / h.sum(), abs=1e-6)
+    assert row[2] == pytest.approx((h * rel)[facade].sum() / h[facade].sum(), abs=1e-6)
+    assert row[3] == pytest.approx(h[facade & (rel > 2 / 3)].sum() / h[facade].sum(), abs=1e-6)
+
+
+def test_cli_predict_and_explain(cli, toy_model, scenes):
+    result = cli("detect", "predict", "--model", toy_model, "--device", "cpu", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "already done" in result.output
+    bad = cli("detect", "predict", "--model", toy_model, "--score-threshold", "2")
+    assert bad.exit_code == 2 and "--score-threshold" in bad.output
+    result = cli("explain", "--model", toy_model, "--method", "gradcam++", "--limit", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "1 heat maps" in result.output
+    bad = cli("explain", "--model", toy_model, "--method", "saliency")
+    assert bad.exit_code == 2 and "--method" in bad.output
