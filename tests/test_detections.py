@@ -362,3 +362,19 @@ def test_cli_predict_and_explain(cli, toy_model, scenes):
     assert "1 heat maps" in result.output
     bad = cli("explain", "--model", toy_model, "--method", "saliency")
     assert bad.exit_code == 2 and "--method" in bad.output
+
+
+def test_heat_panel_figure(db_url, toy_model, scenes, tmp_path):
+    from streetaudit.flows.heat_plots import heat_panel
+
+    explain(
+        db_url,
+        str(toy_model),
+        method="hirescam",
+        limit=3,
+        device="cpu",
+        progress=False,
+        store=ImageStore(str(tmp_path / "store")),
+    )
+    path = heat_panel(db_url, tmp_path)
+    assert path is not None and Image.open(path).size[0] > 400
