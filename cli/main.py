@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from streetaudit.cli import (  # noqa: F401  (register commands)
     data,
+    detect_predict,
+    explain,
     images,
     ratings,
     segment,

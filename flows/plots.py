@@ -123,4 +123,9 @@ def _draw(url: str, out: Path) -> list[str]:
     written.append(out / "core_vs_rest.png")
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
+    from streetaudit.flows.heat_plots import heat_panel  # the heat-map panel, once `explain` ran
+
+    panel = heat_panel(url, out)
+    if panel is not None:
+        written.append(panel)
     return [path.name for path in written]

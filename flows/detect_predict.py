@@ -1,0 +1,337 @@
+"""City-wide prediction of heritage features: a trained detector over every 'ok' image.
+
+As in segmentation, DataLoader workers decode the next JPEGs while the detector runs and a
+writer thread stores finished batches, so the loop runs at close to the model's own speed
+(bench/detect_predict.py measures it against a bare torchvision loop).
+
+Resumable and idempotent per (image, model): an image's detections and its detection_done
+row (how many, at which threshold, possibly 0) are written in one transaction, only for
+images that have no detection_done row yet, so a killed run loses at most the batches in
+flight and a rerun skips what is stored and never stores an image twice. Images deleted
+while the run goes are skipped and counted. A lost database stops the run with
+`DatabaseLost` (exit 3; the rerun resumes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import psycopg
+import torch
+from prefect import flow
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
+from streetaudit.flows.detector_registry import resolve_detector
+from streetaudit.flows.errors import InputError
+from streetaudit.flows.segment import default_workers
+from streetaudit.models.backend import BackendError, resolve_device
+from streetaudit.models.detectors import Detector, load_detector
+from streetaudit.models.inputs import Batch, ImageReader, make_loader
+
+DETECTION_COLUMNS = ("image_id", "model_id", "label", "score", "x1", "y1", "x2", "y2")
+
+
+@dataclass
+class PredictReport:
+    model_id: int
+    model_name: str
+    architecture: str
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    vanished: int = 0
+    detections: int = 0
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+    device: str = "cpu"
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def check_options(batch_size: int, score_threshold: float, limit: int | None, workers: int | None) -> None:
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if not 0 <= score_threshold <= 1:
+        raise InputError(f"--score-threshold must be between 0 and 1, got {score_threshold}")
+    if limit is not None and limit < 0:
+        raise InputError(f"--limit must be >= 0, got {limit}")
+    if workers is not None and workers < 0:
+        raise InputError(f"--workers must be >= 0 (0 decodes in the main process), got {workers}")
+
+
+def open_detector(conn: psycopg.Connection, model: str, device: str) -> tuple[int, str, Detector]:
+    """(model id, model name, detector on its device) for `--model`; bad input is an InputError."""
+    try:
+        target = resolve_device(device)
+        model_id, source = resolve_detector(conn, str(model))
+        detector = load_detector(source, target)
+    except BackendError as error:
+        raise InputError(str(error)) from error
+    name = conn.execute("SELECT name FROM streetaudit.model WHERE id = %s", (model_id,)).fetchone()[0]
+    conn.commit()
+    return model_id, name, detector
+
+
+def area_filter(conn: psycopg.Connection, where_area: str | None) -> int | None:
+    """The heritage area id of `--where-area` (a name or an id)."""
+    if where_area is None:
+        return None
+    row = conn.execute(
+        "SELECT id FROM streetaudit.heritage_area WHERE name = %s OR id::text = %s ORDER BY id LIMIT 1",
+        (str(where_area), str(where_area)),
+    ).fetchone()
+    if row is None:
+        known = conn.execute(
+            "SELECT string_agg(name || ' (' || id || ')', ', ' ORDER BY id) FROM streetaudit.heritage_area"
+        ).fetchone()[0]
+        raise InputError(f"--where-area {where_area!r}: no such heritage area (known: {known or 'none'})")
+    return row[0]
+
+
+_IN_AREA = """AND (%(area)s::bigint IS NULL OR EXISTS (
+                  SELECT 1 FROM streetaudit.sample_point AS p
+                  JOIN streetaudit.heritage_area AS a ON a.id = %(area)s AND ST_Intersects(a.geom, p.geom)
+                  WHERE p.id = i.point_id))"""
+
+
+def pending_images(
+    conn: psycopg.Connection, model_id: int, limit: int | None, area_id: int | None
+) -> tuple[int, list[tuple[int, str]]]:
+    params = {"model": model_id, "limit": limit, "area": area_id}
+    skipped = conn.execute(
+        f"""SELECT count(*) FROM streetaudit.image AS i
+            WHERE i.status = 'ok' AND EXISTS (SELECT 1 FROM streetaudit.detection_done AS d
+                                              WHERE d.image_id = i.id AND d.model_id = %(model)s)
+            {_IN_AREA}""",
+        params,
+    ).fetchone()[0]
+    todo = conn.execute(
+        f"""SELECT i.id, i.uri FROM streetaudit.image AS i
+            WHERE i.status = 'ok' AND i.uri IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM streetaudit.detection_done AS d
+                              WHERE d.image_id = i.id AND d.model_id = %(model)s)
+            {_IN_AREA}
+            ORDER BY i.id LIMIT %(limit)s""",
+        params,
+    ).fetchall()
+    return skipped, [tuple(row) for row in todo]
+
+
+def predict(
+    url: str,
+    model: str,
+    batch_size: int = 8,
+    score_threshold: float = 0.3,
+    limit: int | None = None,
+    where_area: str | None = None,
+    device: str = "auto",
+    workers: int | None = None,
+    progress: bool = True,
+) -> PredictReport:
+    """Detect heritage features on every 'ok' image this model has not run on yet."""
+    check_options(batch_size, score_threshold, limit, workers)
+    with reporting_database_loss("detect predict"):
+        with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
+            model_id, name, detector = open_detector(conn, model, device)
+            area_id = area_filter(conn, where_area)
+            skipped, todo = pending_images(conn, model_id, limit, area_id)
+        target = next(detector.model.parameters()).device
+        report = PredictReport(model_id, name, detector.architecture, skipped=skipped, device=str(target))
+        if not todo:
+            return report
+        workers = default_workers(target) if workers is None else workers
+        loader = make_loader(
+            todo, ImageReader(), batch_size=batch_size, workers=workers, pin_memory=target.type == "cuda"
+        )
+        start = time.perf_counter()
+        with DetectionWriter(url, model_id, detector.labels, score_threshold) as writer:
+            run_batches(detector, loader, writer, report, score_threshold, progress, len(todo))
+        report.seconds = time.perf_counter() - start
+        report.done -= writer.vanished
+        report.vanished = writer.vanished
+        report.detections = writer.stored
+        report.images_per_s = (report.done + report.failed) / report.seconds if report.seconds else 0.0
+        return report
+
+
+def inference_context(device: torch.device):
+    """cuDNN autotuning and float16 autocast on CUDA; plain inference elsewhere."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    torch.backends.cudnn.benchmark = True
+    return torch.autocast("cuda", dtype=torch.float16)
+
+
+def detect_batch(model: torch.nn.Module, batch: Batch, score_threshold: float) -> list[tuple[int, dict]]:
+    """(image id, {boxes, scores, labels} on the CPU at or above the threshold) per readable image."""
+    device = next(model.parameters()).device
+    positions = [p for group, _ in batch.groups for p in group]
+    images = [
+        image.to(device, non_blocking=True).float().div_(255)
+        for _, tensor in batch.groups
+        for image in tensor.unbind(0)
+    ]
+    if not images:
+        return []
+    with torch.inference_mode(), inference_context(device):
+        outputs = model(images)
+    results = []
+    for position, output in zip(positions, outputs, strict=True):
+        keep = output["scores"] >= score_threshold
+        results.append(
+            (
+                batch.ids[position],
+                {
+                    k: output[k][keep].float().cpu() if k != "labels" else output[k][keep].cpu()
+                    for k in output
+                },
+            )
+        )
+    return results
+
+
+def run_batches(detector, loader, writer, report, score_threshold, progress, total) -> None:
+    batches = iter(loader)  # start the workers (fork) before the writer's thread is busy
+    bar = Progress(
+        TextColumn("[bold]detect[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[speed]:.1f} images/s"),
+        TimeElapsedColumn(),
+        disable=not progress,
+    )
+    started = time.perf_counter()
+    with bar:
+        task = bar.add_task("detect", total=total, speed=0.0)
+        for batch in batches:
+            results = detect_batch(detector.model, batch, score_threshold)
+            writer.put(results)
+            report.done += len(results)
+            report.failed += len(batch.errors)
+            report.errors.extend(list(batch.errors.items())[: max(0, 20 - len(report.errors))])
+            elapsed = time.perf_counter() - started
+            bar.update(task, advance=len(batch.ids), speed=(report.done + report.failed) / elapsed)
+
+
+class DetectionWriter:
+    """Stores batches on one connection in a background thread (at most two batches queued).
+
+    Per batch, one transaction: the images still there are locked (FOR KEY SHARE), their
+    detection_done rows inserted ON CONFLICT DO NOTHING, and detections written only for the
+    images whose row this transaction inserted — so two runs never store an image twice.
+    """
+
+    def __init__(self, url: str, model_id: int, labels: list[str], score_threshold: float) -> None:
+        self.url = url
+        self.model_id = model_id
+        self.labels = labels
+        self.score_threshold = score_threshold
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="detection-writer")
+        self.pending: list[Future] = []
+        self.vanished = 0
+        self.stored = 0
+
+    def __enter__(self) -> DetectionWriter:
+        self.conn = psycopg.connect(self.url, **CONNECT_OPTIONS)
+        self.conn.execute(
+            """CREATE TEMP TABLE detection_load (LIKE streetaudit.detection INCLUDING DEFAULTS)
+               ON COMMIT DELETE ROWS"""
+        )
+        self.conn.execute("ALTER TABLE detection_load DROP COLUMN id")
+        self.conn.commit()
+        return self
+
+    def put(self, results: list[tuple[int, dict]]) -> None:
+        """Queue a batch; a failure of an earlier one (a lost database) is raised here."""
+        while len(self.pending) >= 2:
+            self.pending.pop(0).result()
+        self.pending.append(self.pool.submit(self.write, results))
+
+    def __exit__(self, *exc) -> None:
+        try:
+            for future in self.pending:
+                if exc[0] is None:
+                    future.result()
+                else:
+                    future.exception()
+        finally:
+            self.pool.shutdown()
+            self.conn.close()
+
+    def rows(self, results: list[tuple[int, dict]]) -> list[tuple]:
+        rows = []
+        for image_id, output in results:
+            for box, score, label in zip(
+                output["boxes"].tolist(), output["scores"].tolist(), output["labels"].tolist(), strict=True
+            ):
+                name = self.labels[label - 1] if 1 <= label <= len(self.labels) else "background"
+                rows.append((image_id, self.model_id, name, min(1.0, max(0.0, score)), *box))
+        return rows
+
+    def write(self, results: list[tuple[int, dict]]) -> None:
+        if not results:
+            return
+        ids = [image_id for image_id, _ in results]
+        counts = [len(output["scores"]) for _, output in results]
+        with self.conn.transaction():
+            new = {
+                row[0]
+                for row in self.conn.execute(
+                    """WITH alive AS (
+                           SELECT i.id FROM streetaudit.image AS i WHERE i.id = ANY(%s) FOR KEY SHARE
+                       )
+                       INSERT INTO streetaudit.detection_done (image_id, model_id, score_threshold, n)
+                       SELECT t.id, %s, %s, t.n FROM unnest(%s::bigint[], %s::integer[]) AS t (id, n)
+                       WHERE t.id IN (SELECT id FROM alive)
+                       ON CONFLICT (model_id, image_id) DO NOTHING
+                       RETURNING image_id""",
+                    (ids, self.model_id, self.score_threshold, ids, counts),
+                )
+            }
+            alive = {
+                row[0]
+                for row in self.conn.execute("SELECT id FROM streetaudit.image WHERE id = ANY(%s)", (ids,))
+            }
+            rows = [row for row in self.rows(results) if row[0] in new]
+            if rows:
+                columns = ", ".join(DETECTION_COLUMNS)
+                with self.conn.cursor().copy(f"COPY detection_load ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                self.conn.execute(
+                    f"INSERT INTO streetaudit.detection ({columns}) SELECT {columns} FROM detection_load"
+                )
+        self.vanished += sum(1 for image_id in ids if image_id not in alive)
+        self.stored += len(rows)
+
+
+@flow(name="detect-predict", log_prints=True)
+def predict_flow(
+    url: str,
+    model: str,
+    batch_size: int = 8,
+    score_threshold: float = 0.3,
+    limit: int | None = None,
+    where_area: str | None = None,
+    device: str = "auto",
+    workers: int | None = None,
+) -> dict:
+    report = predict(
+        url,
+        model,
+        batch_size=batch_size,
+        score_threshold=score_threshold,
+        limit=limit,
+        where_area=where_area,
+        device=device,
+        workers=workers,
+        progress=False,
+    )
+    print(
+        f"model {report.model_id} ({report.model_name}): {report.done} images, {report.detections} "
+        f"detections, {report.skipped} already done, {report.failed} failed; {report.images_per_s:.1f} images/s"
+    )
+    return report.__dict__

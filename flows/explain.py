@@ -1,0 +1,231 @@
+"""Grad-CAM heat maps of a detector over the city's images, with their statistics.
+
+Per image: the detector's boxes (at the score threshold), the heat map of the chosen
+method for them, an overlay PNG in the image store (`heatmaps/model-M/METHOD/ID.png`) and
+one heatmap row (image, model, method, target) with the four shares of models/gradcam.py.
+The building pixels come from the image's stored segmentation mask (mask_uri; the stats
+model's when it has one, else the newest); without a mask the building shares are NULL.
+
+Images that already have a row for (model, method, target) are skipped; `redo` computes
+them again and replaces the row (never a second one). Images with the most predicted
+detections go first, so `--limit 20` explains the most telling ones. Each image is its own
+transaction; an image deleted meanwhile is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import psycopg
+from prefect import flow
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
+from streetaudit.flows.detect_predict import _IN_AREA, area_filter, open_detector
+from streetaudit.flows.errors import InputError
+from streetaudit.flows.image_store import ImageStore
+from streetaudit.models.gradcam import METHODS, TARGETS, explain_image, heat_statistics, overlay_png
+from streetaudit.models.inputs import ImageReader, read_bytes
+from streetaudit.models.label_sets import LabelSetError, from_labels
+
+
+@dataclass
+class ExplainReport:
+    model_id: int
+    model_name: str
+    method: str
+    target: str
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    vanished: int = 0
+    without_mask: int = 0
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+    device: str = "cpu"
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def pending_images(conn, model_id, method, target, limit, area_id, redo) -> tuple[int, list]:
+    params = {"model": model_id, "method": method, "target": target, "limit": limit, "area": area_id}
+    done = """EXISTS (SELECT 1 FROM streetaudit.heatmap AS h WHERE h.image_id = i.id AND h.model_id = %(model)s
+                      AND h.method = %(method)s AND h.target = %(target)s)"""
+    skipped = 0
+    if not redo:
+        skipped = conn.execute(
+            f"SELECT count(*) FROM streetaudit.image AS i WHERE i.status = 'ok' AND {done} {_IN_AREA}", params
+        ).fetchone()[0]
+    todo = conn.execute(
+        f"""SELECT i.id, i.uri FROM streetaudit.image AS i
+            LEFT JOIN streetaudit.detection_done AS d ON d.image_id = i.id AND d.model_id = %(model)s
+            WHERE i.status = 'ok' AND i.uri IS NOT NULL {"" if redo else f"AND NOT {done}"} {_IN_AREA}
+            ORDER BY d.n DESC NULLS LAST, i.id LIMIT %(limit)s""",
+        params,
+    ).fetchall()
+    return skipped, todo
+
+
+def building_mask(conn: psycopg.Connection, image_id: int) -> np.ndarray | None:
+    """The image's building pixels from its stored segmentation mask, None when it has none."""
+    row = conn.execute(
+        """SELECT s.mask_uri, m.labels FROM streetaudit.segmentation AS s
+           JOIN streetaudit.model AS m ON m.id = s.model_id
+           LEFT JOIN streetaudit.stats_state AS st ON st.model_id = s.model_id
+           WHERE s.image_id = %s AND s.mask_uri IS NOT NULL AND s.error IS NULL
+           ORDER BY st.model_id IS NOT NULL DESC, s.model_id DESC LIMIT 1""",
+        (image_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    uri, labels = row
+    try:
+        ids = from_labels(labels).elements["building"]
+    except LabelSetError:
+        return None
+    from PIL import Image
+
+    with Image.open(io.BytesIO(read_bytes(uri))) as image:
+        classes = np.array(image)
+    return np.isin(classes, ids)
+
+
+def explain(
+    url: str,
+    model: str,
+    method: str = "gradcam",
+    limit: int | None = None,
+    target: str = "boxes",
+    device: str = "auto",
+    progress: bool = True,
+    score_threshold: float = 0.3,
+    where_area: str | None = None,
+    redo: bool = False,
+    store: ImageStore | None = None,
+) -> ExplainReport:
+    """Heat maps and their statistics for up to `limit` images not yet explained this way."""
+    if method not in METHODS:
+        raise InputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if target not in TARGETS:
+        raise InputError(f"--target {target!r}: choose one of {', '.join(TARGETS)}")
+    if limit is not None and limit < 0:
+        raise InputError(f"--limit must be >= 0, got {limit}")
+    if not 0 <= score_threshold <= 1:
+        raise InputError(f"--score-threshold must be between 0 and 1, got {score_threshold}")
+    store = store or ImageStore()
+    with reporting_database_loss("explain"), psycopg.connect(url, **CONNECT_OPTIONS) as conn:
+        model_id, name, detector = open_detector(conn, model, device)
+        area_id = area_filter(conn, where_area)
+        skipped, todo = pending_images(conn, model_id, method, target, limit, area_id, redo)
+        conn.commit()
+        report = ExplainReport(
+            model_id,
+            name,
+            method,
+            target,
+            skipped=skipped,
+            device=str(next(detector.model.parameters()).device),
+        )
+        reader = ImageReader()
+        bar = Progress(
+            TextColumn("[bold]explain[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not progress,
+        )
+        start = time.perf_counter()
+        with bar:
+            task = bar.add_task("explain", total=len(todo))
+            for image_id, uri in todo:
+                explain_one(conn, detector, store, report, image_id, uri, reader, score_threshold)
+                bar.advance(task)
+        report.seconds = time.perf_counter() - start
+        report.images_per_s = (report.done + report.failed) / report.seconds if report.seconds else 0.0
+        store.release()
+        return report
+
+
+def explain_one(conn, detector, store, report, image_id, uri, reader, score_threshold) -> None:
+    try:
+        pixels, _ = reader(uri)
+    except (OSError, RuntimeError, ValueError) as error:
+        report.failed += 1
+        if len(report.errors) < 20:
+            report.errors.append((image_id, f"{type(error).__name__}: {error}"[:500]))
+        return
+    device = next(detector.model.parameters()).device
+    heat = explain_image(
+        detector.model, pixels.to(device).float() / 255, report.method, score_threshold=score_threshold
+    )
+    try:
+        mask = building_mask(conn, image_id)
+    except (OSError, ValueError):
+        mask = None
+    conn.commit()
+    report.without_mask += mask is None
+    stats = heat_statistics(heat.heat, heat.boxes, mask)
+    key = f"heatmaps/model-{report.model_id}/{report.method.replace('+', 'p')}/{image_id}.png"
+    png = overlay_png(pixels.permute(1, 2, 0).numpy(), heat.heat, heat.boxes)
+    with conn.transaction():
+        alive = conn.execute(
+            "SELECT 1 FROM streetaudit.image WHERE id = %s FOR KEY SHARE", (image_id,)
+        ).fetchone()
+        if alive is None:
+            report.vanished += 1
+            return
+        file_uri = store.put(key, png)
+        conn.execute(
+            """INSERT INTO streetaudit.heatmap (image_id, model_id, method, target, uri, inside_boxes,
+                                                on_building, facade_height, upper_third)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (image_id, model_id, method, target) DO UPDATE SET
+                   uri = EXCLUDED.uri, inside_boxes = EXCLUDED.inside_boxes,
+                   on_building = EXCLUDED.on_building, facade_height = EXCLUDED.facade_height,
+                   upper_third = EXCLUDED.upper_third, computed_at = now()""",
+            (
+                image_id,
+                report.model_id,
+                report.method,
+                report.target,
+                file_uri,
+                stats.inside_boxes,
+                stats.on_building,
+                stats.facade_height,
+                stats.upper_third,
+            ),
+        )
+    report.done += 1
+
+
+@flow(name="explain", log_prints=True)
+def explain_flow(
+    url: str,
+    model: str,
+    method: str = "gradcam",
+    limit: int | None = None,
+    target: str = "boxes",
+    device: str = "auto",
+    score_threshold: float = 0.3,
+    where_area: str | None = None,
+    redo: bool = False,
+) -> dict:
+    report = explain(
+        url,
+        model,
+        method=method,
+        limit=limit,
+        target=target,
+        device=device,
+        progress=False,
+        score_threshold=score_threshold,
+        where_area=where_area,
+        redo=redo,
+    )
+    print(
+        f"model {report.model_id} ({report.model_name}), {report.method}: {report.done} heat maps, "
+        f"{report.skipped} already done, {report.failed} failed; {report.images_per_s:.2f} images/s"
+    )
+    return report.__dict__
