@@ -11,11 +11,14 @@ from streetaudit.cli.app import app, console, fail, quiet_prefect, ready_url, ru
 from streetaudit.cli.options import model_options
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
 from streetaudit.flows.stage_options import (
+    DEFAULT_STAGES,
     PREFIXES,
     STAGES,
     CleanOptions,
     CollectOptions,
+    ExplainOptions,
     PointsOptions,
+    PredictOptions,
     SegmentOptions,
     StatsOptions,
 )
@@ -131,6 +134,8 @@ STAGE_MODELS = {
     "collect": CollectOptions,
     "clean": CleanOptions,
     "segment": SegmentOptions,
+    "predict": PredictOptions,
+    "explain": ExplainOptions,
     "stats": StatsOptions,
 }
 
@@ -157,10 +162,13 @@ def run_pipeline_cmd(
     collect: CollectOptions,
     clean: CleanOptions,
     segment: SegmentOptions,
+    predict: PredictOptions,
+    explain: ExplainOptions,
     stats: StatsOptions,
     stages: str = typer.Option(
-        ",".join(STAGES),
-        help="Stages to run, comma-separated (e.g. points,collect); they always run in pipeline order.",
+        ",".join(DEFAULT_STAGES),
+        help="Stages to run, comma-separated (e.g. points,collect); they always run in pipeline order. "
+        f"All stages: {','.join(STAGES)} (predict and explain need --predict-model/--explain-model).",
     ),
 ) -> None:
     """Run roads → areas → points → collect → clean → segment → stats (or the --stages chosen) as
@@ -182,6 +190,8 @@ def run_pipeline_cmd(
             collect=collect,
             clean=clean,
             segment=segment,
+            predict=predict,
+            explain=explain,
             stats=stats,
         )
     except CollectFailed as error:

@@ -1,4 +1,5 @@
-"""The whole pipeline in order: roads → areas → points → collect → clean → segment → stats.
+"""The whole pipeline in order: roads → areas → points → collect → clean → segment → [predict →
+explain →] stats (predict and explain, which need a trained detector, only when asked).
 
 Each stage is its plain function (`load_roads`, `load_areas`, `densify`, `collect`,
 `clean_images`, `segment`, `refresh_stats`) called with every field of its options model
@@ -23,9 +24,12 @@ from streetaudit.flows.load_options import AreaLoading, RoadLoading
 from streetaudit.flows.stage_options import (
     PREFIXES,
     STAGES,
+    DEFAULT_STAGES,
     CleanOptions,
     CollectOptions,
+    ExplainOptions,
     PointsOptions,
+    PredictOptions,
     SegmentOptions,
     StatsOptions,
 )
@@ -36,7 +40,7 @@ class PipelineOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = DEFAULT_STAGES
     # Every option of `roads load` / `areas load`: a reload with fewer options than the first
     # load would read the file differently (and wipe names and kinds).
     roads: RoadLoading = Field(default_factory=RoadLoading)
@@ -45,6 +49,8 @@ class PipelineOptions(BaseModel):
     collect: CollectOptions = Field(default_factory=CollectOptions)
     clean: CleanOptions = Field(default_factory=CleanOptions)
     segment: SegmentOptions = Field(default_factory=SegmentOptions)
+    predict: PredictOptions = Field(default_factory=PredictOptions)
+    explain: ExplainOptions = Field(default_factory=ExplainOptions)
     stats: StatsOptions = Field(default_factory=StatsOptions)
 
     def check(self) -> None:
@@ -53,6 +59,9 @@ class PipelineOptions(BaseModel):
             raise InputError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
         if "collect" in self.stages and not self.collect.provider:
             raise InputError("the collect stage needs --provider (or leave collect out with --stages)")
+        for stage, stage_options in (("predict", self.predict), ("explain", self.explain)):
+            if stage in self.stages and not stage_options.model:
+                raise InputError(f"the {stage} stage needs --{stage}-model (a detector from `detect train`)")
         for stage, loading, flag in (("roads", self.roads, "--roads"), ("areas", self.areas, "--areas")):
             stray = loading.changed_fields()
             if loading.path is None and stray:
@@ -113,6 +122,18 @@ def stage_segment(url: str, o: PipelineOptions) -> str:
     return f"segment: {report}"
 
 
+def stage_predict(url: str, o: PipelineOptions) -> str:
+    from streetaudit.flows.detect_predict import predict, summary_line
+
+    return f"predict: {summary_line(predict(url, **o.predict.model_dump(), progress=False))}"
+
+
+def stage_explain(url: str, o: PipelineOptions) -> str:
+    from streetaudit.flows.explain import explain, summary_line
+
+    return f"explain: {summary_line(explain(url, **o.explain.model_dump(), progress=False))}"
+
+
 def stage_stats(url: str, o: PipelineOptions) -> str:
     from streetaudit.flows.stats import refresh_stats
 
@@ -130,6 +151,8 @@ RUNNERS: dict[str, Callable[[str, PipelineOptions], str]] = {
     "collect": stage_collect,
     "clean": stage_clean,
     "segment": stage_segment,
+    "predict": stage_predict,
+    "explain": stage_explain,
     "stats": stage_stats,
 }
 
@@ -180,14 +203,16 @@ def pipeline_flow(
     collect: CollectOptions | None = None,
     clean: CleanOptions | None = None,
     segment: SegmentOptions | None = None,
+    predict: PredictOptions | None = None,
+    explain: ExplainOptions | None = None,
     stats: StatsOptions | None = None,
 ) -> list[str]:
-    """The chosen stages (default: all) with each stage's options; a stage not given options
-    runs with its defaults."""
+    """The chosen stages (default: all but predict and explain) with each stage's options; a
+    stage not given options runs with its defaults."""
     given: dict[str, Any] = {"roads": roads, "areas": areas, "points": points, "collect": collect}
-    given |= {"clean": clean, "segment": segment, "stats": stats}
+    given |= {"clean": clean, "segment": segment, "predict": predict, "explain": explain, "stats": stats}
     options = PipelineOptions(
-        stages=tuple(stages or STAGES), **{name: value for name, value in given.items() if value is not None}
+        stages=tuple(stages or DEFAULT_STAGES), **{name: value for name, value in given.items() if value is not None}
     )
     options.check()
     if url is None:

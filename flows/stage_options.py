@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# The stage names in pipeline order; `roads` and `areas` take load_options' models.
-STAGES = ("roads", "areas", "points", "collect", "clean", "segment", "stats")
+# The stage names in pipeline order; `roads` and `areas` take load_options' models. predict and
+# explain need a trained detector (`detect train`), so the pipeline runs them only when asked.
+STAGES = ("roads", "areas", "points", "collect", "clean", "segment", "predict", "explain", "stats")
+DEFAULT_STAGES = tuple(s for s in STAGES if s not in ("predict", "explain"))
 # The `run pipeline` option prefix of each stage's options (`--road-name-field`, `--collect-limit`).
 PREFIXES = {
     "roads": "road-",
@@ -25,6 +27,8 @@ PREFIXES = {
     "collect": "collect-",
     "clean": "clean-",
     "segment": "segment-",
+    "predict": "predict-",
+    "explain": "explain-",
     "stats": "stats-",
 }
 
@@ -197,3 +201,38 @@ class StatsOptions(StageOptions):
     """Keywords of `streetaudit.flows.stats.refresh_stats`."""
 
     model: str | None = Field(None, description="Segmentation model id or name (default: the most recent).")
+
+
+DETECTOR_HELP = "Detector: a model name or id (from `detect train`), or a detector file (.pt)."
+AREA_HELP = "Only images of points inside this heritage area (name or id)."
+
+
+class PredictOptions(StageOptions):
+    """Keywords of `streetaudit.flows.detect_predict.predict` (besides `progress`)."""
+
+    model: str | None = Field(None, description=DETECTOR_HELP)
+    batch_size: int = Field(8, description="Images per forward pass.")
+    score_threshold: float = Field(0.3, description="Keep detections scoring at least this (0-1).")
+    limit: int | None = Field(None, description="Predict at most N images in this run.")
+    where_area: str | None = Field(None, description=AREA_HELP)
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N.")
+    workers: int | None = Field(
+        None, description="DataLoader processes decoding images (default: by device and CPU count)."
+    )
+
+
+class ExplainOptions(StageOptions):
+    """Keywords of `streetaudit.flows.explain.explain` (besides `progress`)."""
+
+    model: str | None = Field(None, description=DETECTOR_HELP)
+    method: str = Field(
+        "gradcam",
+        description="gradcam, gradcam++, eigencam (gradient-free) or hirescam (gradient x activation; "
+        "use it when gradcam maps come out empty, as they can on small detectors).",
+    )
+    limit: int | None = Field(None, description="Explain at most N images (those with most detections first).")
+    target: str = Field("boxes", description="What to explain: boxes (the detector's own boxes).")
+    score_threshold: float = Field(0.3, description="Boxes scoring at least this are explained.")
+    where_area: str | None = Field(None, description=AREA_HELP)
+    redo: bool = Field(False, description="Compute again images already explained (rows replaced).")
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N.")
