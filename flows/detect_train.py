@@ -425,9 +425,9 @@ def train(
     if not ranks.main:
         with psycopg.connect(url) as conn:
             row = conn.execute(
-                "SELECT parameters FROM streetaudit.detector_run WHERE name = %s", (name,)
+                "SELECT parameters, architecture FROM streetaudit.detector_run WHERE name = %s", (name,)
             ).fetchone()
-        params = row[0] if row else asked
+        params, architecture = row if row else (asked, architecture)
     try:
         return _run(
             url,
