@@ -72,6 +72,9 @@ class TrainReport:
     val_map50: float | None = None
     images_per_s: float = 0.0
     seconds: float = 0.0
+    #: process CPU time of the training passes (a steadier yardstick than wall time on a shared machine)
+    cpu_seconds: float = 0.0
+    images: int = 0
     history: list[dict] = field(default_factory=list)
 
 
@@ -244,18 +247,21 @@ def train_one_epoch(
     *,
     scaler: torch.amp.GradScaler | None,
     warmup_iters: int,
+    augment: Augment | None = None,
     bar: Progress | None = None,
-) -> tuple[float, int, float]:
-    """(sum of batch losses, batches, seconds) of one pass; warm-up in the first epoch only."""
+) -> tuple[float, int, float, float]:
+    """(sum of batch losses, batches, seconds, CPU seconds) of one pass; warm-up in the first epoch only."""
     model.train()
     warmup = None
     if epoch == 0 and warmup_iters > 0:
         warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=warmup_iters)
     task = bar.add_task(f"epoch {epoch + 1}", total=len(loader), loss=math.nan) if bar else None
     total, batches = 0.0, 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for images, targets in loader:
         images = [image.to(device, non_blocking=True) for image in images]
+        if augment is not None:
+            images = [augment.photometric(image) for image in images]
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         with torch.autocast("cuda", enabled=scaler is not None):
             losses = model(images, targets)
@@ -285,7 +291,7 @@ def train_one_epoch(
         torch.cuda.synchronize(device)
     if bar is not None:
         bar.remove_task(task)
-    return total, batches, time.perf_counter() - started
+    return total, batches, time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def _progress(enabled: bool) -> Progress:
@@ -522,7 +528,8 @@ def _run(
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     network = getattr(model, "module", model)
 
-    train_set = DetectionImages(stored.items["train"], Augment())
+    augment = Augment()
+    train_set = DetectionImages(stored.items["train"], augment, photometric=False)
     if ranks.world > 1:
         from torch.utils.data.distributed import DistributedSampler
 
@@ -556,12 +563,21 @@ def _run(
             else:
                 generator.manual_seed(seed + epoch)  # the same order per epoch after a resume
             lr = optimizer.param_groups[0]["lr"] if epoch else float(params["lr"])
-            total, batches, seconds = train_one_epoch(
-                model, optimizer, loader, device, epoch, scaler=scaler, warmup_iters=warmup_iters, bar=bar
+            total, batches, seconds, cpu_seconds = train_one_epoch(
+                model,
+                optimizer,
+                loader,
+                device,
+                epoch,
+                scaler=scaler,
+                warmup_iters=warmup_iters,
+                augment=augment,
+                bar=bar,
             )
             scheduler.step()
             loss = _mean_over_ranks(total, batches, ranks, device)
             train_seconds += seconds
+            report.cpu_seconds += cpu_seconds
             train_images += batches * int(params["batch_size"]) * ranks.world
             if ranks.main:
                 row = {
@@ -611,6 +627,7 @@ def _run(
             _barrier(ranks)
     report.history = history
     report.images_per_s = train_images / train_seconds if train_seconds > 0 else 0.0
+    report.images = train_images
     report.seconds = time.perf_counter() - started
     if history:
         last = history[-1]
