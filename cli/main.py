@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from streetaudit.cli import (  # noqa: F401  (register commands)
     data,
+    detect,
     detect_predict,
     explain,
     images,
