@@ -9,6 +9,8 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from streetaudit.cli.app import app, command_group, console, exit_on_database_loss, ready_url
+from streetaudit.cli.options import model_options
+from streetaudit.flows.stage_options import TrainOptions
 
 detect_app = command_group(
     "Heritage-feature detectors: train on a stored split, evaluate with COCO mAP, compare architectures."
@@ -33,58 +35,10 @@ class _WithArchitectures(TyperCommand):
         return super().format_help(ctx, formatter)
 
 
-_TRAIN_HELP = {
-    "name": "Name of the run; the trained detector is registered as a model of this name.",
-    "dataset": "Stored split to train on (name or id, from `detect split`).",
-    "architecture": "Detector architecture (listed above).",
-    "weights": "Start from: default (COCO weights of the detector where the library has them, else ImageNet "
-    "weights of its backbone; downloaded once, cached under TORCH_HOME), none (random), a torchvision "
-    "weights name (COCO_V1), or a detector file (.pt) from an earlier run (other labels: its class head is new).",
-    "weights_backbone": "ImageNet backbone weights (DEFAULT, IMAGENET1K_V1, none) when --weights gives none.",
-    "trainable_backbone_layers": "Backbone stages to train (0-5; default: torchvision's, 3 with pretrained weights).",
-    "epochs": "Epochs (default 30 for a new run; with --resume: the run's own).",
-    "batch_size": "Images per batch per process (the Harbin study: 8).",
-    "lr": "Initial learning rate of SGD (the study: 0.01).",
-    "momentum": "SGD momentum.",
-    "weight_decay": "SGD weight decay.",
-    "step_size": "Divide the learning rate by 1/--gamma every this many epochs (the study: 10).",
-    "gamma": "Learning-rate factor per step.",
-    "warmup_iters": "Batches of linear learning-rate warm-up in the first epoch (default min(1000, batches - 1)).",
-    "min_size": "Shorter image side the model resizes to (default 512: 1024×512 panoramas stay as they are).",
-    "max_size": "Longest image side after resizing (default 1024).",
-    "device": "auto (CUDA when available), cpu, cuda or cuda:N. Under torchrun: one GPU per process.",
-    "amp": "Mixed precision with a gradient scaler (CUDA only; ignored on CPU).",
-    "workers": "DataLoader processes per training process (default: 0 on CPU, up to 8 beside a GPU).",
-    "seed": "Seed of weights, batch order and augmentation.",
-    "out_dir": "Folder for the run's checkpoint, detector file and figure (default STREETAUDIT_DATA_DIR/detectors).",
-    "resume": "Continue the run --name from its last checkpoint, with its stored parameters.",
-}
-
-
 @detect_app.command("train", cls=_WithArchitectures)
+@model_options("train", TrainOptions, required=("name", "dataset"))
 def detect_train(
-    name: str = typer.Option(..., help=_TRAIN_HELP["name"]),
-    dataset: str = typer.Option(..., help=_TRAIN_HELP["dataset"]),
-    architecture: str = typer.Option("fasterrcnn_resnet50_fpn_v2", help=_TRAIN_HELP["architecture"]),
-    weights: str = typer.Option("default", help=_TRAIN_HELP["weights"]),
-    weights_backbone: str = typer.Option(None, help=_TRAIN_HELP["weights_backbone"]),
-    trainable_backbone_layers: int = typer.Option(None, help=_TRAIN_HELP["trainable_backbone_layers"]),
-    epochs: int = typer.Option(None, help=_TRAIN_HELP["epochs"]),
-    batch_size: int = typer.Option(8, help=_TRAIN_HELP["batch_size"]),
-    lr: float = typer.Option(0.01, help=_TRAIN_HELP["lr"]),
-    momentum: float = typer.Option(0.9, help=_TRAIN_HELP["momentum"]),
-    weight_decay: float = typer.Option(1e-4, help=_TRAIN_HELP["weight_decay"]),
-    step_size: int = typer.Option(10, help=_TRAIN_HELP["step_size"]),
-    gamma: float = typer.Option(0.1, help=_TRAIN_HELP["gamma"]),
-    warmup_iters: int = typer.Option(None, help=_TRAIN_HELP["warmup_iters"]),
-    min_size: int = typer.Option(None, help=_TRAIN_HELP["min_size"]),
-    max_size: int = typer.Option(None, help=_TRAIN_HELP["max_size"]),
-    device: str = typer.Option("auto", help=_TRAIN_HELP["device"]),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help=_TRAIN_HELP["amp"]),
-    workers: int = typer.Option(None, help=_TRAIN_HELP["workers"]),
-    seed: int = typer.Option(0, help=_TRAIN_HELP["seed"]),
-    out_dir: str = typer.Option(None, help=_TRAIN_HELP["out_dir"]),
-    resume: bool = typer.Option(False, "--resume", help=_TRAIN_HELP["resume"]),
+    train: TrainOptions,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train a detector on a stored split, validating with COCO mAP after every epoch.
@@ -97,35 +51,10 @@ def detect_train(
     Exit status: 0 done; 2 bad input or a diverged loss; 3 the database went away
     (rerun with --resume).
     """
-    from streetaudit.flows.detect_train import train
+    from streetaudit.flows.detect_train import train as run_train
 
     with exit_on_database_loss("detect train"):
-        report = train(
-            ready_url(),
-            name,
-            dataset,
-            architecture=architecture,
-            weights=weights,
-            weights_backbone=weights_backbone,
-            trainable_backbone_layers=trainable_backbone_layers,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            step_size=step_size,
-            gamma=gamma,
-            warmup_iters=warmup_iters,
-            min_size=min_size,
-            max_size=max_size,
-            device=device,
-            amp=amp,
-            workers=workers,
-            seed=seed,
-            out_dir=out_dir,
-            resume=resume,
-            progress=progress,
-        )
+        report = run_train(ready_url(), **train.model_dump(), progress=progress)
     if report.model_id is None:  # a torchrun process other than rank 0
         return
     console.print(

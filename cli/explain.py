@@ -1,31 +1,21 @@
-"""`streetaudit explain`: Grad-CAM heat maps of a detector, with their statistics."""
+"""`streetaudit explain`: Grad-CAM heat maps of a detector, with their statistics.
+
+Its options are `stage_options.ExplainOptions`; the pipeline runs it as the `explain` stage.
+"""
 
 from __future__ import annotations
 
 import typer
 
-from streetaudit.cli.app import app, console, exit_on_database_loss, quiet_prefect, ready_url, run_app
-
-_METHOD_HELP = (
-    "gradcam, gradcam++, eigencam (gradient-free) or hirescam (gradient x activation; use it when "
-    "gradcam maps come out empty, as they can on detectors)."
-)
+from streetaudit.cli.app import app, console, exit_on_database_loss, ready_url
+from streetaudit.cli.options import model_options
+from streetaudit.flows.stage_options import ExplainOptions
 
 
 @app.command("explain")
+@model_options("explain", ExplainOptions, required=("model",))
 def explain_cmd(
-    model: str = typer.Option(..., "--model", help="Detector: a model name or id, or a detector file (.pt)."),
-    method: str = typer.Option("gradcam", help=_METHOD_HELP),
-    limit: int = typer.Option(None, help="Explain at most N images (those with most detections first)."),
-    target: str = typer.Option("boxes", help="What to explain: boxes (the detector's own boxes)."),
-    score_threshold: float = typer.Option(0.3, help="Boxes scoring at least this are explained."),
-    where_area: str = typer.Option(
-        None, help="Only images of points inside this heritage area (name or id)."
-    ),
-    redo: bool = typer.Option(
-        False, "--redo", help="Compute again images already explained (rows replaced)."
-    ),
-    device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda or cuda:N."),
+    explain: ExplainOptions,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Heat maps of where a detector looks: overlays in the image store and per-image shares.
@@ -37,21 +27,10 @@ def explain_cmd(
 
     Exit status: 0 done; 2 bad input; 3 the database went away (rerun to resume).
     """
-    from streetaudit.flows.explain import explain
+    from streetaudit.flows.explain import explain as run_explain
 
     with exit_on_database_loss("explain"):
-        report = explain(
-            ready_url(),
-            model,
-            method=method,
-            limit=limit,
-            target=target,
-            device=device,
-            progress=progress,
-            score_threshold=score_threshold,
-            where_area=where_area,
-            redo=redo,
-        )
+        report = run_explain(ready_url(), **explain.model_dump(), progress=progress)
     console.print(
         f"model {report.model_id} ({report.model_name}), {report.method} on {report.device}: "
         f"{report.done} heat maps ({report.without_mask} without a segmentation mask), "
@@ -60,18 +39,3 @@ def explain_cmd(
     )
     for image_id, error in report.errors[:10]:
         console.print(f"  image {image_id}: {error}", highlight=False)
-
-
-@run_app.command("explain")
-def run_explain(
-    model: str = typer.Option(..., "--model", help="Detector: a model name or id, or a detector file (.pt)."),
-    method: str = typer.Option("gradcam", help=_METHOD_HELP),
-    limit: int = typer.Option(None, help="Explain at most N images."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-) -> None:
-    """Heat maps as the Prefect flow `explain`."""
-    quiet_prefect()
-    from streetaudit.flows.explain import explain_flow
-
-    with exit_on_database_loss("explain"):
-        explain_flow(ready_url(), model, method=method, limit=limit, device=device)

@@ -122,7 +122,7 @@ def pending_images(
 
 def predict(
     url: str,
-    model: str,
+    model: str | None = None,
     batch_size: int = 8,
     score_threshold: float = 0.3,
     limit: int | None = None,
@@ -132,6 +132,8 @@ def predict(
     progress: bool = True,
 ) -> PredictReport:
     """Detect heritage features on every 'ok' image this model has not run on yet."""
+    if not model:
+        raise InputError("--model is required: a detector name or id (from `detect train`) or a file")
     check_options(batch_size, score_threshold, limit, workers)
     with reporting_database_loss("detect predict"):
         with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
@@ -308,30 +310,12 @@ class DetectionWriter:
         self.stored += len(rows)
 
 
-@flow(name="detect-predict", log_prints=True)
-def predict_flow(
-    url: str,
-    model: str,
-    batch_size: int = 8,
-    score_threshold: float = 0.3,
-    limit: int | None = None,
-    where_area: str | None = None,
-    device: str = "auto",
-    workers: int | None = None,
-) -> dict:
-    report = predict(
-        url,
-        model,
-        batch_size=batch_size,
-        score_threshold=score_threshold,
-        limit=limit,
-        where_area=where_area,
-        device=device,
-        workers=workers,
-        progress=False,
+def summary_line(report: PredictReport) -> str:
+    return (
+        f"model {report.model_id} ({report.model_name}, {report.architecture}) on {report.device}: "
+        f"{report.done} images, {report.detections} detections, {report.skipped} already done, "
+        f"{report.failed} unreadable; {report.images_per_s:.1f} images/s"
     )
-    print(
-        f"model {report.model_id} ({report.model_name}): {report.done} images, {report.detections} "
-        f"detections, {report.skipped} already done, {report.failed} failed; {report.images_per_s:.1f} images/s"
-    )
-    return report.__dict__
+
+
+predict_flow = flow(name="detect-predict", log_prints=True)(predict)

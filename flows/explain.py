@@ -94,7 +94,7 @@ def building_mask(conn: psycopg.Connection, image_id: int) -> np.ndarray | None:
 
 def explain(
     url: str,
-    model: str,
+    model: str | None = None,
     method: str = "gradcam",
     limit: int | None = None,
     target: str = "boxes",
@@ -106,6 +106,8 @@ def explain(
     store: ImageStore | None = None,
 ) -> ExplainReport:
     """Heat maps and their statistics for up to `limit` images not yet explained this way."""
+    if not model:
+        raise InputError("--model is required: a detector name or id (from `detect train`) or a file")
     if method not in METHODS:
         raise InputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if target not in TARGETS:
@@ -200,32 +202,11 @@ def explain_one(conn, detector, store, report, image_id, uri, reader, score_thre
     report.done += 1
 
 
-@flow(name="explain", log_prints=True)
-def explain_flow(
-    url: str,
-    model: str,
-    method: str = "gradcam",
-    limit: int | None = None,
-    target: str = "boxes",
-    device: str = "auto",
-    score_threshold: float = 0.3,
-    where_area: str | None = None,
-    redo: bool = False,
-) -> dict:
-    report = explain(
-        url,
-        model,
-        method=method,
-        limit=limit,
-        target=target,
-        device=device,
-        progress=False,
-        score_threshold=score_threshold,
-        where_area=where_area,
-        redo=redo,
-    )
-    print(
+def summary_line(report: ExplainReport) -> str:
+    return (
         f"model {report.model_id} ({report.model_name}), {report.method}: {report.done} heat maps, "
         f"{report.skipped} already done, {report.failed} failed; {report.images_per_s:.2f} images/s"
     )
-    return report.__dict__
+
+
+explain_flow = flow(name="explain", log_prints=True)(explain)

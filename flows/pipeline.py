@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from streetaudit.flows.errors import InputError, worth_retrying
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
 from streetaudit.flows.stage_options import (
+    DEFAULT_STAGES,
     PREFIXES,
     STAGES,
-    DEFAULT_STAGES,
     CleanOptions,
     CollectOptions,
     ExplainOptions,
@@ -212,7 +212,8 @@ def pipeline_flow(
     given: dict[str, Any] = {"roads": roads, "areas": areas, "points": points, "collect": collect}
     given |= {"clean": clean, "segment": segment, "predict": predict, "explain": explain, "stats": stats}
     options = PipelineOptions(
-        stages=tuple(stages or DEFAULT_STAGES), **{name: value for name, value in given.items() if value is not None}
+        stages=tuple(stages or DEFAULT_STAGES),
+        **{name: value for name, value in given.items() if value is not None},
     )
     options.check()
     if url is None:

@@ -230,9 +230,73 @@ class ExplainOptions(StageOptions):
         description="gradcam, gradcam++, eigencam (gradient-free) or hirescam (gradient x activation; "
         "use it when gradcam maps come out empty, as they can on small detectors).",
     )
-    limit: int | None = Field(None, description="Explain at most N images (those with most detections first).")
+    limit: int | None = Field(
+        None, description="Explain at most N images (those with most detections first)."
+    )
     target: str = Field("boxes", description="What to explain: boxes (the detector's own boxes).")
     score_threshold: float = Field(0.3, description="Boxes scoring at least this are explained.")
     where_area: str | None = Field(None, description=AREA_HELP)
     redo: bool = Field(False, description="Compute again images already explained (rows replaced).")
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N.")
+
+
+class TrainOptions(StageOptions):
+    """Keywords of `streetaudit.flows.detect_train.train` (besides `progress`); name and dataset are required."""
+
+    name: str | None = Field(
+        None, description="Name of the run; the trained detector is registered as a model of this name."
+    )
+    dataset: str | None = Field(
+        None, description="Stored split to train on (name or id, from `detect split`)."
+    )
+    architecture: str = Field(
+        "fasterrcnn_resnet50_fpn_v2", description="Detector architecture (listed above)."
+    )
+    weights: str | None = Field(
+        "default",
+        description="Start from: default (COCO weights of the detector where the library has them, else ImageNet weights of its backbone; downloaded once, cached under TORCH_HOME), none (random), a torchvision weights name (COCO_V1), or a detector file (.pt) from an earlier run (other labels: its class head is new).",
+    )
+    weights_backbone: str | None = Field(
+        None,
+        description="ImageNet backbone weights (DEFAULT, IMAGENET1K_V1, none) when --weights gives none.",
+    )
+    trainable_backbone_layers: int | None = Field(
+        None, description="Backbone stages to train (0-5; default: torchvision's, 3 with pretrained weights)."
+    )
+    epochs: int | None = Field(
+        None, description="Epochs (default 30 for a new run; with --resume: the run's own)."
+    )
+    batch_size: int = Field(8, description="Images per batch per process (the Harbin study: 8).")
+    lr: float = Field(0.01, description="Initial learning rate of SGD (the study: 0.01).")
+    momentum: float = Field(0.9, description="SGD momentum.")
+    weight_decay: float = Field(1e-4, description="SGD weight decay.")
+    step_size: int = Field(
+        10, description="Divide the learning rate by 1/--gamma every this many epochs (the study: 10)."
+    )
+    gamma: float = Field(0.1, description="Learning-rate factor per step.")
+    warmup_iters: int | None = Field(
+        None,
+        description="Batches of linear learning-rate warm-up in the first epoch (default min(1000, batches - 1)).",
+    )
+    min_size: int | None = Field(
+        None,
+        description="Shorter image side the model resizes to (default 512: 1024×512 panoramas stay as they are).",
+    )
+    max_size: int | None = Field(None, description="Longest image side after resizing (default 1024).")
+    device: str = Field(
+        "auto",
+        description="auto (CUDA when available), cpu, cuda or cuda:N. Under torchrun: one GPU per process.",
+    )
+    amp: bool = Field(True, description="Mixed precision with a gradient scaler (CUDA only; ignored on CPU).")
+    workers: int | None = Field(
+        None,
+        description="DataLoader processes per training process (default: 0 on CPU, up to 8 beside a GPU).",
+    )
+    seed: int = Field(0, description="Seed of weights, batch order and augmentation.")
+    out_dir: str | None = Field(
+        None,
+        description="Folder for the run's checkpoint, detector file and figure (default STREETAUDIT_DATA_DIR/detectors).",
+    )
+    resume: bool = Field(
+        False, description="Continue the run --name from its last checkpoint, with its stored parameters."
+    )

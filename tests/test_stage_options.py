@@ -21,17 +21,32 @@ from streetaudit.flows.stage_options import (
     STAGES,
     CleanOptions,
     CollectOptions,
+    ExplainOptions,
     PointsOptions,
+    PredictOptions,
     SegmentOptions,
     StatsOptions,
 )
 
 # Options only a person at a terminal needs (a progress bar, printing a table): not stage options.
 CLI_ONLY = {"progress", "show"}
+# Objects a caller may hand a stage function instead of the default it builds (tests pass an
+# image store of their own): not options either.
+INJECTED = {"store"}
 
 
 def stages():
-    from streetaudit.flows import areas, clean, collect, points, roads, segment, stats
+    from streetaudit.flows import (
+        areas,
+        clean,
+        collect,
+        detect_predict,
+        explain,
+        points,
+        roads,
+        segment,
+        stats,
+    )
 
     return {
         "roads": (("roads", "load"), RoadLoading, roads.load_roads, roads.roads_flow),
@@ -40,6 +55,13 @@ def stages():
         "collect": (("collect",), CollectOptions, collect.collect, collect.collect_flow),
         "clean": (("images", "clean"), CleanOptions, clean.clean_images, clean.clean_flow),
         "segment": (("segment",), SegmentOptions, segment.segment, segment.segment_flow),
+        "predict": (
+            ("detect", "predict"),
+            PredictOptions,
+            detect_predict.predict,
+            detect_predict.predict_flow,
+        ),
+        "explain": (("explain",), ExplainOptions, explain.explain, explain.explain_flow),
         "stats": (("stats", "refresh"), StatsOptions, stats.refresh_stats, stats.stats_flow),
     }
 
@@ -75,7 +97,7 @@ def problems(stage: str, cmd_options: dict, model: type[BaseModel], function, st
     found += [f"{stage}: {model.__name__}.{f} is no command option" for f in sorted(fields - options)]
     # The function takes every field as a keyword, with the model's default.
     signature = inspect.signature(function).parameters
-    keywords = set(signature) - {"url"} - CLI_ONLY
+    keywords = set(signature) - {"url"} - CLI_ONLY - INJECTED
     found += [f"{stage}: {function.__name__}() lacks {f}" for f in sorted(options - keywords)]
     found += [f"{stage}: {function.__name__}({k}) is not an option" for k in sorted(keywords - fields)]
     for name in sorted(fields & keywords):
@@ -157,3 +179,17 @@ def test_run_pipeline_takes_the_options_people_used_before() -> None:
         "--device",
     } <= flags
     assert {"--collect-limit", "--segment-limit", "--stats-model", "--road-name-field"} <= flags
+
+
+def test_detect_train_takes_one_options_model_with_the_function_s_defaults() -> None:
+    """`detect train` is no pipeline stage, but its options are one list too."""
+    from streetaudit.flows.detect_train import train, train_flow
+    from streetaudit.flows.stage_options import TrainOptions
+
+    fields = set(TrainOptions.model_fields)
+    assert set(options_of(command("detect", "train"))) - CLI_ONLY == fields
+    signature = inspect.signature(train).parameters
+    assert set(signature) - {"url", "on_epoch"} - CLI_ONLY == fields
+    for name in fields - {"name", "dataset"}:
+        assert signature[name].default == TrainOptions.model_fields[name].default, name
+    assert train_flow.fn is train
