@@ -18,6 +18,15 @@ def models(db_url: str) -> list[int]:
     return helsinki_with_synthetic(db_url, seeds=(21,))
 
 
+@pytest.fixture
+def refreshed(db_url: str, models: list[int]) -> list[int]:
+    """The api views computed for this test, not left over from an earlier one."""
+    from streetaudit.flows.stats import refresh_stats
+
+    refresh_stats(db_url)
+    return models
+
+
 def test_stats_refresh_prints_the_core_vs_rest_table(cli, models):
     result = cli("stats", "refresh")
     assert result.exit_code == 0, result.output
@@ -31,8 +40,7 @@ def test_stats_refresh_with_unknown_model_fails_in_one_line(cli, models):
     assert "no such segmentation model" in result.output
 
 
-def test_stats_plot_writes_the_four_figures(cli, models, tmp_path):
-    assert cli("stats", "refresh", "--quiet").exit_code == 0
+def test_stats_plot_writes_the_four_figures(cli, refreshed, tmp_path):
     result = cli("stats", "plot", "--out", tmp_path / "plots")
     assert result.exit_code == 0, result.output
     names = {"segment_means.png", "segment_stds.png", "heritage_areas.png", "core_vs_rest.png"}
@@ -43,8 +51,7 @@ def test_stats_plot_writes_the_four_figures(cli, models, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["gpkg", "parquet", "csv"])
-def test_stats_export_writes_every_view(cli, db_url, models, tmp_path, fmt):
-    assert cli("stats", "refresh", "--quiet").exit_code == 0
+def test_stats_export_writes_every_view(cli, db_url, refreshed, tmp_path, fmt):
     out = tmp_path / ("stats.gpkg" if fmt == "gpkg" else fmt)
     result = cli("stats", "export", "--format", fmt, "--out", out)
     assert result.exit_code == 0, result.output
@@ -96,7 +103,7 @@ def _one_line_error(result, *fragments: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["gpkg", "csv"])
-def test_stats_export_under_a_file_exits_2_naming_the_path(cli, models, tmp_path, fmt):
+def test_stats_export_under_a_file_exits_2_naming_the_path(cli, refreshed, tmp_path, fmt):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("a file, not a folder")
     out = blocker / ("stats.gpkg" if fmt == "gpkg" else "stats")
@@ -107,7 +114,7 @@ def test_stats_export_under_a_file_exits_2_naming_the_path(cli, models, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
-def test_stats_export_and_plot_to_proc_exit_2(cli, models):
+def test_stats_export_and_plot_to_proc_exit_2(cli, refreshed):
     _one_line_error(
         cli("stats", "export", "--format", "parquet", "--out", "/proc/streetaudit-export"),
         "--out /proc/streetaudit-export",
@@ -116,7 +123,7 @@ def test_stats_export_and_plot_to_proc_exit_2(cli, models):
     _one_line_error(cli("stats", "plot", "--out", "/proc/streetaudit-plots"), "--out /proc/streetaudit-plots")
 
 
-def test_stats_plot_under_a_file_exits_2_and_writes_nothing(cli, models, tmp_path):
+def test_stats_plot_under_a_file_exits_2_and_writes_nothing(cli, refreshed, tmp_path):
     blocker = tmp_path / "plots.png"
     blocker.write_bytes(b"png")
     _one_line_error(cli("stats", "plot", "--out", blocker / "figures"), str(blocker / "figures"))
