@@ -22,6 +22,7 @@ from streetaudit.flows.errors import InputError
 from streetaudit.models.backend import BackendError, resolve_device
 from streetaudit.models.detection_metrics import DetectionScores, ImageBoxes, coco_scores
 from streetaudit.models.detectors import load_detector
+from streetaudit.sql.rows import scalar
 
 
 def default_workers(device: torch.device, processes: int = 1) -> int:
@@ -162,22 +163,24 @@ def evaluate(
     if np.isnan(scores.map):
         raise InputError(f"dataset {dataset}: the {split} split has no true box; mAP is undefined there")
     with psycopg.connect(url) as conn:
-        evaluation_id = conn.execute(
-            """INSERT INTO streetaudit.detector_evaluation
+        evaluation_id = scalar(
+            conn.execute(
+                """INSERT INTO streetaudit.detector_evaluation
                    (model_id, dataset_id, split, map, map50, map75, per_class, images, images_per_second)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-            (
-                model_id,
-                stored.dataset_id,
-                split,
-                scores.map,
-                scores.map50,
-                scores.map75,
-                Jsonb(scores.per_class),
-                len(items),
-                speed,
-            ),
-        ).fetchone()[0]
+                (
+                    model_id,
+                    stored.dataset_id,
+                    split,
+                    scores.map,
+                    scores.map50,
+                    scores.map75,
+                    Jsonb(scores.per_class),
+                    len(items),
+                    speed,
+                ),
+            )
+        )
     return EvaluationReport(
         evaluation_id,
         model_id,

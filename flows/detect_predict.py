@@ -31,6 +31,7 @@ from streetaudit.flows.segment import default_workers
 from streetaudit.models.backend import BackendError, resolve_device
 from streetaudit.models.detectors import Detector, load_detector
 from streetaudit.models.inputs import Batch, ImageReader, make_loader
+from streetaudit.sql.rows import scalar
 
 DETECTION_COLUMNS = ("image_id", "model_id", "label", "score", "x1", "y1", "x2", "y2")
 
@@ -70,7 +71,7 @@ def open_detector(conn: psycopg.Connection, model: str, device: str) -> tuple[in
         detector = load_detector(source, target)
     except BackendError as error:
         raise InputError(str(error)) from error
-    name = conn.execute("SELECT name FROM streetaudit.model WHERE id = %s", (model_id,)).fetchone()[0]
+    name = scalar(conn.execute("SELECT name FROM streetaudit.model WHERE id = %s", (model_id,)))
     conn.commit()
     return model_id, name, detector
 
@@ -84,9 +85,11 @@ def area_filter(conn: psycopg.Connection, where_area: str | None) -> int | None:
         (str(where_area), str(where_area)),
     ).fetchone()
     if row is None:
-        known = conn.execute(
-            "SELECT string_agg(name || ' (' || id || ')', ', ' ORDER BY id) FROM streetaudit.heritage_area"
-        ).fetchone()[0]
+        known = scalar(
+            conn.execute(
+                "SELECT string_agg(name || ' (' || id || ')', ', ' ORDER BY id) FROM streetaudit.heritage_area"
+            )
+        )
         raise InputError(f"--where-area {where_area!r}: no such heritage area (known: {known or 'none'})")
     return row[0]
 
@@ -101,13 +104,15 @@ def pending_images(
     conn: psycopg.Connection, model_id: int, limit: int | None, area_id: int | None
 ) -> tuple[int, list[tuple[int, str]]]:
     params = {"model": model_id, "limit": limit, "area": area_id}
-    skipped = conn.execute(
-        f"""SELECT count(*) FROM streetaudit.image AS i
+    skipped = scalar(
+        conn.execute(
+            f"""SELECT count(*) FROM streetaudit.image AS i
             WHERE i.status = 'ok' AND EXISTS (SELECT 1 FROM streetaudit.detection_done AS d
                                               WHERE d.image_id = i.id AND d.model_id = %(model)s)
             {_IN_AREA}""",
-        params,
-    ).fetchone()[0]
+            params,
+        )
+    )
     todo = conn.execute(
         f"""SELECT i.id, i.uri FROM streetaudit.image AS i
             WHERE i.status = 'ok' AND i.uri IS NOT NULL

@@ -31,7 +31,8 @@ import torch
 from prefect import flow
 from psycopg.types.json import Jsonb
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+from torch.utils.data.distributed import DistributedSampler
 
 from streetaudit.flows.detect_evaluate import default_workers, score_items
 from streetaudit.flows.detection_data import Augment, DetectionImages, collate, dataset_row, read_split
@@ -47,6 +48,7 @@ from streetaudit.models.detectors import (
     build_detector,
     save_detector,
 )
+from streetaudit.sql.rows import scalar
 
 DEFAULT_EPOCHS = 30
 #: `--weights default`: COCO weights of the whole detector where the library has them, else
@@ -156,11 +158,13 @@ def _open_run(
             (name,),
         ).fetchone()
         if row is None:
-            run_id = conn.execute(
-                """INSERT INTO streetaudit.detector_run (name, dataset_id, architecture, labels, parameters)
+            run_id = scalar(
+                conn.execute(
+                    """INSERT INTO streetaudit.detector_run (name, dataset_id, architecture, labels, parameters)
                    VALUES (%s, %s, %s, %s, %s) RETURNING id""",
-                (name, dataset_id, architecture, labels, Jsonb(parameters)),
-            ).fetchone()[0]
+                    (name, dataset_id, architecture, labels, Jsonb(parameters)),
+                )
+            )
             return run_id, parameters, architecture
         run_id, stored, status, done, stored_dataset, stored_architecture = row
         if not resume:
@@ -211,7 +215,8 @@ def _close_run(url: str, run_id: int, status: str, detail: str | None = None, **
 
 # -- checkpoints ---------------------------------------------------------------------------
 def _rng_state() -> dict:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert not isinstance(keys, str)  # legacy=True: the MT19937 tuple
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -285,11 +290,11 @@ def train_one_epoch(
             warmup.step()
         total += value
         batches += 1
-        if bar is not None:
+        if bar is not None and task is not None:
             bar.update(task, advance=1, loss=total / batches)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    if bar is not None:
+    if bar is not None and task is not None:
         bar.remove_task(task)
     return total, batches, time.perf_counter() - started, time.process_time() - cpu_started
 
@@ -329,7 +334,7 @@ def plot_history(history: list[dict], path: Path, title: str) -> Path:
     map_axis.set_ylabel("validation mAP", color="tab:red")
     map_axis.set_ylim(0, 1)
     lines = loss_axis.get_lines() + map_axis.get_lines()
-    loss_axis.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
+    loss_axis.legend(lines, [str(line.get_label()) for line in lines], loc="center right", fontsize=8)
     loss_axis.set_title(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -530,9 +535,8 @@ def _run(
 
     augment = Augment()
     train_set = DetectionImages(stored.items["train"], augment, photometric=False)
+    sampler: Sampler
     if ranks.world > 1:
-        from torch.utils.data.distributed import DistributedSampler
-
         sampler = DistributedSampler(train_set, num_replicas=ranks.world, rank=ranks.rank, seed=seed)
     else:
         generator = torch.Generator()
@@ -558,7 +562,7 @@ def _run(
     started = time.perf_counter()
     with _progress(progress) as bar:
         for epoch in range(start, epochs):
-            if ranks.world > 1:
+            if isinstance(sampler, DistributedSampler):
                 sampler.set_epoch(epoch)
             else:
                 generator.manual_seed(seed + epoch)  # the same order per epoch after a resume

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from streetaudit.flows.errors import InputError
 from streetaudit.models.inputs import ImageReader
+from streetaudit.sql.rows import scalar
 
 SPLITS = ("train", "val", "test")
 
@@ -56,9 +57,7 @@ def dataset_row(conn: psycopg.Connection, name: str) -> tuple[int, list[str]]:
         (name, name, name),
     ).fetchone()
     if row is None:
-        known = conn.execute(
-            "SELECT string_agg(name, ', ' ORDER BY name) FROM streetaudit.dataset"
-        ).fetchone()[0]
+        known = scalar(conn.execute("SELECT string_agg(name, ', ' ORDER BY name) FROM streetaudit.dataset"))
         raise InputError(
             f"--dataset {name}: no such dataset"
             + (f" (known: {known})" if known else " (make one with `streetaudit detect split`)")

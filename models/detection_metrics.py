@@ -58,7 +58,9 @@ class DetectionScores:
 def _coco_dicts(
     truths: Sequence[ImageBoxes], detections: Sequence[ImageBoxes], labels: Sequence[str]
 ) -> tuple[dict, list[dict]]:
-    images, annotations, results = [], [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
+    results: list[dict] = []
     for image_id, (truth, found) in enumerate(zip(truths, detections, strict=True), start=1):
         images.append({"id": image_id, "width": 0, "height": 0})
         for (x1, y1, x2, y2), label in zip(truth.boxes, truth.labels, strict=True):

@@ -27,6 +27,7 @@ import io
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,7 +105,7 @@ class HeatMap:
     scores: list[float]
 
 
-def _unpadded_fraction(model: nn.Module, image: torch.Tensor) -> tuple[float, float]:
+def _unpadded_fraction(model: Any, image: torch.Tensor) -> tuple[float, float]:
     with torch.no_grad():
         batch, _ = model.transform([image])
     (h, w), (ph, pw) = batch.image_sizes[0], batch.tensors.shape[-2:]

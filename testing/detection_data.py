@@ -19,6 +19,7 @@ import psycopg
 from PIL import Image, ImageDraw
 
 from streetaudit.flows.image_store import ImageStore
+from streetaudit.sql.rows import scalar
 
 # Far from the other seeded pools (ratings sit around 24.95, 60.17).
 _ORIGIN = (25.05, 60.25)
@@ -112,31 +113,39 @@ def seed_detection_dataset(
     step = 0.0004
     result = SeededDetection(name, 0, 0, list(labels))
     with psycopg.connect(url) as conn:
-        road = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, name, kind, geom, length_m)
+        road = scalar(
+            conn.execute(
+                """INSERT INTO streetaudit.road (source, source_id, name, kind, geom, length_m)
                VALUES ('seeded-detection', %s, 'Seeded facades', 'residential',
                        ST_SetSRID(ST_MakeLine(ST_MakePoint(%s, %s), ST_MakePoint(%s, %s)), 4326), %s)
                RETURNING id""",
-            (f"{name}-{seed}", x0, y0, x0 + step * points, y0, 22.0 * points),
-        ).fetchone()[0]
-        gt = conn.execute(
-            """INSERT INTO streetaudit.ground_truth (name, method, iou, min_raters, labels)
+                (f"{name}-{seed}", x0, y0, x0 + step * points, y0, 22.0 * points),
+            )
+        )
+        gt = scalar(
+            conn.execute(
+                """INSERT INTO streetaudit.ground_truth (name, method, iou, min_raters, labels)
                VALUES (%s, 'union', 0.5, 1, %s) RETURNING id""",
-            (f"{name}-gt", list(labels)),
-        ).fetchone()[0]
-        dataset = conn.execute(
-            """INSERT INTO streetaudit.dataset (name, ground_truth_id, seed, test_share, val_share)
+                (f"{name}-gt", list(labels)),
+            )
+        )
+        dataset = scalar(
+            conn.execute(
+                """INSERT INTO streetaudit.dataset (name, ground_truth_id, seed, test_share, val_share)
                VALUES (%s, %s, %s, %s, %s) RETURNING id""",
-            (name, gt, seed, test, val),
-        ).fetchone()[0]
+                (name, gt, seed, test, val),
+            )
+        )
         result.dataset_id, result.ground_truth_id = dataset, gt
         made = 0
         for p in range(points):
-            point = conn.execute(
-                """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
+            point = scalar(
+                conn.execute(
+                    """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
                    VALUES (%s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) RETURNING id""",
-                (road, p, 22.0 * p, x0 + step * p, y0),
-            ).fetchone()[0]
+                    (road, p, 22.0 * p, x0 + step * p, y0),
+                )
+            )
             for v in range(views_per_point):
                 if made == n:
                     break
@@ -146,11 +155,13 @@ def seed_detection_dataset(
                 out = io.BytesIO()
                 picture.save(out, "JPEG", quality=92)
                 uri = store.put(f"seeded-detection/{point}_{heading:g}.jpg", out.getvalue())
-                image = conn.execute(
-                    """INSERT INTO streetaudit.image (point_id, provider, heading, width, height, uri, status)
+                image = scalar(
+                    conn.execute(
+                        """INSERT INTO streetaudit.image (point_id, provider, heading, width, height, uri, status)
                        VALUES (%s, 'seeded-detection', %s, %s, %s, %s, 'ok') RETURNING id""",
-                    (point, heading, size[0], size[1], uri),
-                ).fetchone()[0]
+                        (point, heading, size[0], size[1], uri),
+                    )
+                )
                 conn.execute(
                     "INSERT INTO streetaudit.ground_truth_image (ground_truth_id, image_id, n_raters) VALUES (%s, %s, 1)",
                     (gt, image),

@@ -24,7 +24,7 @@ def toy_scene(seed: int, size: tuple[int, int] = (96, 128), n: int | None = None
     rng = np.random.default_rng(seed)
     height, width = size
     image = rng.normal(110, 25, size=(height, width, 3)).clip(0, 255).astype(np.uint8)
-    boxes = []
+    boxes: list[tuple[int, int, int, int]] = []
     for _ in range(n if n is not None else int(rng.integers(1, 4))):
         for _attempt in range(20):
             w, h = int(rng.integers(16, 36)), int(rng.integers(16, 36))
