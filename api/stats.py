@@ -24,8 +24,8 @@ _COLUMNS_SQL = """SELECT attname FROM pg_attribute
     ORDER BY attnum"""
 _AREAS_SQL = "SELECT {columns} FROM api.area_stats ORDER BY area_id NULLS LAST"
 _COMPARISON_SQL = "SELECT * FROM api.area_comparison"
-_SEGMENTS_SQL = (
-    "SELECT {columns} FROM api.segment_stats "
+_ROADS_SQL = (
+    "SELECT {columns} FROM api.road_stats "
     "WHERE (%(bbox)s::float8[] IS NULL OR geom && ST_MakeEnvelope("
     "(%(bbox)s::float8[])[1], (%(bbox)s::float8[])[2], (%(bbox)s::float8[])[3], (%(bbox)s::float8[])[4], 4326)) "
     "ORDER BY road_id LIMIT %(limit)s"
@@ -116,8 +116,11 @@ async def comparison(
     return _respond(rows, columns, as_csv, "area_comparison")
 
 
-@router.get("/segments", summary="Per road segment (api.segment_stats), optionally within a bbox")
-async def segments(
+# /stats/segments was this route's name before the road/segmentation rename; kept as an alias
+# (hidden from /docs) so existing clients keep working.
+@router.get("/roads", summary="Per road (api.road_stats), optionally within a bbox")
+@router.get("/segments", include_in_schema=False)
+async def roads(
     request: Request,
     bbox: str | None = Query(None, description="minx,miny,maxx,maxy in degrees (EPSG:4326)"),
     limit: int = Query(1000, ge=1, description="Most rows returned"),
@@ -128,7 +131,5 @@ async def segments(
     cap = request.app.state.settings.stats_row_limit
     if limit > cap:
         raise BadRequest(f"limit must be at most {cap}, got {limit}")
-    rows, columns = await _fetch(
-        request, _SEGMENTS_SQL, {"bbox": box, "limit": limit}, view="api.segment_stats"
-    )
-    return _respond(rows, columns, as_csv, "segment_stats")
+    rows, columns = await _fetch(request, _ROADS_SQL, {"bbox": box, "limit": limit}, view="api.road_stats")
+    return _respond(rows, columns, as_csv, "road_stats")

@@ -23,7 +23,7 @@ def stats_refresh(
     report = refresh_stats(ready_url(), model=model)
     console.print(
         f"stats from model {report.model_id} ({report.model_name}): {report.points} points with data, "
-        f"{report.segments} segments, {report.areas} heritage areas; data version {report.version} "
+        f"{report.roads} roads, {report.areas} heritage areas; data version {report.version} "
         f"({report.seconds:.2f} s)"
     )
     if show:
@@ -48,7 +48,7 @@ def stats_export(
     ),
     out: Path = typer.Option(..., help="Output .gpkg file, or folder for parquet/csv."),
 ) -> None:
-    """Export api.segment_stats, area_stats, point_elements and area_comparison."""
+    """Export api.road_stats, area_stats, point_elements and area_comparison."""
     from streetaudit.flows.export import export_stats
 
     report = export_stats(ready_url(), format, out)

@@ -113,7 +113,7 @@ def stage_stats(url: str, o: PipelineOptions) -> str:
     report = refresh_stats(url, model=o.stats_model)
     return (
         f"stats: model {report.model_id} ({report.model_name}), {report.points} points, "
-        f"{report.segments} segments with data; data version {report.version}"
+        f"{report.roads} roads with data; data version {report.version}"
     )
 
 

@@ -1,4 +1,4 @@
-// streetaudit map: segments coloured by a chosen element statistic, heritage areas and
+// streetaudit map: roads coloured by a chosen element statistic, heritage areas and
 // sample points (from zoom 14), all from this server's TileJSON endpoints.
 "use strict";
 
@@ -55,7 +55,7 @@ const map = new maplibregl.Map({
   style: {
     version: 8,
     sources: {
-      segments: { type: "vector", url: tileJson("api.segments") },
+      roads: { type: "vector", url: tileJson("api.roads") },
       areas: { type: "vector", url: tileJson("api.areas") },
       points: { type: "vector", url: tileJson("api.points") },
     },
@@ -65,7 +65,7 @@ const map = new maplibregl.Map({
         paint: { "fill-color": "#d9480f", "fill-opacity": 0.15 } },
       { id: "areas-line", type: "line", source: "areas", "source-layer": "api.areas",
         paint: { "line-color": "#d9480f", "line-width": 2 } },
-      { id: "segments", type: "line", source: "segments", "source-layer": "api.segments",
+      { id: "roads", type: "line", source: "roads", "source-layer": "api.roads",
         layout: { "line-cap": "round", "line-join": "round" },
         paint: { "line-color": colourRamp("greenery_mean", 0.6),
                  "line-width": ["interpolate", ["linear"], ["zoom"], 10, 1, 16, 5] } },
@@ -83,7 +83,7 @@ window.streetauditMap = map;
 function applyElement() {
   const element = elementSelect.value;
   const statistic = statisticSelect.value;
-  map.setPaintProperty("segments", "line-color", colourRamp(`${element}_${statistic}`, rampMax(element, statistic)));
+  map.setPaintProperty("roads", "line-color", colourRamp(`${element}_${statistic}`, rampMax(element, statistic)));
   map.setPaintProperty("points", "circle-color", colourRamp(element, rampMax(element, "mean")));
   renderLegend(element, statistic);
 }
@@ -92,9 +92,9 @@ statisticSelect.addEventListener("change", applyElement);
 renderLegend("greenery", "mean");
 map.once("load", () => loadRanges().then(applyElement));
 
-// Centre on the data once the segments' TileJSON (with its bounds) is known.
+// Centre on the data once the roads' TileJSON (with its bounds) is known.
 map.once("sourcedata", () => {
-  const source = map.getSource("segments");
+  const source = map.getSource("roads");
   const bounds = source && source.bounds;
   if (bounds && bounds[0] > -180) {
     map.jumpTo({ center: [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2], zoom: 14.5 });
@@ -102,7 +102,7 @@ map.once("sourcedata", () => {
 });
 
 map.on("click", (event) => {
-  const hit = map.queryRenderedFeatures(event.point, { layers: ["points", "segments", "areas-fill"] })[0];
+  const hit = map.queryRenderedFeatures(event.point, { layers: ["points", "roads", "areas-fill"] })[0];
   document.getElementById("info").textContent = hit
     ? Object.entries(hit.properties)
         .map(([k, v]) => `${k}: ${typeof v === "number" ? Number(v.toFixed(3)) : v}`)
