@@ -63,9 +63,15 @@ def test_map_page_loads_tiles_and_draws_features_without_errors(server):
         paint = page.evaluate(
             "() => JSON.stringify(window.streetauditMap.getPaintProperty('roads', 'line-color'))"
         )
+        rating_paint = page.evaluate(
+            "() => JSON.stringify(window.streetauditMap.getPaintProperty('ratings', 'circle-color'))"
+        )
         browser.close()
     assert not errors, errors
     assert not foreign, foreign  # no CDN, no basemap from elsewhere
     assert any("/api.roads/" in t for t in tiles) and any("/api.points/" in t for t in tiles)
     assert counts["roads"] > 50 and counts["areas"] > 0 and counts["points"] > 50, counts
     assert "sky" in legend and "sky_mean" in paint
+    # the rated images are offered too, coloured by ELO with a legend
+    assert any("/api.ratings/" in t for t in tiles), tiles
+    assert "ELO" in legend and '"elo"' in rating_paint

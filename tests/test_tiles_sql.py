@@ -254,9 +254,9 @@ def test_tile_layers_lists_exactly_the_attributes_tiles_carry(db_url, data, laye
 
 def test_low_zoom_segments_carry_the_declared_means_only(db_url, data):
     with psycopg.connect(db_url) as conn:
-        properties = conn.execute(
-            "SELECT properties FROM api.tile_layers WHERE id = 'api.roads'"
-        ).fetchone()[0]
+        properties = conn.execute("SELECT properties FROM api.tile_layers WHERE id = 'api.roads'").fetchone()[
+            0
+        ]
     features = decode(call(db_url, "roads", *tile_of(*data["centre"], 10)))["api.roads"]["features"]
     assert {key for f in features for key in f["properties"]} == {
         p for p in properties if not p.endswith("_std")
@@ -274,3 +274,22 @@ def test_points_carry_no_attribute_outside_tile_layers(db_url, data):
     assert {"area_ids", "in_core"} <= set(columns)  # in point_elements for analysts, not in tiles
     features = decode(call(db_url, "points", *tile_of(*data["centre"], 16)))["api.points"]["features"]
     assert features and all("area_ids" not in f["properties"] for f in features)
+
+
+@pytest.mark.parametrize("layer", ["roads", "points", "areas"])
+def test_declared_properties_are_the_attributes_tiles_carry(db_url, data, layer):
+    """api.tile_layers drives `properties=` validation and TileJSON: it must match the tiles."""
+    with psycopg.connect(db_url) as conn:
+        names, types = conn.execute(
+            "SELECT properties, property_types FROM api.tile_layers WHERE id = %s", (f"api.{layer}",)
+        ).fetchone()
+    # at full detail (z14+: no overview simplification); NULLs are left out of a feature, so
+    # the union over every feature of the tile is what the layer carries
+    features = decode(call(db_url, layer, *tile_of(*data["centre"], 14)))[f"api.{layer}"]["features"]
+    assert len(features) > 1
+    carried: dict[str, set[str]] = {}
+    for feature in features:
+        for key, value in feature["properties"].items():
+            carried.setdefault(key, set()).add("String" if isinstance(value, str) else "Number")
+    assert set(carried) == set(names)
+    assert {k: {t} for k, t in zip(names, types, strict=True)} == carried
