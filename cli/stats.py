@@ -74,7 +74,7 @@ def serve(
     from streetaudit.api.database import api_database_url
     from streetaudit.api.role_check import check_read_only
     from streetaudit.api.settings import ApiSettings
-    from streetaudit.flows.errors import load_settings
+    from streetaudit.flows.settings_loading import load_settings
     from streetaudit.sql.connect import local_cluster
     from streetaudit.sql.settings import DatabaseSettings
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from prefect import flow, task
 
-from streetaudit.flows.errors import InputError, worth_retrying
+from streetaudit.flows.errors import InputError
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
+from streetaudit.flows.retries import worth_retrying
 
 STAGES = ("roads", "points", "collect", "clean", "segment", "stats")
 
