@@ -6,12 +6,14 @@ import csv
 import io
 import math
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from streetaudit.api.dependencies import get_bbox
 from streetaudit.api.errors import BadRequest
 
 router = APIRouter(prefix="/stats", tags=["statistics"])
@@ -30,27 +32,6 @@ _ROADS_SQL = (
     "(%(bbox)s::float8[])[1], (%(bbox)s::float8[])[2], (%(bbox)s::float8[])[3], (%(bbox)s::float8[])[4], 4326)) "
     "ORDER BY road_id LIMIT %(limit)s"
 )
-
-
-def parse_bbox(value: str | None) -> list[float] | None:
-    """`minx,miny,maxx,maxy` in degrees (EPSG:4326)."""
-    if value is None:
-        return None
-    parts = value.split(",")
-    if len(parts) != 4:
-        raise BadRequest(f"bbox must be minx,miny,maxx,maxy (4 numbers), got {value[:80]!r}")
-    try:
-        numbers = [float(p) for p in parts]
-    except ValueError:
-        raise BadRequest(f"bbox must be 4 comma-separated numbers, got {value[:80]!r}") from None
-    if not all(math.isfinite(n) for n in numbers):
-        raise BadRequest("bbox numbers must be finite")
-    minx, miny, maxx, maxy = numbers
-    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise BadRequest(
-            "bbox must satisfy -180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90 (degrees, EPSG:4326)"
-        )
-    return numbers
 
 
 def _wants_csv(request: Request, fmt: str | None) -> bool:
@@ -122,12 +103,11 @@ async def comparison(
 @router.get("/segments", include_in_schema=False)
 async def roads(
     request: Request,
-    bbox: str | None = Query(None, description="minx,miny,maxx,maxy in degrees (EPSG:4326)"),
+    box: Annotated[list[float] | None, Depends(get_bbox)],
     limit: int = Query(1000, ge=1, description="Most rows returned"),
     format: str | None = Query(None, description="json or csv"),
 ) -> Response:
     as_csv = _wants_csv(request, format)
-    box = parse_bbox(bbox)
     cap = request.app.state.settings.stats_row_limit
     if limit > cap:
         raise BadRequest(f"limit must be at most {cap}, got {limit}")
