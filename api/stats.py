@@ -18,6 +18,24 @@ from streetaudit.api.errors import BadRequest
 
 router = APIRouter(prefix="/stats", tags=["statistics"])
 
+
+def _table(view: str, example: dict) -> dict:
+    """OpenAPI for a statistics table: JSON rows (one object per row, a key per column of
+    `view` but the geometry; NaN and infinities as null) or the same as CSV."""
+    row = {
+        "type": "object",
+        "description": f"One row of {view}; the columns are the view's (see README, Statistics).",
+        "additionalProperties": {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]},
+        "example": example,
+    }
+    return {
+        200: {
+            "description": f"The rows of {view}",
+            "content": {"application/json": {"schema": {"type": "array", "items": row}}, "text/csv": {}},
+        }
+    }
+
+
 # The views own the columns (one per element and statistic; the element list lives in the
 # SQL, which the api may not take from models): every column but the geometry is served, in
 # the view's order, read from the catalog. Nothing from the request names a column.
@@ -81,14 +99,24 @@ async def _fetch(
     return rows, columns
 
 
-@router.get("/areas", summary="Per heritage area and the rest of the city (api.area_stats)")
+@router.get(
+    "/areas",
+    summary="Per heritage area and the rest of the city (api.area_stats)",
+    responses=_table("api.area_stats", {"area_id": 1, "name": "Old town", "n_points": 40, "sky_mean": 0.21}),
+)
 async def areas(request: Request, format: str | None = Query(None, description="json or csv")) -> Response:
     as_csv = _wants_csv(request, format)
     rows, columns = await _fetch(request, _AREAS_SQL, view="api.area_stats")
     return _respond(rows, columns, as_csv, "area_stats")
 
 
-@router.get("/comparison", summary="Core areas vs the rest (api.area_comparison)")
+@router.get(
+    "/comparison",
+    summary="Core areas vs the rest (api.area_comparison)",
+    responses=_table(
+        "api.area_comparison", {"area_name": "all core areas", "element": "sky", "welch_p": 0.03}
+    ),
+)
 async def comparison(
     request: Request, format: str | None = Query(None, description="json or csv")
 ) -> Response:
@@ -99,7 +127,11 @@ async def comparison(
 
 # /stats/segments was this route's name before the road/segmentation rename; kept as an alias
 # (hidden from /docs) so existing clients keep working.
-@router.get("/roads", summary="Per road (api.road_stats), optionally within a bbox")
+@router.get(
+    "/roads",
+    summary="Per road (api.road_stats), optionally within a bbox",
+    responses=_table("api.road_stats", {"road_id": 7, "name": "Katu", "n_points": 5, "sky_mean": 0.2}),
+)
 @router.get("/segments", include_in_schema=False)
 async def roads(
     request: Request,
