@@ -128,7 +128,7 @@ def test_demo_runs_every_stage_and_summarises(cli, db_url: str, tmp_path: Path) 
                       (SELECT count(*) FROM api.image_ratings)"""
         ).fetchone()
     assert ok > 0 and segmented >= ok and with_data > 0 and compared >= 6 and rated > 0
-    assert re.search(rf"\b{with_data}\s+segments\b", result.output) and "SIMULATED" in result.output
+    assert re.search(rf"\b{with_data}\s+roads\b", result.output) and "SIMULATED" in result.output
     plots = sorted(p.name for p in (tmp_path / "data").rglob("*.png"))
     assert {"core_vs_rest.png", "road_means.png"} <= set(plots)
 
