@@ -1,7 +1,7 @@
 """Tile layers, discovered from the database catalog like pg_tileserv's function layers.
 
 A layer is a function in schema `api` taking (z integer, x integer, y integer, ...) and
-returning bytea that the API's role may execute. Its id (`api.segments`) is the only
+returning bytea that the API's role may execute. Its id (`api.roads`) is the only
 thing from a URL that ever reaches SQL text, and only after it was found here.
 """
 

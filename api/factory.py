@@ -34,7 +34,7 @@ def _bounds_loader(db: Database):
                 row = await (
                     await conn.execute(
                         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
-                        "FROM (SELECT ST_Extent(geom) AS e FROM api.segment_stats) AS x"
+                        "FROM (SELECT ST_Extent(geom) AS e FROM api.road_stats) AS x"
                     )
                 ).fetchone()
             cache.clear()

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Database reachable; data version and model")
+class Health(BaseModel):
+    status: str
+    data_version: int | None
+    model_id: int | None
+    model_name: str | None
+    ogc: bool
+    map: bool
+
+
+@router.get("/health", summary="Database reachable; data version and model", response_model=Health)
 async def health(request: Request) -> JSONResponse:
     db = request.app.state.db
     db.forget_version()

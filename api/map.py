@@ -18,7 +18,7 @@ def maplibre_ready(maplibre_dir: Path) -> bool:
     return (maplibre_dir / "maplibre-gl.js").is_file() and (maplibre_dir / "maplibre-gl.css").is_file()
 
 
-@router.get("/map", summary="Map of segments, heritage areas and points", response_class=FileResponse)
+@router.get("/map", summary="Map of roads, heritage areas and points", response_class=FileResponse)
 async def map_page(request: Request) -> FileResponse:
     maplibre_dir = request.app.state.settings.maplibre_dir
     if not maplibre_ready(maplibre_dir):

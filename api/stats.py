@@ -6,15 +6,35 @@ import csv
 import io
 import math
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from streetaudit.api.dependencies import get_bbox
 from streetaudit.api.errors import BadRequest
 
 router = APIRouter(prefix="/stats", tags=["statistics"])
+
+
+def _table(view: str, example: dict) -> dict:
+    """OpenAPI for a statistics table: JSON rows (one object per row, a key per column of
+    `view` but the geometry; NaN and infinities as null) or the same as CSV."""
+    row = {
+        "type": "object",
+        "description": f"One row of {view}; the columns are the view's (see README, Statistics).",
+        "additionalProperties": {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]},
+        "example": example,
+    }
+    return {
+        200: {
+            "description": f"The rows of {view}",
+            "content": {"application/json": {"schema": {"type": "array", "items": row}}, "text/csv": {}},
+        }
+    }
+
 
 # The views own the columns (one per element and statistic; the element list lives in the
 # SQL, which the api may not take from models): every column but the geometry is served, in
@@ -24,33 +44,12 @@ _COLUMNS_SQL = """SELECT attname FROM pg_attribute
     ORDER BY attnum"""
 _AREAS_SQL = "SELECT {columns} FROM api.area_stats ORDER BY area_id NULLS LAST"
 _COMPARISON_SQL = "SELECT * FROM api.area_comparison"
-_SEGMENTS_SQL = (
-    "SELECT {columns} FROM api.segment_stats "
+_ROADS_SQL = (
+    "SELECT {columns} FROM api.road_stats "
     "WHERE (%(bbox)s::float8[] IS NULL OR geom && ST_MakeEnvelope("
     "(%(bbox)s::float8[])[1], (%(bbox)s::float8[])[2], (%(bbox)s::float8[])[3], (%(bbox)s::float8[])[4], 4326)) "
     "ORDER BY road_id LIMIT %(limit)s"
 )
-
-
-def parse_bbox(value: str | None) -> list[float] | None:
-    """`minx,miny,maxx,maxy` in degrees (EPSG:4326)."""
-    if value is None:
-        return None
-    parts = value.split(",")
-    if len(parts) != 4:
-        raise BadRequest(f"bbox must be minx,miny,maxx,maxy (4 numbers), got {value[:80]!r}")
-    try:
-        numbers = [float(p) for p in parts]
-    except ValueError:
-        raise BadRequest(f"bbox must be 4 comma-separated numbers, got {value[:80]!r}") from None
-    if not all(math.isfinite(n) for n in numbers):
-        raise BadRequest("bbox numbers must be finite")
-    minx, miny, maxx, maxy = numbers
-    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise BadRequest(
-            "bbox must satisfy -180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90 (degrees, EPSG:4326)"
-        )
-    return numbers
 
 
 def _wants_csv(request: Request, fmt: str | None) -> bool:
@@ -100,14 +99,24 @@ async def _fetch(
     return rows, columns
 
 
-@router.get("/areas", summary="Per heritage area and the rest of the city (api.area_stats)")
+@router.get(
+    "/areas",
+    summary="Per heritage area and the rest of the city (api.area_stats)",
+    responses=_table("api.area_stats", {"area_id": 1, "name": "Old town", "n_points": 40, "sky_mean": 0.21}),
+)
 async def areas(request: Request, format: str | None = Query(None, description="json or csv")) -> Response:
     as_csv = _wants_csv(request, format)
     rows, columns = await _fetch(request, _AREAS_SQL, view="api.area_stats")
     return _respond(rows, columns, as_csv, "area_stats")
 
 
-@router.get("/comparison", summary="Core areas vs the rest (api.area_comparison)")
+@router.get(
+    "/comparison",
+    summary="Core areas vs the rest (api.area_comparison)",
+    responses=_table(
+        "api.area_comparison", {"area_name": "all core areas", "element": "sky", "welch_p": 0.03}
+    ),
+)
 async def comparison(
     request: Request, format: str | None = Query(None, description="json or csv")
 ) -> Response:
@@ -116,19 +125,23 @@ async def comparison(
     return _respond(rows, columns, as_csv, "area_comparison")
 
 
-@router.get("/segments", summary="Per road segment (api.segment_stats), optionally within a bbox")
-async def segments(
+# /stats/segments was this route's name before the road/segmentation rename; kept as an alias
+# (hidden from /docs) so existing clients keep working.
+@router.get(
+    "/roads",
+    summary="Per road (api.road_stats), optionally within a bbox",
+    responses=_table("api.road_stats", {"road_id": 7, "name": "Katu", "n_points": 5, "sky_mean": 0.2}),
+)
+@router.get("/segments", include_in_schema=False)
+async def roads(
     request: Request,
-    bbox: str | None = Query(None, description="minx,miny,maxx,maxy in degrees (EPSG:4326)"),
+    box: Annotated[list[float] | None, Depends(get_bbox)],
     limit: int = Query(1000, ge=1, description="Most rows returned"),
     format: str | None = Query(None, description="json or csv"),
 ) -> Response:
     as_csv = _wants_csv(request, format)
-    box = parse_bbox(bbox)
     cap = request.app.state.settings.stats_row_limit
     if limit > cap:
         raise BadRequest(f"limit must be at most {cap}, got {limit}")
-    rows, columns = await _fetch(
-        request, _SEGMENTS_SQL, {"bbox": box, "limit": limit}, view="api.segment_stats"
-    )
-    return _respond(rows, columns, as_csv, "segment_stats")
+    rows, columns = await _fetch(request, _ROADS_SQL, {"bbox": box, "limit": limit}, view="api.road_stats")
+    return _respond(rows, columns, as_csv, "road_stats")

@@ -9,43 +9,75 @@ writes them) may be cached for a day.
 from __future__ import annotations
 
 import hashlib
-import re
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from psycopg import sql
+from pydantic import BaseModel, Field
 
 from streetaudit.api.catalog import Layer, load_layers
-from streetaudit.api.errors import BadRequest, NotFound
+from streetaudit.api.dependencies import Tile, get_layer, get_tile
+from streetaudit.api.errors import BadRequest
 
-MAX_ZOOM = 30
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
-_INTEGER = re.compile(r"^[0-9]{1,10}$")
 
 router = APIRouter(tags=["tiles"])
 
 
-async def get_layer(request: Request, layer_id: str) -> Layer:
-    layers = request.app.state.layers
-    if layer_id not in layers:
-        # A layer created after start-up is found on its first request.
-        async with request.app.state.db.pool.connection() as conn:
-            request.app.state.layers = layers = await load_layers(conn)
-    if layer_id not in layers:
-        known = ", ".join(sorted(layers)) or "none"
-        raise NotFound(f"unknown layer {layer_id[:100]!r}; layers: {known}")
-    return layers[layer_id]
+class LayerSummary(BaseModel):
+    """One entry of /index.json, as pg_tileserv writes it."""
+
+    type: str
+    id: str
+    schema_: str = Field(alias="schema")
+    name: str
+    description: str | None
+    detailurl: str
 
 
-def parse_tile(z: str, x: str, y: str) -> tuple[int, int, int]:
-    for name, value in (("z", z), ("x", x), ("y", y)):
-        if not _INTEGER.match(value):
-            raise BadRequest(f"{name} must be a non-negative integer, got {value[:40]!r}")
-    zi, xi, yi = int(z), int(x), int(y)
-    if zi > MAX_ZOOM:
-        raise BadRequest(f"z must be between 0 and {MAX_ZOOM}, got {zi}")
-    if xi >= 2**zi or yi >= 2**zi:
-        raise BadRequest(f"x and y must be between 0 and {2**zi - 1} at zoom {zi}, got x={xi}, y={yi}")
-    return zi, xi, yi
+class Property(BaseModel):
+    name: str
+    type: str
+
+
+class LayerDetail(BaseModel):
+    """/{layer}.json, as pg_tileserv writes it."""
+
+    type: str
+    id: str
+    schema_: str = Field(alias="schema")
+    name: str
+    description: str | None
+    arguments: str  # the function's SQL argument list, as pg_tileserv reports it
+    properties: list[Property]
+    minzoom: int
+    maxzoom: int
+    tileurl: str
+    tilejson: str
+
+
+class VectorLayer(BaseModel):
+    id: str
+    description: str | None
+    minzoom: int
+    maxzoom: int
+    fields: dict[str, str]
+
+
+class TileJson(BaseModel):
+    """TileJSON 3.0.0 (https://github.com/mapbox/tilejson-spec/tree/master/3.0.0)."""
+
+    tilejson: str
+    name: str
+    description: str | None
+    version: str
+    scheme: str
+    tiles: list[str]
+    minzoom: int
+    maxzoom: int
+    bounds: list[float]
+    center: list[float]
+    vector_layers: list[VectorLayer]
 
 
 def parse_properties(layer: Layer, value: str | None) -> str | None:
@@ -69,7 +101,7 @@ def base_url(request: Request) -> str:
 
 
 @router.get("/index.json", summary="Tile layers (pg_tileserv format)")
-async def index(request: Request) -> dict:
+async def index(request: Request) -> dict[str, LayerSummary]:
     async with request.app.state.db.pool.connection() as conn:
         request.app.state.layers = layers = await load_layers(conn)
     base = base_url(request)
@@ -87,8 +119,7 @@ async def index(request: Request) -> dict:
 
 
 @router.get("/{layer_id}.json", summary="One layer (pg_tileserv format)")
-async def layer_detail(request: Request, layer_id: str) -> dict:
-    layer = await get_layer(request, layer_id)
+async def layer_detail(request: Request, layer: Annotated[Layer, Depends(get_layer)]) -> LayerDetail:
     base = base_url(request)
     return {
         "type": "function",
@@ -106,8 +137,9 @@ async def layer_detail(request: Request, layer_id: str) -> dict:
 
 
 @router.get("/{layer_id}/tilejson.json", summary="TileJSON 3.0.0 for MapLibre")
-async def tilejson(request: Request, layer_id: str, response: Response) -> dict:
-    layer = await get_layer(request, layer_id)
+async def tilejson(
+    request: Request, layer: Annotated[Layer, Depends(get_layer)], response: Response
+) -> TileJson:
     version = await request.app.state.db.version()
     bounds = await request.app.state.bounds()
     response.headers["Cache-Control"] = f"public, max-age={request.app.state.settings.max_age}"
@@ -156,15 +188,12 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 )
 async def tile(
     request: Request,
-    layer_id: str,
-    z: str,
-    x: str,
-    y: str,
+    layer: Annotated[Layer, Depends(get_layer)],
+    address: Annotated[Tile, Depends(get_tile)],
     properties: str | None = None,
     v: str | None = None,
 ) -> Response:
-    layer = await get_layer(request, layer_id)
-    zi, xi, yi = parse_tile(z, x, y)
+    zi, xi, yi = address
     props = parse_properties(layer, properties)
     db = request.app.state.db
     settings = request.app.state.settings

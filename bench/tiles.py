@@ -5,11 +5,11 @@ the demo's real OSM roads of central Helsinki with sample points every --interva
 and one seeded synthetic segmentation model, refreshed into the `api` views. Then, for
 every tile covering the data at z10, z12 and z14, in the same run:
 
-- ours: GET /api.segments/{z}/{x}/{y}.pbf from `uvicorn streetaudit.api.app:app`
+- ours: GET /api.roads/{z}/{x}/{y}.pbf from `uvicorn streetaudit.api.app:app`
   (a separate process, --workers of them), no If-None-Match, Accept-Encoding: identity;
 - raw: the textbook query, ST_AsMVT over ST_AsMVTGeom(ST_Transform(geom, 3857)) of
-  api.segment_stats with the same attributes, sent by psycopg straight to PostGIS;
-- tipg: GET /ogc/collections/api.segment_stats/tiles/WebMercatorQuad/{z}/{x}/{y}
+  api.road_stats with the same attributes, sent by psycopg straight to PostGIS;
+- tipg: GET /ogc/collections/api.road_stats/tiles/WebMercatorQuad/{z}/{x}/{y}
   from the same server (tipg mounted at /ogc), same attributes;
 - ours+cache: as ours, from a second server with the in-process tile cache on (the
   first has it off, so "ours" measures the database every time).
@@ -50,7 +50,7 @@ RAW_SQL = f"""
 SELECT ST_AsMVT(q, 'segments', 4096, 'geom') FROM (
     SELECT road_id, {", ".join(PROPERTIES)},
            ST_AsMVTGeom(ST_Transform(geom, 3857), ST_TileEnvelope(%(z)s, %(x)s, %(y)s), 4096, 64, true) AS geom
-    FROM api.segment_stats
+    FROM api.road_stats
     WHERE geom && ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => 64.0 / 4096), 4326)
 ) AS q
 """
@@ -175,9 +175,9 @@ def main() -> None:
         with psycopg.connect(url) as conn:
             bounds = conn.execute(
                 "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
-                "FROM (SELECT ST_Extent(geom) AS e FROM api.segment_stats) AS x"
+                "FROM (SELECT ST_Extent(geom) AS e FROM api.road_stats) AS x"
             ).fetchone()
-            roads = conn.execute("SELECT count(*) FROM api.segment_stats").fetchone()[0]
+            roads = conn.execute("SELECT count(*) FROM api.road_stats").fetchone()[0]
         api_url = args.reader_url or reader_login(url)
         proc, base = start_server(api_url, 0, args.workers)
         cached_proc, cached_base = start_server(api_url, 64, args.workers)
@@ -204,7 +204,7 @@ def run(url: str, base: str, cached_base: str, bounds, roads: int, args) -> None
         return local.db
 
     def ours(t):
-        r = client().get(f"{base}/api.segments/{t[0]}/{t[1]}/{t[2]}.pbf")
+        r = client().get(f"{base}/api.roads/{t[0]}/{t[1]}/{t[2]}.pbf")
         r.raise_for_status()
         return r.content
 
@@ -214,7 +214,7 @@ def run(url: str, base: str, cached_base: str, bounds, roads: int, args) -> None
         )
 
     def cached(t):
-        r = client().get(f"{cached_base}/api.segments/{t[0]}/{t[1]}/{t[2]}.pbf")
+        r = client().get(f"{cached_base}/api.roads/{t[0]}/{t[1]}/{t[2]}.pbf")
         r.raise_for_status()
         return r.content
 
@@ -222,7 +222,7 @@ def run(url: str, base: str, cached_base: str, bounds, roads: int, args) -> None
 
     def tipg(t):
         r = client().get(
-            f"{base}/ogc/collections/api.segment_stats/tiles/WebMercatorQuad/{t[0]}/{t[1]}/{t[2]}",
+            f"{base}/ogc/collections/api.road_stats/tiles/WebMercatorQuad/{t[0]}/{t[1]}/{t[2]}",
             params={"properties": props},
         )
         r.raise_for_status()

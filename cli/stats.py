@@ -36,7 +36,7 @@ def stats_refresh(
     report = refresh_stats(ready_url(), **stats.model_dump())
     console.print(
         f"stats from model {report.model_id} ({report.model_name}): {report.points} points with data, "
-        f"{report.segments} segments, {report.areas} heritage areas; data version {report.version} "
+        f"{report.roads} roads, {report.areas} heritage areas; data version {report.version} "
         f"({report.seconds:.2f} s)"
     )
     if show:
@@ -61,7 +61,7 @@ def stats_export(
     ),
     out: Path = typer.Option(..., help="Output .gpkg file, or folder for parquet/csv."),
 ) -> None:
-    """Export api.segment_stats, area_stats, point_elements and area_comparison."""
+    """Export api.road_stats, area_stats, point_elements and area_comparison."""
     from streetaudit.flows.export import export_stats
 
     report = export_stats(ready_url(), format, out)
@@ -87,7 +87,7 @@ def serve(
     from streetaudit.api.database import api_database_url
     from streetaudit.api.role_check import check_read_only
     from streetaudit.api.settings import ApiSettings
-    from streetaudit.flows.errors import load_settings
+    from streetaudit.flows.settings_loading import load_settings
     from streetaudit.sql.connect import local_cluster
     from streetaudit.sql.settings import DatabaseSettings
 

@@ -46,7 +46,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
-from streetaudit.flows.errors import InputError, load_settings
+from streetaudit.flows.errors import InputError
 from streetaudit.flows.image_store import ImageStore, sidecar_key, view_key
 from streetaudit.flows.providers import open_provider
 from streetaudit.flows.providers.base import (
@@ -60,6 +60,7 @@ from streetaudit.flows.providers.base import (
     View,
     redact,
 )
+from streetaudit.flows.settings_loading import load_settings
 from streetaudit.sql.errors import StreetauditError
 
 _FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WebP"}

@@ -180,7 +180,7 @@ def step_stats(url: str, console: Console) -> None:
     report = refresh_stats(url)
     console.print(
         f"stats from model {report.model_name}: {report.points} points with data, "
-        f"{report.segments} segments, {report.areas} heritage areas"
+        f"{report.roads} roads, {report.areas} heritage areas"
     )
     console.print(comparison_table(report.comparisons))
     out = DatabaseSettings().data_dir / "demo" / "plots"

@@ -20,7 +20,7 @@ from streetaudit.flows.output_files import staged_file, staged_folder
 FORMATS = ("gpkg", "parquet", "csv")
 # view -> whether it has a geometry column named geom
 VIEWS = {
-    "segment_stats": True,
+    "road_stats": True,
     "area_stats": True,
     "point_elements": True,
     "area_comparison": False,

@@ -19,8 +19,9 @@ from typing import Any
 from prefect import flow, task
 from pydantic import BaseModel, ConfigDict, Field
 
-from streetaudit.flows.errors import InputError, worth_retrying
+from streetaudit.flows.errors import InputError
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
+from streetaudit.flows.retries import worth_retrying
 from streetaudit.flows.stage_options import (
     DEFAULT_STAGES,
     PREFIXES,
@@ -140,7 +141,7 @@ def stage_stats(url: str, o: PipelineOptions) -> str:
     report = refresh_stats(url, **o.stats.model_dump())
     return (
         f"stats: model {report.model_id} ({report.model_name}), {report.points} points, "
-        f"{report.segments} segments with data; data version {report.version}"
+        f"{report.roads} roads with data; data version {report.version}"
     )
 
 

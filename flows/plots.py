@@ -1,4 +1,4 @@
-"""`streetaudit stats plot`: PNG figures like the method's (segment maps, areas, core vs rest).
+"""`streetaudit stats plot`: PNG figures like the method's (road maps, areas, core vs rest).
 
 Figures read schema `api` only. Maps are drawn in longitude/latitude with the aspect
 corrected for the city's latitude, which is close enough to a local projection at city scale.
@@ -29,7 +29,7 @@ def _read(url: str):
     with psycopg.connect(url) as conn:
         cols = ", ".join(f"{e}_mean, {e}_std" for e in ELEMENTS)
         segments = conn.execute(
-            f"SELECT ST_AsBinary(geom), n_points, {cols} FROM api.segment_stats ORDER BY road_id"
+            f"SELECT ST_AsBinary(geom), n_points, {cols} FROM api.road_stats ORDER BY road_id"
         ).fetchall()
         areas = conn.execute(
             "SELECT area_name, ST_AsBinary(geom) FROM api.area_stats WHERE area_id IS NOT NULL ORDER BY area_id"
@@ -52,7 +52,7 @@ def _map_axes(ax, lines, extent) -> None:
     ax.add_collection(LineCollection(lines, colors="#cccccc", linewidths=0.6, zorder=1))
 
 
-def _segment_figure(path: Path, lines, data: np.ndarray, extent, statistic: str, column: int) -> None:
+def _road_figure(path: Path, lines, data: np.ndarray, extent, statistic: str, column: int) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(15, 9), constrained_layout=True)
     for k, (ax, element) in enumerate(zip(axes.flat, ELEMENTS, strict=True)):
         _map_axes(ax, lines, extent)
@@ -67,13 +67,13 @@ def _segment_figure(path: Path, lines, data: np.ndarray, extent, statistic: str,
         collection.set_array(values[present])
         ax.add_collection(collection)
         fig.colorbar(collection, ax=ax, shrink=0.7)
-        ax.set_title(f"{element}: {statistic} share per segment")
+        ax.set_title(f"{element}: {statistic} share per road")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def plot_stats(url: str, out: Path) -> list[Path]:
-    """Writes segment_means.png, segment_stds.png, heritage_areas.png and core_vs_rest.png."""
+    """Writes road_means.png, road_stds.png, heritage_areas.png and core_vs_rest.png."""
     matplotlib.use("Agg")  # files only: never needs a display
     out = Path(out)
     # Staged (output_files): an unwritable --out is refused before the queries, and a
@@ -93,9 +93,9 @@ def _draw(url: str, out: Path) -> list[str]:
     minx, miny, maxx, maxy = shapely.total_bounds(geoms)
     pad = 0.03 * max(maxx - minx, maxy - miny)
     extent = (minx - pad, miny - pad, maxx + pad, maxy + pad)
-    written = [out / "segment_means.png", out / "segment_stds.png"]
-    _segment_figure(written[0], lines, data, extent, "mean", 0)
-    _segment_figure(written[1], lines, data, extent, "standard deviation of the", 1)
+    written = [out / "road_means.png", out / "road_stds.png"]
+    _road_figure(written[0], lines, data, extent, "mean", 0)
+    _road_figure(written[1], lines, data, extent, "standard deviation of the", 1)
 
     fig, ax = plt.subplots(figsize=(8, 8), constrained_layout=True)
     _map_axes(ax, lines, extent)

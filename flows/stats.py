@@ -1,4 +1,4 @@
-"""Stage 6: statistics per segment and heritage area, and the core-vs-rest comparison.
+"""Stage 6: statistics per road and heritage area, and the core-vs-rest comparison.
 
 SQL computes the descriptive statistics (materialized views in schema `api`, see
 sql/030_stats.sql); the tests the SQL cannot do (Welch's t, Mann–Whitney U, Holm) are
@@ -29,7 +29,7 @@ class StatsReport:
     model_name: str
     version: int
     points: int
-    segments: int
+    roads: int
     areas: int
     comparisons: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -165,14 +165,14 @@ def refresh_stats(url: str, *, model: str | int | None = None) -> StatsReport:
                 f"VALUES ({', '.join(['%s'] * len(names))}, %s)",
                 [[r[n] for n in names] + [model_id] for r in results],
             )
-        points, segments, areas = conn.execute(
+        points, roads, areas = conn.execute(
             """SELECT (SELECT count(*) FROM api.point_elements),
-                      (SELECT count(*) FROM api.segment_stats WHERE n_points > 0),
+                      (SELECT count(*) FROM api.road_stats WHERE n_points > 0),
                       (SELECT count(*) FROM api.area_stats WHERE area_id IS NOT NULL)"""
         ).fetchone()
         conn.commit()
     return StatsReport(
-        model_id, model_name, version, points, segments, areas, results, time.perf_counter() - start
+        model_id, model_name, version, points, roads, areas, results, time.perf_counter() - start
     )
 
 

@@ -20,7 +20,9 @@ Where a statement goes (the rule, as in pgstac's idempotent pre/post scripts):
   their data, computed from the recorded stats model, so published statistics survive;
   post/031_tiles.sql then rebuilds the pre-built tiles and bumps the data version.
   To remove a source object, delete it from its file and add a numbered migration that
-  drops it.
+  drops it. To rename one, list its old name in _RENAMED: the old object is dropped right
+  after the new name's place in the drop order, where its dependents and what it uses are the
+  same as the new one's (a migration could not drop it: dependents in the sources still hold it).
 
 Everything runs in one transaction under an advisory lock, so a failing file leaves the
 database as it was. A migration file that was applied and later edited is refused before
@@ -83,6 +85,19 @@ _DEFINES = re.compile(
     r"(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)",
     re.IGNORECASE | re.MULTILINE,
 )
+
+
+# Source objects renamed since an earlier main: (schema, new name) -> old name. Databases
+# built before the rename still hold the old objects; _drop removes them with the new ones.
+# The road side was called "segment" before "segment" came to mean segmentation only.
+_RENAMED: dict[tuple[str, str], str] = {
+    ("api", "road_stats"): "segment_stats",
+    ("api", "roads"): "segments",
+    ("streetaudit", "road_features"): "segment_tile",
+    ("streetaudit", "point_features"): "point_tile",
+    ("streetaudit", "area_features"): "area_tile",
+    ("streetaudit", "rating_features"): "rating_tile",
+}
 
 
 @dataclass(frozen=True)
@@ -198,7 +213,12 @@ def stale(conn: psycopg.Connection, sources: list[Source]) -> list[Source]:
 
 def _drop(conn: psycopg.Connection, sources: list[Source]) -> None:
     """Drop what these sources define, last defined first, so dependents go before what they use."""
-    objects = [obj for source in sources for obj in source.objects]
+    objects = []
+    for source in sources:
+        for kind, schema, name in source.objects:
+            objects.append((kind, schema, name))
+            if (schema, name) in _RENAMED:
+                objects.append((kind, schema, _RENAMED[schema, name]))  # dropped just before the new name
     for kind, schema, name in reversed(objects):
         if kind in ("FUNCTION", "PROCEDURE"):
             signatures = conn.execute(

@@ -33,7 +33,7 @@ from streetaudit.sql.migrate import MIGRATIONS_DIR, migrate
 from streetaudit.testing.http_server import serving
 from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
-ITEMS = "/ogc/collections/api.segment_stats/items"
+ITEMS = "/ogc/collections/api.road_stats/items"
 # Text that would mean an internal message reached the client.
 LEAKS = (
     "select ",
@@ -167,7 +167,7 @@ def test_reader_role_has_no_temp_no_large_objects_and_a_statement_timeout(cluste
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 reader.execute(forbidden)
         # PostGIS and the tile functions stay callable.
-        assert reader.execute("SELECT api.segments(0, 0, 0) IS NOT NULL").fetchone()[0]
+        assert reader.execute("SELECT api.roads(0, 0, 0) IS NOT NULL").fetchone()[0]
 
 
 def test_the_api_sets_its_own_statement_timeout(cluster):
@@ -270,11 +270,11 @@ BAD_INPUTS = [
     (ITEMS, {"ids": "abc"}),
     (f"{ITEMS}/99999999999999999999", None),
     (f"{ITEMS}/abc", None),
-    ("/ogc/collections/api.segment_stats/tiles/WebMercatorQuad/-1/0/0", None),
-    ("/ogc/collections/api.segment_stats/tiles/WebMercatorQuad/1/5/0", None),
-    ("/ogc/collections/api.segment_stats/tiles/WebMercatorQuad/99/0/0", None),
-    ("/ogc/collections/api.segment_stats/tiles/NoSuchMatrix/0/0/0", None),
-    ("/ogc/collections/api.segment_stats/tiles/WebMercatorQuad/tilejson.json", {"minzoom": "-5"}),
+    ("/ogc/collections/api.road_stats/tiles/WebMercatorQuad/-1/0/0", None),
+    ("/ogc/collections/api.road_stats/tiles/WebMercatorQuad/1/5/0", None),
+    ("/ogc/collections/api.road_stats/tiles/WebMercatorQuad/99/0/0", None),
+    ("/ogc/collections/api.road_stats/tiles/NoSuchMatrix/0/0/0", None),
+    ("/ogc/collections/api.road_stats/tiles/WebMercatorQuad/tilejson.json", {"minzoom": "-5"}),
     ("/ogc/collections/api.nosuch/items", None),
     ("/ogc/collections", {"bbox": "a,b,c,d"}),
     ("/ogc/collections", {"datetime": "garbage"}),
@@ -361,7 +361,7 @@ def test_the_tipg_catalog_migration_matches_the_installed_tipg():
 
 
 def test_database_down_is_a_503_within_seconds_and_the_api_recovers(server, cluster, owner, monkeypatch):
-    paths = ["/health", "/stats/areas", ITEMS, "/api.segments/0/0/0.pbf?properties=name", f"{ITEMS}/1"]
+    paths = ["/health", "/stats/areas", ITEMS, "/api.roads/0/0/0.pbf?properties=name", f"{ITEMS}/1"]
     assert all(get(server, p).status_code == 200 for p in paths[:3])
     owner.close()
     cluster.stop()

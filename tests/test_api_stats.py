@@ -63,16 +63,16 @@ def test_stats_comparison_json_and_csv(client, db_url):
 
 
 def test_stats_segments_bbox_selects_roads_whose_box_meets_it(client, db_url):
-    got = client.get("/stats/segments", params={"bbox": ",".join(map(str, BBOX)), "limit": 10000}).json()
+    got = client.get("/stats/roads", params={"bbox": ",".join(map(str, BBOX)), "limit": 10000}).json()
     roads = rows(db_url, "SELECT id, ST_AsBinary(geom) AS wkb FROM streetaudit.road")
     box = shapely.box(*BBOX)
     expected = {
         r["id"] for r in roads if shapely.box(*shapely.from_wkb(bytes(r["wkb"])).bounds).intersects(box)
     }
     assert {r["road_id"] for r in got} == expected and 10 < len(expected) < len(roads)
-    limited = client.get("/stats/segments", params={"bbox": ",".join(map(str, BBOX)), "limit": 3}).json()
+    limited = client.get("/stats/roads", params={"bbox": ",".join(map(str, BBOX)), "limit": 3}).json()
     assert len(limited) == 3
-    text = client.get("/stats/segments", params={"bbox": ",".join(map(str, BBOX)), "format": "csv"}).text
+    text = client.get("/stats/roads", params={"bbox": ",".join(map(str, BBOX)), "format": "csv"}).text
     assert text.splitlines()[0].startswith("road_id,name,kind,length_m,n_points,building_mean")
 
 
@@ -96,7 +96,7 @@ def test_stats_segments_bbox_selects_roads_whose_box_meets_it(client, db_url):
 )
 def test_bad_stats_requests_are_400(client, db_url, query):
     before = rows(db_url, "SELECT count(*) AS n FROM streetaudit.road")
-    r = client.get(f"/stats/segments?{query}")
+    r = client.get(f"/stats/roads?{query}")
     assert r.status_code == 400 and r.json()["detail"]
     assert rows(db_url, "SELECT count(*) AS n FROM streetaudit.road") == before
 
@@ -110,7 +110,7 @@ def test_health_reports_the_data_version_and_model(client, db_url):
 
 def test_ogc_api_features_serves_the_api_views(client):
     collections = {c["id"] for c in client.get("/ogc/collections").json()["collections"]}
-    assert {"api.segment_stats", "api.area_stats", "api.point_elements"} <= collections
+    assert {"api.road_stats", "api.area_stats", "api.point_elements"} <= collections
     assert not any(c.startswith("streetaudit.") for c in collections)
     items = client.get(
         "/ogc/collections/api.area_stats/items", params={"limit": 10, "properties": "area_name,n_points"}

@@ -13,7 +13,7 @@ from streetaudit.flows.stats import refresh_stats
 from streetaudit.testing.sample_rows import tile_of
 from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
-LAYERS = {"api.segments", "api.points", "api.areas", "api.ratings"}
+LAYERS = {"api.roads", "api.points", "api.areas", "api.ratings"}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def counts(db_url: str) -> tuple:
     with psycopg.connect(db_url) as conn:
         return conn.execute(
             """SELECT (SELECT count(*) FROM streetaudit.road), (SELECT count(*) FROM streetaudit.sample_point),
-                      (SELECT count(*) FROM streetaudit.segmentation), (SELECT count(*) FROM api.segment_stats),
+                      (SELECT count(*) FROM streetaudit.segmentation), (SELECT count(*) FROM api.road_stats),
                       (SELECT count(*) FROM streetaudit.area_comparison_result), (SELECT version FROM api.data_version)"""
         ).fetchone()
 
@@ -48,8 +48,8 @@ def counts(db_url: str) -> tuple:
 def test_index_lists_the_tile_functions_like_pg_tileserv(client):
     index = client.get("/index.json").json()
     assert set(index) == LAYERS
-    assert index["api.segments"]["type"] == "function" and index["api.segments"]["detailurl"].endswith(
-        "/api.segments.json"
+    assert index["api.roads"]["type"] == "function" and index["api.roads"]["detailurl"].endswith(
+        "/api.roads.json"
     )
     detail = client.get("/api.points.json").json()
     assert detail["id"] == "api.points" and detail["minzoom"] == 14
@@ -58,11 +58,11 @@ def test_index_lists_the_tile_functions_like_pg_tileserv(client):
 
 
 def test_tilejson_is_3_0_0_with_versioned_tile_urls(client, db_url):
-    tj = client.get("/api.segments/tilejson.json").json()
+    tj = client.get("/api.roads/tilejson.json").json()
     version = counts(db_url)[-1]
     assert tj["tilejson"] == "3.0.0"
-    assert tj["tiles"] == [f"http://testserver/api.segments/{{z}}/{{x}}/{{y}}.pbf?v={version}"]
-    assert tj["vector_layers"][0]["id"] == "api.segments"
+    assert tj["tiles"] == [f"http://testserver/api.roads/{{z}}/{{x}}/{{y}}.pbf?v={version}"]
+    assert tj["vector_layers"][0]["id"] == "api.roads"
     assert tj["vector_layers"][0]["fields"]["greenery_mean"] == "Number"
     west, south, east, north = tj["bounds"]
     assert 24.9 < west < east < 25.0 and 60.1 < south < north < 60.2
@@ -70,23 +70,23 @@ def test_tilejson_is_3_0_0_with_versioned_tile_urls(client, db_url):
 
 def test_tile_decodes_and_properties_selects_attributes(client, z14):
     z, x, y = z14
-    r = client.get(f"/api.segments/{z}/{x}/{y}.pbf")
+    r = client.get(f"/api.roads/{z}/{x}/{y}.pbf")
     assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.mapbox-vector-tile"
-    features = mapbox_vector_tile.decode(r.content)["api.segments"]["features"]
+    features = mapbox_vector_tile.decode(r.content)["api.roads"]["features"]
     assert len(features) > 100
-    r = client.get(f"/api.segments/{z}/{x}/{y}.pbf", params={"properties": "greenery_mean"})
-    features = mapbox_vector_tile.decode(r.content)["api.segments"]["features"]
+    r = client.get(f"/api.roads/{z}/{x}/{y}.pbf", params={"properties": "greenery_mean"})
+    features = mapbox_vector_tile.decode(r.content)["api.roads"]["features"]
     assert all(set(f["properties"]) <= {"greenery_mean"} for f in features)
     assert client.get(f"/api.points/{z - 1}/{x // 2}/{y // 2}.pbf").content == b""
 
 
 def test_etag_and_if_none_match_give_304(client, z14):
     z, x, y = z14
-    first = client.get(f"/api.segments/{z}/{x}/{y}.pbf")
+    first = client.get(f"/api.roads/{z}/{x}/{y}.pbf")
     etag = first.headers["etag"]
-    again = client.get(f"/api.segments/{z}/{x}/{y}.pbf", headers={"If-None-Match": etag})
+    again = client.get(f"/api.roads/{z}/{x}/{y}.pbf", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
-    other = client.get(f"/api.segments/{z}/{x}/{y}.pbf?properties=name", headers={"If-None-Match": etag})
+    other = client.get(f"/api.roads/{z}/{x}/{y}.pbf?properties=name", headers={"If-None-Match": etag})
     assert other.status_code == 200 and other.headers["etag"] != etag
 
 
@@ -108,7 +108,7 @@ def test_stats_refresh_changes_etag_and_cache_control_follows_the_version(client
 def test_tiles_are_gzipped_and_cors_is_configurable(client, z14):
     z, x, y = z14
     r = client.get(
-        f"/api.segments/{z}/{x}/{y}.pbf",
+        f"/api.roads/{z}/{x}/{y}.pbf",
         headers={"Accept-Encoding": "gzip", "Origin": "https://maps.example"},
     )
     assert r.headers["content-encoding"] == "gzip"
@@ -120,20 +120,20 @@ def test_tiles_are_gzipped_and_cors_is_configurable(client, z14):
 
 BAD_TILE_REQUESTS = [
     ("/api.nothing/1/0/0.pbf", 404),
-    ("/api.segment_stats/1/0/0.pbf", 404),  # a view, not a tile function
+    ("/api.road_stats/1/0/0.pbf", 404),  # a view, not a tile function
     ("/streetaudit.refresh_stats/1/0/0.pbf", 404),
     ("/api.nothing.json", 404),
     ("/api.nothing/tilejson.json", 404),
-    ("/api.segments/a/0/0.pbf", 400),
-    ("/api.segments/1/0/b.pbf", 400),
-    ("/api.segments/-1/0/0.pbf", 400),
-    ("/api.segments/1.5/0/0.pbf", 400),
-    ("/api.segments/31/0/0.pbf", 400),
-    ("/api.segments/2/4/0.pbf", 400),
-    ("/api.segments/2/0/4.pbf", 400),
-    ("/api.segments/99999999999/0/0.pbf", 400),
-    ("/api.segments/14/9327/4742.pbf?properties=nope", 400),
-    ("/api.segments/14/9327/4742.pbf?properties=greenery_mean,geom", 400),
+    ("/api.roads/a/0/0.pbf", 400),
+    ("/api.roads/1/0/b.pbf", 400),
+    ("/api.roads/-1/0/0.pbf", 400),
+    ("/api.roads/1.5/0/0.pbf", 400),
+    ("/api.roads/31/0/0.pbf", 400),
+    ("/api.roads/2/4/0.pbf", 400),
+    ("/api.roads/2/0/4.pbf", 400),
+    ("/api.roads/99999999999/0/0.pbf", 400),
+    ("/api.roads/14/9327/4742.pbf?properties=nope", 400),
+    ("/api.roads/14/9327/4742.pbf?properties=greenery_mean,geom", 400),
 ]
 
 
@@ -145,15 +145,15 @@ def test_bad_tile_requests_are_4xx_with_a_message(client, path, status):
 
 
 INJECTIONS = [
-    "/api.segments;DROP TABLE streetaudit.road/1/0/0.pbf",
-    "/api.segments'--/1/0/0.pbf",
+    "/api.roads;DROP TABLE streetaudit.road/1/0/0.pbf",
+    "/api.roads'--/1/0/0.pbf",
     '/api"."segments/1/0/0.pbf',
-    "/api.segments(0,0,0);DELETE FROM streetaudit.segmentation;--/1/0/0.pbf",
-    "/api.segments/1/0/0;DROP TABLE streetaudit.road.pbf",
-    "/api.segments/14/9327/4742.pbf?properties=name');DROP TABLE streetaudit.road;--",
-    "/api.segments/14/9327/4742.pbf?properties=name,kind%27%29%3B%20DELETE%20FROM%20streetaudit.image%3B--",
+    "/api.roads(0,0,0);DELETE FROM streetaudit.segmentation;--/1/0/0.pbf",
+    "/api.roads/1/0/0;DROP TABLE streetaudit.road.pbf",
+    "/api.roads/14/9327/4742.pbf?properties=name');DROP TABLE streetaudit.road;--",
+    "/api.roads/14/9327/4742.pbf?properties=name,kind%27%29%3B%20DELETE%20FROM%20streetaudit.image%3B--",
     "/pg_catalog.pg_sleep/1/0/0.pbf",
-    "/api.segments%00/1/0/0.pbf",
+    "/api.roads%00/1/0/0.pbf",
 ]
 
 
@@ -164,7 +164,7 @@ def test_injection_attempts_change_nothing(client, db_url, z14, path):
     assert 400 <= r.status_code < 500
     assert counts(db_url) == before
     z, x, y = z14
-    assert client.get(f"/api.segments/{z}/{x}/{y}.pbf").status_code == 200
+    assert client.get(f"/api.roads/{z}/{x}/{y}.pbf").status_code == 200
 
 
 def test_tile_cache_evicts_least_recently_used_within_its_budget():

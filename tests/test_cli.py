@@ -123,14 +123,14 @@ def test_demo_runs_every_stage_and_summarises(cli, db_url: str, tmp_path: Path) 
         ok, segmented, with_data, compared, rated = conn.execute(
             """SELECT (SELECT count(*) FROM streetaudit.image WHERE status = 'ok'),
                       (SELECT count(*) FROM streetaudit.segmentation WHERE error IS NULL),
-                      (SELECT count(*) FROM api.segment_stats WHERE n_points > 0),
+                      (SELECT count(*) FROM api.road_stats WHERE n_points > 0),
                       (SELECT count(*) FROM api.area_comparison),
                       (SELECT count(*) FROM api.image_ratings)"""
         ).fetchone()
     assert ok > 0 and segmented >= ok and with_data > 0 and compared >= 6 and rated > 0
-    assert re.search(rf"\b{with_data}\s+segments\b", result.output) and "SIMULATED" in result.output
+    assert re.search(rf"\b{with_data}\s+roads\b", result.output) and "SIMULATED" in result.output
     plots = sorted(p.name for p in (tmp_path / "data").rglob("*.png"))
-    assert {"core_vs_rest.png", "segment_means.png"} <= set(plots)
+    assert {"core_vs_rest.png", "road_means.png"} <= set(plots)
 
 
 def test_points_flow_runs_under_prefect(prefect_harness, fresh_db_url: str) -> None:

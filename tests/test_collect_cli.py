@@ -72,8 +72,9 @@ def test_demo_step_says_the_imagery_is_synthetic(with_points, monkeypatch, tmp_p
 def test_flows_retry_transient_failures_but_not_user_errors():
     from prefect.states import Failed
 
-    from streetaudit.flows.errors import InputError, worth_retrying
+    from streetaudit.flows.errors import InputError
     from streetaudit.flows.providers.base import ProviderConfigError
+    from streetaudit.flows.retries import worth_retrying
 
     assert worth_retrying(None, None, Failed(data=TimeoutError("provider timed out"))) is True
     assert worth_retrying(None, None, Failed(data=ConnectionResetError())) is True

@@ -146,8 +146,8 @@ def test_statistics_use_active_points_only(fresh_db_url: str, collected) -> None
     imaged_active = set(active(conn).values()) & set(at_30.values())
     assert 0 < len(imaged_active) < len(at_30)
     assert {r[0] for r in conn.execute("SELECT point_id FROM api.point_elements")} == imaged_active
-    assert {r[0] for r in conn.execute("SELECT point_id FROM streetaudit.point_tile")} == imaged_active
-    n_by_road = dict(conn.execute("SELECT road_id, n_points FROM api.segment_stats"))
+    assert {r[0] for r in conn.execute("SELECT point_id FROM streetaudit.point_features")} == imaged_active
+    n_by_road = dict(conn.execute("SELECT road_id, n_points FROM api.road_stats"))
     for road in n_by_road:
         assert n_by_road[road] == sum(
             1 for (r, _), p in active(conn).items() if r == road and p in imaged_active

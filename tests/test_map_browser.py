@@ -48,24 +48,30 @@ def test_map_page_loads_tiles_and_draws_features_without_errors(server):
         page.goto(f"{server}/map")
         page.wait_for_function(
             """() => window.streetauditIdle && window.streetauditMap
-                 && window.streetauditMap.queryRenderedFeatures({layers: ['segments']}).length > 0""",
+                 && window.streetauditMap.queryRenderedFeatures({layers: ['roads']}).length > 0""",
             timeout=60_000,
         )
         counts = page.evaluate(
             """() => {
                 const m = window.streetauditMap;
                 const n = (layer) => m.queryRenderedFeatures({layers: [layer]}).length;
-                return {segments: n('segments'), areas: n('areas-fill'), points: n('points'), zoom: m.getZoom()};
+                return {roads: n('roads'), areas: n('areas-fill'), points: n('points'), zoom: m.getZoom()};
             }"""
         )
         page.select_option("#element", "sky")
         legend = page.inner_text("#legend")
         paint = page.evaluate(
-            "() => JSON.stringify(window.streetauditMap.getPaintProperty('segments', 'line-color'))"
+            "() => JSON.stringify(window.streetauditMap.getPaintProperty('roads', 'line-color'))"
+        )
+        rating_paint = page.evaluate(
+            "() => JSON.stringify(window.streetauditMap.getPaintProperty('ratings', 'circle-color'))"
         )
         browser.close()
     assert not errors, errors
     assert not foreign, foreign  # no CDN, no basemap from elsewhere
-    assert any("/api.segments/" in t for t in tiles) and any("/api.points/" in t for t in tiles)
-    assert counts["segments"] > 50 and counts["areas"] > 0 and counts["points"] > 50, counts
+    assert any("/api.roads/" in t for t in tiles) and any("/api.points/" in t for t in tiles)
+    assert counts["roads"] > 50 and counts["areas"] > 0 and counts["points"] > 50, counts
     assert "sky" in legend and "sky_mean" in paint
+    # the rated images are offered too, coloured by ELO with a legend
+    assert any("/api.ratings/" in t for t in tiles), tiles
+    assert "ELO" in legend and '"elo"' in rating_paint

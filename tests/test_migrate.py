@@ -178,7 +178,7 @@ def test_a_dependent_outside_the_sources_stops_the_migrate_by_name(empty_db_url:
         migrate(empty_db_url, directory)
     with psycopg.connect(empty_db_url) as conn:  # nothing was dropped
         assert conn.execute("SELECT count(*) FROM api.analysts_own").fetchone()[0] == 0
-        assert conn.execute("SELECT to_regclass('api.segment_stats')").fetchone()[0] is not None
+        assert conn.execute("SELECT to_regclass('api.road_stats')").fetchone()[0] is not None
 
 
 def test_a_failing_source_keeps_the_previous_objects(empty_db_url: str, tmp_path: Path) -> None:
@@ -190,10 +190,10 @@ def test_a_failing_source_keeps_the_previous_objects(empty_db_url: str, tmp_path
     with pytest.raises(MigrationError, match=r"post/031_tiles\.sql failed"):
         migrate(empty_db_url, directory)
     with psycopg.connect(empty_db_url) as conn:
-        assert conn.execute("SELECT length(api.segments(0, 0, 0))").fetchone()[0] == 0
+        assert conn.execute("SELECT length(api.roads(0, 0, 0))").fetchone()[0] == 0
         assert (
             conn.execute("SELECT count(*) FROM api.tile_layers").fetchone()[0] == 4
-        )  # segments, points, areas, ratings
+        )  # roads, points, areas, ratings
 
 
 def test_numbered_migrations_leave_source_objects_to_the_sources() -> None:
@@ -278,37 +278,54 @@ SNAPSHOT = {
     "images": "SELECT id, point_id, heading, status FROM streetaudit.image ORDER BY id",
     "segmentations": "SELECT image_id, model_id, sky FROM streetaudit.segmentation ORDER BY image_id",
     "point_elements": "SELECT point_id, road_id, n_images, building, sky, car FROM api.point_elements ORDER BY point_id",
-    "segment_stats": "SELECT road_id, n_points, sky_mean, sky_std FROM api.segment_stats ORDER BY road_id",
+    "road_stats": "SELECT road_id, n_points, sky_mean, sky_std FROM api.road_stats ORDER BY road_id",
     "area_stats": "SELECT area_id, n_points, sky_mean, sky_median FROM api.area_stats ORDER BY area_id",
     "comparison": "SELECT area_name, element, n_core, model_id FROM api.area_comparison",
     "model": "SELECT model_id, model_name FROM api.data_version",
     # main's layers (later migrations may add more, e.g. api.ratings)
-    "tile_layers": "SELECT * FROM api.tile_layers WHERE id IN ('api.segments', 'api.points', 'api.areas') ORDER BY id",
+    "tile_layers": "SELECT * FROM api.tile_layers WHERE id IN ('api.roads', 'api.points', 'api.areas') ORDER BY id",
 }
 
 
-def snapshot(url: str) -> dict[str, list[tuple]]:
-    with psycopg.connect(url) as conn:
-        return {key: conn.execute(query).fetchall() for key, query in SNAPSHOT.items()}
+# Main before the road/segmentation rename named the road side "segment".
+OLD_NAMES = {"api.road_stats": "api.segment_stats", "api.roads": "api.segments"}
 
 
-def features(url: str, layer: str, z: int, x: int, y: int) -> dict[int, dict]:
+def old_named(text: str) -> str:
+    for new, old in OLD_NAMES.items():
+        text = text.replace(new, old)
+    return text
+
+
+def snapshot(url: str, old: bool = False) -> dict[str, list[tuple]]:
     with psycopg.connect(url) as conn:
-        tile = bytes(conn.execute(f"SELECT api.{layer}(%s, %s, %s)", (z, x, y)).fetchone()[0])
-    return {f["id"]: f["properties"] for f in mapbox_vector_tile.decode(tile)[f"api.{layer}"]["features"]}
+        got = {key: conn.execute(old_named(q) if old else q).fetchall() for key, q in SNAPSHOT.items()}
+    # tile layer ids compare under their new names
+    got["tile_layers"] = [(OLD_TO_NEW.get(r[0], r[0]), *r[1:]) for r in got["tile_layers"]]
+    return got
+
+
+OLD_TO_NEW = {old: new for new, old in OLD_NAMES.items()}
+
+
+def features(url: str, layer: str, z: int, x: int, y: int, old: bool = False) -> dict[int, dict]:
+    name = old_named(f"api.{layer}") if old else f"api.{layer}"
+    with psycopg.connect(url) as conn:
+        tile = bytes(conn.execute(f"SELECT {name}(%s, %s, %s)", (z, x, y)).fetchone()[0])
+    return {f["id"]: f["properties"] for f in mapbox_vector_tile.decode(tile)[name]["features"]}
 
 
 def test_a_database_built_by_main_migrates_without_losing_data(empty_db_url: str) -> None:
     url = empty_db_url
     build_like_main(url)
     model = fill(url)
-    before = snapshot(url)
+    before = snapshot(url, old=True)
     with psycopg.connect(url) as conn:
         version = conn.execute("SELECT version FROM api.data_version").fetchone()[0]
     # z14 holds every road and the area; z10 is pre-built for both.
-    tiles = {("segments", 14, 9327, 4742), ("points", 14, 9327, 4742), ("areas", 14, 9327, 4742),
-             ("segments", 10, 582, 296), ("areas", 10, 582, 296)}  # fmt: skip
-    old_tiles = {t: features(url, *t) for t in tiles}
+    tiles = {("roads", 14, 9327, 4742), ("points", 14, 9327, 4742), ("areas", 14, 9327, 4742),
+             ("roads", 10, 582, 296), ("areas", 10, 582, 296)}  # fmt: skip
+    old_tiles = {t: features(url, *t, old=True) for t in tiles}
     assert all(old_tiles.values()) and len(before["points"]) > 50
 
     applied = migrate(url)
@@ -330,7 +347,7 @@ def test_a_database_built_by_main_migrates_without_losing_data(empty_db_url: str
         new_version, model_id = conn.execute("SELECT version, model_id FROM api.data_version").fetchone()
         assert model_id == model and new_version > version  # tiles were re-encoded: caches must drop them
         assert {r[0] for r in conn.execute("SELECT DISTINCT layer FROM streetaudit.prebuilt_tile")} == {
-            "api.segments",
+            "api.roads",
             "api.areas",
         }
         inside = conn.execute(
@@ -344,6 +361,25 @@ def test_a_database_built_by_main_migrates_without_losing_data(empty_db_url: str
             "to_regproc('streetaudit.segments_mvt')"
         ).fetchone()
         assert leftovers == (None, None, None)
+        # the road side renamed: new names present, old ones gone
+        old = [
+            "api.segment_stats",
+            "streetaudit.segment_tile",
+            "streetaudit.point_tile",
+            "streetaudit.area_tile",
+        ]
+        new = [
+            "api.road_stats",
+            "streetaudit.road_features",
+            "streetaudit.point_features",
+            "streetaudit.area_features",
+        ]
+        assert [conn.execute("SELECT to_regclass(%s)", (n,)).fetchone()[0] for n in old] == [None] * 4
+        assert all(conn.execute("SELECT to_regclass(%s)", (n,)).fetchone()[0] is not None for n in new)
+        assert conn.execute("SELECT to_regproc('api.segments')").fetchone()[0] is None
+        assert conn.execute("SELECT to_regproc('api.roads')").fetchone()[0] is not None
+        layers = {r[0] for r in conn.execute("SELECT id FROM api.tile_layers")}
+        assert layers == {"api.roads", "api.points", "api.areas", "api.ratings"}
     assert migrate(url) == []
 
 

@@ -43,7 +43,7 @@ def test_stats_refresh_with_unknown_model_fails_in_one_line(cli, models):
 def test_stats_plot_writes_the_four_figures(cli, refreshed, tmp_path):
     result = cli("stats", "plot", "--out", tmp_path / "plots")
     assert result.exit_code == 0, result.output
-    names = {"segment_means.png", "segment_stds.png", "heritage_areas.png", "core_vs_rest.png"}
+    names = {"road_means.png", "road_stds.png", "heritage_areas.png", "core_vs_rest.png"}
     assert {p.name for p in (tmp_path / "plots").iterdir()} == names
     for name in names:
         with Image.open(tmp_path / "plots" / name) as image:
@@ -58,7 +58,7 @@ def test_stats_export_writes_every_view(cli, db_url, refreshed, tmp_path, fmt):
     with psycopg.connect(db_url) as conn:
         counts = {
             v: conn.execute(f"SELECT count(*) FROM api.{v}").fetchone()[0]
-            for v in ("segment_stats", "area_stats", "point_elements", "area_comparison")
+            for v in ("road_stats", "area_stats", "point_elements", "area_comparison")
         }
     for view, n in counts.items():
         if fmt == "gpkg":
@@ -91,7 +91,7 @@ def test_pipeline_flow_runs_its_stages_as_prefect_tasks(db_url, models, prefect_
     lines = pipeline_flow(url=db_url, stages=["stats", "points"])
     assert lines[0].startswith("points:") and lines[1].startswith("stats:")
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("SELECT count(*) FROM api.segment_stats").fetchone()[0] > 0
+        assert conn.execute("SELECT count(*) FROM api.road_stats").fetchone()[0] > 0
 
 
 def _one_line_error(result, *fragments: str) -> None:
@@ -139,11 +139,11 @@ def test_a_failure_while_writing_leaves_the_earlier_output_and_no_staging_files(
         out.write_text("earlier export")
     else:
         out.mkdir()
-        (out / "segment_stats.csv").write_text("earlier export")
+        (out / "road_stats.csv").write_text("earlier export")
     staging = staged_file(out) if kind == "file" else staged_folder(out)
     with pytest.raises(RuntimeError, match="halfway"), staging as stage:
-        (stage if kind == "file" else stage / "segment_stats.csv").write_text("half")
+        (stage if kind == "file" else stage / "road_stats.csv").write_text("half")
         raise RuntimeError("halfway")
-    earlier = out if kind == "file" else out / "segment_stats.csv"
+    earlier = out if kind == "file" else out / "road_stats.csv"
     assert earlier.read_text() == "earlier export"
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]

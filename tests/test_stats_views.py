@@ -123,7 +123,7 @@ def test_point_elements_are_means_over_ok_images(db_url, base, models):
 def test_segment_stats_match_numpy(db_url, base, models):
     refresh_stats(db_url)
     values = point_values(base, models[-1])
-    rows = {r["road_id"]: r for r in view(db_url, "SELECT * FROM api.segment_stats")}
+    rows = {r["road_id"]: r for r in view(db_url, "SELECT * FROM api.road_stats")}
     assert set(rows) == set(base["roads"].road_id)
     with_data = 0
     for road_id, r in rows.items():

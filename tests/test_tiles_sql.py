@@ -53,11 +53,11 @@ def decode(tile: bytes) -> dict:
 
 def test_segment_tile_holds_every_road_crossing_it_with_its_statistics(db_url, data):
     z, x, y = tile_of(*data["centre"], 14)
-    layer = decode(call(db_url, "segments", z, x, y))["api.segments"]
+    layer = decode(call(db_url, "roads", z, x, y))["api.roads"]
     got = {f["id"]: f["properties"] for f in layer["features"]}
     assert roads_crossing(db_url, z, x, y) <= set(got) <= roads_crossing(db_url, z, x, y, 64 / 4096 + 1e-6)
     with psycopg.connect(db_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        stats = {r["road_id"]: r for r in cur.execute("SELECT * FROM api.segment_stats").fetchall()}
+        stats = {r["road_id"]: r for r in cur.execute("SELECT * FROM api.road_stats").fetchall()}
     for road_id, props in got.items():
         row = stats[road_id]
         assert props["name"] == row["name"] if row["name"] else "name" not in props
@@ -68,7 +68,7 @@ def test_segment_tile_holds_every_road_crossing_it_with_its_statistics(db_url, d
 
 def test_low_zoom_segments_carry_means_only(db_url, data):
     z, x, y = tile_of(*data["centre"], 10)
-    features = decode(call(db_url, "segments", z, x, y))["api.segments"]["features"]
+    features = decode(call(db_url, "roads", z, x, y))["api.roads"]["features"]
     assert len(features) > 500
     assert all("greenery_std" not in f["properties"] for f in features)
     assert any("greenery_mean" in f["properties"] for f in features)
@@ -76,7 +76,7 @@ def test_low_zoom_segments_carry_means_only(db_url, data):
 
 def test_properties_keeps_only_the_named_attributes(db_url, data):
     z, x, y = tile_of(*data["centre"], 14)
-    features = decode(call(db_url, "segments", z, x, y, "greenery_mean,name"))["api.segments"]["features"]
+    features = decode(call(db_url, "roads", z, x, y, "greenery_mean,name"))["api.roads"]["features"]
     assert features and all(set(f["properties"]) <= {"greenery_mean", "name"} for f in features)
     assert any("greenery_mean" in f["properties"] for f in features)
 
@@ -110,7 +110,7 @@ def test_area_tile_holds_the_heritage_areas(db_url, data):
 def test_every_tile_stays_small(db_url, data):
     for z in (10, 12, 14, 16):
         z, x, y = tile_of(*data["centre"], z)
-        for layer in ("segments", "points", "areas"):
+        for layer in ("roads", "points", "areas"):
             assert len(call(db_url, layer, z, x, y)) < 500_000
 
 
@@ -118,7 +118,7 @@ def test_gdal_mvt_driver_reads_the_tile(db_url, data, tmp_path: Path):
     z, x, y = tile_of(*data["centre"], 14)
     path = tmp_path / str(z) / str(x) / f"{y}.pbf"
     path.parent.mkdir(parents=True)
-    path.write_bytes(call(db_url, "segments", z, x, y))
+    path.write_bytes(call(db_url, "roads", z, x, y))
     out = subprocess.run(
         ["ogrinfo", "-ro", "-al", "-q", "-oo", "CLIP=NO", str(path)],
         capture_output=True,
@@ -126,7 +126,7 @@ def test_gdal_mvt_driver_reads_the_tile(db_url, data, tmp_path: Path):
         check=True,
     )
     ids = {int(m) for m in re.findall(r"mvt_id \(Integer64\) = (\d+)", out.stdout)}
-    assert "Layer name: api.segments" in out.stdout
+    assert "Layer name: api.roads" in out.stdout
     assert roads_crossing(db_url, z, x, y) <= ids
     assert re.search(r"greenery_mean \(Real\) = 0\.\d+", out.stdout)
 
@@ -134,7 +134,7 @@ def test_gdal_mvt_driver_reads_the_tile(db_url, data, tmp_path: Path):
 def test_hostile_properties_text_is_only_ever_a_value(db_url, data):
     z, x, y = tile_of(*data["centre"], 14)
     hostile = "name'); DROP TABLE streetaudit.road; --"
-    features = decode(call(db_url, "segments", z, x, y, hostile))["api.segments"]["features"]
+    features = decode(call(db_url, "roads", z, x, y, hostile))["api.roads"]["features"]
     assert features and all(f["properties"] == {} for f in features)
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM streetaudit.road").fetchone()[0] > 0
@@ -150,7 +150,7 @@ def reader(pg_cluster, db_url: str, data):
 
 @pytest.mark.parametrize(
     "view",
-    ["segment_stats", "area_stats", "area_comparison", "point_elements", "data_version", "tile_layers"],
+    ["road_stats", "area_stats", "area_comparison", "point_elements", "data_version", "tile_layers"],
 )
 def test_reader_reads_every_api_view_in_full(reader, db_url, view):
     query = f"SELECT count(*) FROM api.{view}"
@@ -160,7 +160,7 @@ def test_reader_reads_every_api_view_in_full(reader, db_url, view):
     assert reader.execute(query).fetchone()[0] == expected
 
 
-@pytest.mark.parametrize("layer", ["segments", "points", "areas"])
+@pytest.mark.parametrize("layer", ["roads", "points", "areas"])
 def test_reader_gets_the_same_tiles_as_the_owner(reader, db_url, data, layer):
     z, x, y = tile_of(*data["centre"], 14 if layer == "points" else 12)
     tile = bytes(reader.execute(f"SELECT api.{layer}(%s, %s, %s)", (z, x, y)).fetchone()[0])
@@ -174,14 +174,14 @@ def test_reader_gets_the_same_tiles_as_the_owner(reader, db_url, data, layer):
         "SELECT * FROM streetaudit.road LIMIT 1",
         "SELECT * FROM streetaudit.segmentation LIMIT 1",
         "SELECT * FROM streetaudit.stats_state",
-        "SELECT * FROM streetaudit.segment_tile LIMIT 1",
+        "SELECT * FROM streetaudit.road_features LIMIT 1",
         "SELECT streetaudit.refresh_stats(1)",
-        "REFRESH MATERIALIZED VIEW api.segment_stats",
+        "REFRESH MATERIALIZED VIEW api.road_stats",
         "DELETE FROM api.area_comparison",
         "INSERT INTO api.area_comparison (area_name, element, n_core, n_rest) VALUES ('x', 'sky', 1, 1)",
         "CREATE TABLE api.mine (x int)",
         "CREATE TABLE public.mine (x int)",
-        "CREATE FUNCTION api.segments(z integer, x integer, y integer) RETURNS bytea LANGUAGE sql AS 'SELECT NULL::bytea'",
+        "CREATE FUNCTION api.roads(z integer, x integer, y integer) RETURNS bytea LANGUAGE sql AS 'SELECT NULL::bytea'",
     ],
 )
 def test_reader_cannot_read_or_change_anything_else(reader, query):
@@ -197,14 +197,14 @@ def test_reader_cannot_change_the_layer_list(reader):
 
 def test_a_tile_over_its_byte_budget_keeps_the_longest_roads(db_url, data):
     z, x, y = tile_of(*data["centre"], 14)
-    full = decode(call(db_url, "segments", z, x, y))["api.segments"]["features"]
+    full = decode(call(db_url, "roads", z, x, y))["api.roads"]["features"]
     with psycopg.connect(db_url) as conn:
-        small = bytes(conn.execute("SELECT api.segments(%s, %s, %s, NULL, 20000)", (z, x, y)).fetchone()[0])
-        huge = bytes(conn.execute("SELECT api.segments(%s, %s, %s, NULL, 10000000)", (z, x, y)).fetchone()[0])
-        lengths = dict(conn.execute("SELECT road_id, length_m FROM api.segment_stats").fetchall())
-    kept = decode(small)["api.segments"]["features"]
+        small = bytes(conn.execute("SELECT api.roads(%s, %s, %s, NULL, 20000)", (z, x, y)).fetchone()[0])
+        huge = bytes(conn.execute("SELECT api.roads(%s, %s, %s, NULL, 10000000)", (z, x, y)).fetchone()[0])
+        lengths = dict(conn.execute("SELECT road_id, length_m FROM api.road_stats").fetchall())
+    kept = decode(small)["api.roads"]["features"]
     assert 0 < len(small) <= 20000 and 0 < len(kept) < len(full)
-    assert len(huge) == len(call(db_url, "segments", z, x, y))  # the budget can only be lowered
+    assert len(huge) == len(call(db_url, "roads", z, x, y))  # the budget can only be lowered
     shortest_kept = min(lengths[f["id"]] for f in kept)
     dropped = {f["id"] for f in full} - {f["id"] for f in kept}
     assert all(lengths[d] <= shortest_kept for d in dropped)
@@ -215,7 +215,7 @@ def test_low_zoom_tiles_are_prebuilt_and_equal_to_computed_ones(db_url, data):
         prebuilt = conn.execute(
             "SELECT layer, z, x, y, tile FROM streetaudit.prebuilt_tile ORDER BY layer, z, x, y"
         ).fetchall()
-        assert {layer for layer, *_ in prebuilt} == {"api.segments", "api.areas"}
+        assert {layer for layer, *_ in prebuilt} == {"api.roads", "api.areas"}
         assert {z for _, z, _, _, _ in prebuilt} == set(range(14))
         every = dict(
             conn.execute("SELECT id, array_to_string(properties, ',') FROM api.tile_layers").fetchall()
@@ -226,10 +226,10 @@ def test_low_zoom_tiles_are_prebuilt_and_equal_to_computed_ones(db_url, data):
             assert bytes(tile) == bytes(computed)
             assert bytes(conn.execute(f"SELECT {layer}(%s, %s, %s)", (z, x, y)).fetchone()[0]) == bytes(tile)
     z, x, y = tile_of(*data["centre"], 10)
-    assert ("api.segments", z, x, y) in {row[:4] for row in prebuilt}
+    assert ("api.roads", z, x, y) in {row[:4] for row in prebuilt}
 
 
-@pytest.mark.parametrize(("layer", "z"), [("segments", 14), ("points", 16), ("areas", 14), ("areas", 10)])
+@pytest.mark.parametrize(("layer", "z"), [("roads", 14), ("points", 16), ("areas", 14), ("areas", 10)])
 def test_tile_layers_lists_exactly_the_attributes_tiles_carry(db_url, data, layer, z):
     """The API validates properties= and writes TileJSON from api.tile_layers: it must not drift."""
     with psycopg.connect(db_url) as conn:
@@ -247,10 +247,10 @@ def test_tile_layers_lists_exactly_the_attributes_tiles_carry(db_url, data, laye
 
 def test_low_zoom_segments_carry_the_declared_means_only(db_url, data):
     with psycopg.connect(db_url) as conn:
-        properties = conn.execute(
-            "SELECT properties FROM api.tile_layers WHERE id = 'api.segments'"
-        ).fetchone()[0]
-    features = decode(call(db_url, "segments", *tile_of(*data["centre"], 10)))["api.segments"]["features"]
+        properties = conn.execute("SELECT properties FROM api.tile_layers WHERE id = 'api.roads'").fetchone()[
+            0
+        ]
+    features = decode(call(db_url, "roads", *tile_of(*data["centre"], 10)))["api.roads"]["features"]
     assert {key for f in features for key in f["properties"]} == {
         p for p in properties if not p.endswith("_std")
     }
@@ -267,3 +267,22 @@ def test_points_carry_no_attribute_outside_tile_layers(db_url, data):
     assert {"area_ids", "in_core"} <= set(columns)  # in point_elements for analysts, not in tiles
     features = decode(call(db_url, "points", *tile_of(*data["centre"], 16)))["api.points"]["features"]
     assert features and all("area_ids" not in f["properties"] for f in features)
+
+
+@pytest.mark.parametrize("layer", ["roads", "points", "areas"])
+def test_declared_properties_are_the_attributes_tiles_carry(db_url, data, layer):
+    """api.tile_layers drives `properties=` validation and TileJSON: it must match the tiles."""
+    with psycopg.connect(db_url) as conn:
+        names, types = conn.execute(
+            "SELECT properties, property_types FROM api.tile_layers WHERE id = %s", (f"api.{layer}",)
+        ).fetchone()
+    # at full detail (z14+: no overview simplification); NULLs are left out of a feature, so
+    # the union over every feature of the tile is what the layer carries
+    features = decode(call(db_url, layer, *tile_of(*data["centre"], 14)))[f"api.{layer}"]["features"]
+    assert len(features) > 1
+    carried: dict[str, set[str]] = {}
+    for feature in features:
+        for key, value in feature["properties"].items():
+            carried.setdefault(key, set()).add("String" if isinstance(value, str) else "Number")
+    assert set(carried) == set(names)
+    assert {k: {t} for k, t in zip(names, types, strict=True)} == carried

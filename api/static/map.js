@@ -1,5 +1,6 @@
-// streetaudit map: segments coloured by a chosen element statistic, heritage areas and
-// sample points (from zoom 14), all from this server's TileJSON endpoints.
+// streetaudit map: roads coloured by a chosen element statistic, heritage areas,
+// sample points (from zoom 14) and rated images coloured by their ELO score, all from
+// this server's TileJSON endpoints.
 "use strict";
 
 const COLOURS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"];
@@ -34,16 +35,30 @@ async function loadRanges() {
   }
 }
 
+// Rated images: ELO starts at 1500; ±200 covers what a campaign spreads them over, and the
+// ramp clamps beyond.
+const ELO_LOW = 1300;
+const ELO_HIGH = 1700;
+
+function eloRamp() {
+  const stops = [];
+  COLOURS.forEach((c, i) => stops.push(ELO_LOW + ((ELO_HIGH - ELO_LOW) * i) / (COLOURS.length - 1), c));
+  return ["interpolate", ["linear"], ["to-number", ["get", "elo"]], ...stops];
+}
+
 function renderLegend(element, statistic) {
   const max = rampMax(element, statistic);
   const ticks = [0, max / 2, max].map((v) => `<span>${v.toFixed(2)}</span>`).join("");
   document.getElementById("legend").innerHTML =
-    `<div>${element} share, ${statistic === "std" ? "std. deviation" : "mean"} per segment</div>` +
+    `<div>${element} share, ${statistic === "std" ? "std. deviation" : "mean"} per road</div>` +
     `<div class="bar" style="background: linear-gradient(to right, ${COLOURS.join(",")})"></div>` +
     `<div class="ticks">${ticks}</div>` +
     `<div class="row"><span class="swatch" style="background:#bbbbbb"></span>no data</div>` +
     `<div class="row"><span class="swatch" style="background:#d9480f33;border-color:#d9480f"></span>heritage area</div>` +
-    `<div class="row"><span class="swatch" style="border-radius:50%;background:#fff"></span>sample point (zoom ≥ 14)</div>`;
+    `<div class="row"><span class="swatch" style="border-radius:50%;background:#fff"></span>sample point (zoom ≥ 14)</div>` +
+    `<div>rated image: ELO score</div>` +
+    `<div class="bar" id="elo-bar" style="background: linear-gradient(to right, ${COLOURS.join(",")})"></div>` +
+    `<div class="ticks"><span>${ELO_LOW}</span><span>1500</span><span>${ELO_HIGH}</span></div>`;
 }
 
 function tileJson(layer) {
@@ -55,9 +70,10 @@ const map = new maplibregl.Map({
   style: {
     version: 8,
     sources: {
-      segments: { type: "vector", url: tileJson("api.segments") },
+      roads: { type: "vector", url: tileJson("api.roads") },
       areas: { type: "vector", url: tileJson("api.areas") },
       points: { type: "vector", url: tileJson("api.points") },
+      ratings: { type: "vector", url: tileJson("api.ratings") },
     },
     layers: [
       { id: "background", type: "background", paint: { "background-color": "#f4f1ea" } },
@@ -65,13 +81,16 @@ const map = new maplibregl.Map({
         paint: { "fill-color": "#d9480f", "fill-opacity": 0.15 } },
       { id: "areas-line", type: "line", source: "areas", "source-layer": "api.areas",
         paint: { "line-color": "#d9480f", "line-width": 2 } },
-      { id: "segments", type: "line", source: "segments", "source-layer": "api.segments",
+      { id: "roads", type: "line", source: "roads", "source-layer": "api.roads",
         layout: { "line-cap": "round", "line-join": "round" },
         paint: { "line-color": colourRamp("greenery_mean", 0.6),
                  "line-width": ["interpolate", ["linear"], ["zoom"], 10, 1, 16, 5] } },
       { id: "points", type: "circle", source: "points", "source-layer": "api.points", minzoom: 14,
         paint: { "circle-radius": 3, "circle-color": colourRamp("greenery", 0.6),
                  "circle-stroke-color": "#333", "circle-stroke-width": 0.5 } },
+      { id: "ratings", type: "circle", source: "ratings", "source-layer": "api.ratings",
+        paint: { "circle-radius": 5, "circle-color": eloRamp(),
+                 "circle-stroke-color": "#000", "circle-stroke-width": 1.5 } },
     ],
   },
   center: [24.945, 60.17],
@@ -83,7 +102,7 @@ window.streetauditMap = map;
 function applyElement() {
   const element = elementSelect.value;
   const statistic = statisticSelect.value;
-  map.setPaintProperty("segments", "line-color", colourRamp(`${element}_${statistic}`, rampMax(element, statistic)));
+  map.setPaintProperty("roads", "line-color", colourRamp(`${element}_${statistic}`, rampMax(element, statistic)));
   map.setPaintProperty("points", "circle-color", colourRamp(element, rampMax(element, "mean")));
   renderLegend(element, statistic);
 }
@@ -92,9 +111,9 @@ statisticSelect.addEventListener("change", applyElement);
 renderLegend("greenery", "mean");
 map.once("load", () => loadRanges().then(applyElement));
 
-// Centre on the data once the segments' TileJSON (with its bounds) is known.
+// Centre on the data once the roads' TileJSON (with its bounds) is known.
 map.once("sourcedata", () => {
-  const source = map.getSource("segments");
+  const source = map.getSource("roads");
   const bounds = source && source.bounds;
   if (bounds && bounds[0] > -180) {
     map.jumpTo({ center: [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2], zoom: 14.5 });
@@ -102,11 +121,11 @@ map.once("sourcedata", () => {
 });
 
 map.on("click", (event) => {
-  const hit = map.queryRenderedFeatures(event.point, { layers: ["points", "segments", "areas-fill"] })[0];
+  const hit = map.queryRenderedFeatures(event.point, { layers: ["ratings", "points", "roads", "areas-fill"] })[0];
   document.getElementById("info").textContent = hit
     ? Object.entries(hit.properties)
         .map(([k, v]) => `${k}: ${typeof v === "number" ? Number(v.toFixed(3)) : v}`)
         .join("\n")
-    : "Click a segment, point or area.";
+    : "Click a road, point, rated image or area.";
 });
 map.on("idle", () => { window.streetauditIdle = true; });

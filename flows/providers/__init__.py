@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from streetaudit.flows.errors import InputError, load_settings
+from streetaudit.flows.errors import InputError
 from streetaudit.flows.providers.base import Provider
 from streetaudit.flows.providers.settings import ProviderSettings
+from streetaudit.flows.settings_loading import load_settings
 
 PROVIDERS = ("baidu", "google", "mapillary", "folder", "synthetic")
 

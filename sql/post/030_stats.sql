@@ -58,7 +58,7 @@ COMMENT ON MATERIALIZED VIEW api.point_elements IS
 -- Per road: how many points carry data, and the mean and sample standard deviation (n-1)
 -- of each element over those points. Roads without data are kept (n_points 0, NULLs) so
 -- the map can show where imagery is missing.
-CREATE MATERIALIZED VIEW api.segment_stats AS
+CREATE MATERIALIZED VIEW api.road_stats AS
     SELECT r.id AS road_id,
            r.name,
            r.kind,
@@ -80,9 +80,9 @@ CREATE MATERIALIZED VIEW api.segment_stats AS
     FROM streetaudit.road AS r
     LEFT JOIN api.point_elements AS pe ON pe.road_id = r.id
     GROUP BY r.id;
-CREATE UNIQUE INDEX IF NOT EXISTS segment_stats_road_idx ON api.segment_stats (road_id);
-CREATE INDEX IF NOT EXISTS segment_stats_geom_idx ON api.segment_stats USING gist (geom);
-COMMENT ON MATERIALIZED VIEW api.segment_stats IS
+CREATE UNIQUE INDEX IF NOT EXISTS road_stats_road_idx ON api.road_stats (road_id);
+CREATE INDEX IF NOT EXISTS road_stats_geom_idx ON api.road_stats USING gist (geom);
+COMMENT ON MATERIALIZED VIEW api.road_stats IS
     'Per road: n_points (points with >= 1 ok segmented image), mean and sample std (n-1) of each element over its points.';
 
 -- Per heritage area (its points, by point_elements.area_ids) and one row for the rest of

@@ -4,7 +4,7 @@
 -- RETURNS bytea, STABLE PARALLEL SAFE, with a COMMENT. `properties` (comma-separated
 -- attribute names, NULL = all) keeps only the named attributes. `max_bytes` can only lower
 -- the 500 KB budget every tile keeps. The layer inside each tile is named like the function
--- (api.segments, ...), as pg_tileserv names table layers.
+-- (api.roads, ...), as pg_tileserv names table layers.
 --
 -- A layer is three things, each written once:
 --   * its tile table (a materialized view in web mercator, made by the stats refresh): the
@@ -22,26 +22,26 @@
 -- reading streetaudit.*, and cannot substitute objects of its own.
 
 -- Roads; overview_geom (about a pixel at zoom 11: 76 m / 4096 * 4) is what zooms < 12 draw.
-CREATE MATERIALIZED VIEW streetaudit.segment_tile AS
+CREATE MATERIALIZED VIEW streetaudit.road_features AS
     SELECT road_id, name, kind, length_m, n_points,
            building_mean, building_std, road_mean, road_std, sky_mean, sky_std,
            greenery_mean, greenery_std, sidewalk_mean, sidewalk_std, car_mean, car_std,
            g.geom,
            ST_Simplify(g.geom, 20, true)::geometry(LineString, 3857) AS overview_geom
-    FROM api.segment_stats AS s,
+    FROM api.road_stats AS s,
          LATERAL (SELECT ST_Transform(s.geom, 3857)::geometry(LineString, 3857) AS geom) AS g;
-CREATE UNIQUE INDEX IF NOT EXISTS segment_tile_road_idx ON streetaudit.segment_tile (road_id);
-CREATE INDEX IF NOT EXISTS segment_tile_geom_idx ON streetaudit.segment_tile USING gist (geom);
-CREATE INDEX IF NOT EXISTS segment_tile_overview_geom_idx ON streetaudit.segment_tile USING gist (overview_geom);
+CREATE UNIQUE INDEX IF NOT EXISTS road_features_road_idx ON streetaudit.road_features (road_id);
+CREATE INDEX IF NOT EXISTS road_features_geom_idx ON streetaudit.road_features USING gist (geom);
+CREATE INDEX IF NOT EXISTS road_features_overview_geom_idx ON streetaudit.road_features USING gist (overview_geom);
 
-CREATE MATERIALIZED VIEW streetaudit.point_tile AS
+CREATE MATERIALIZED VIEW streetaudit.point_features AS
     SELECT point_id, road_id, n_images, building, road, sky, greenery, sidewalk, car,
            ST_Transform(geom, 3857)::geometry(Point, 3857) AS geom
     FROM api.point_elements;
-CREATE UNIQUE INDEX IF NOT EXISTS point_tile_point_idx ON streetaudit.point_tile (point_id);
-CREATE INDEX IF NOT EXISTS point_tile_geom_idx ON streetaudit.point_tile USING gist (geom);
+CREATE UNIQUE INDEX IF NOT EXISTS point_features_point_idx ON streetaudit.point_features (point_id);
+CREATE INDEX IF NOT EXISTS point_features_geom_idx ON streetaudit.point_features USING gist (geom);
 
-CREATE MATERIALIZED VIEW streetaudit.area_tile AS
+CREATE MATERIALIZED VIEW streetaudit.area_features AS
     SELECT area_id, area_name, kind, n_points,
            building_mean, building_std, building_median, road_mean, road_std, road_median,
            sky_mean, sky_std, sky_median, greenery_mean, greenery_std, greenery_median,
@@ -49,11 +49,11 @@ CREATE MATERIALIZED VIEW streetaudit.area_tile AS
            ST_Transform(geom, 3857)::geometry(MultiPolygon, 3857) AS geom
     FROM api.area_stats
     WHERE area_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS area_tile_geom_idx ON streetaudit.area_tile USING gist (geom);
+CREATE INDEX IF NOT EXISTS area_features_geom_idx ON streetaudit.area_features USING gist (geom);
 
 -- Rated images (a campaign has thousands, not millions: a plain view, read live, so a
 -- tile follows `ratings recompute` at once).
-CREATE VIEW streetaudit.rating_tile AS
+CREATE VIEW streetaudit.rating_features AS
     SELECT image_id, area_name, elo, bt, bt_se, n_comparisons,
            ST_Transform(geom, 3857)::geometry(Point, 3857) AS geom
     FROM api.image_ratings;
@@ -63,10 +63,10 @@ CREATE VIEW streetaudit.rating_tile AS
 CREATE VIEW streetaudit.tile_source (
     id, source, feature_id, geometry_type, minzoom, maxzoom, max_features, largest_first, prebuilt_below
 ) AS VALUES
-    ('api.segments', 'streetaudit.segment_tile'::regclass, 'road_id', 'line', 0, 22, 50000, 'length_m', 14),
-    ('api.points', 'streetaudit.point_tile'::regclass, 'point_id', 'point', 14, 22, 20000, 'n_images', NULL),
-    ('api.areas', 'streetaudit.area_tile'::regclass, 'area_id', 'polygon', 0, 22, 5000, 'n_points', 14),
-    ('api.ratings', 'streetaudit.rating_tile'::regclass, 'image_id', 'point', 0, 22, 20000, 'elo', NULL);
+    ('api.roads', 'streetaudit.road_features'::regclass, 'road_id', 'line', 0, 22, 50000, 'length_m', 14),
+    ('api.points', 'streetaudit.point_features'::regclass, 'point_id', 'point', 14, 22, 20000, 'n_images', NULL),
+    ('api.areas', 'streetaudit.area_features'::regclass, 'area_id', 'polygon', 0, 22, 5000, 'n_points', 14),
+    ('api.ratings', 'streetaudit.rating_features'::regclass, 'image_id', 'point', 0, 22, 20000, 'elo', NULL);
 
 -- A layer's attributes in column order: every column of its tile table but the feature id
 -- and the geometries.
@@ -187,7 +187,7 @@ END
 $$;
 
 -- Road segments with n_points and the mean and std of each element (zoom < 12: simplified, means only; zoom < 14: pre-built).
-CREATE OR REPLACE FUNCTION api.segments(
+CREATE OR REPLACE FUNCTION api.roads(
     z integer, x integer, y integer, properties text DEFAULT NULL, max_bytes integer DEFAULT 500000
 )
 RETURNS bytea
@@ -195,11 +195,11 @@ LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, public
 AS $$
     SELECT streetaudit.layer_tile(
-        'api.segments', z, x, y, properties, max_bytes,
+        'api.roads', z, x, y, properties, max_bytes,
         geom_column => CASE WHEN z < 12 THEN 'overview_geom' ELSE 'geom' END,
         omit => CASE WHEN z < 12 THEN '%\_std' END)
 $$;
-COMMENT ON FUNCTION api.segments(integer, integer, integer, text, integer) IS
+COMMENT ON FUNCTION api.roads(integer, integer, integer, text, integer) IS
     'Road segments with n_points and the mean and std of each element (zoom < 12: simplified, means only; zoom < 14: pre-built). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
 
 -- Sample points with the mean share of each element over their images; zoom >= 14 only (empty below).
@@ -307,11 +307,11 @@ BEGIN
     SET model_id = stats_model, version = streetaudit.next_data_version(version), refreshed_at = now()
     RETURNING version INTO new_version;
     REFRESH MATERIALIZED VIEW api.point_elements;
-    REFRESH MATERIALIZED VIEW api.segment_stats;
+    REFRESH MATERIALIZED VIEW api.road_stats;
     REFRESH MATERIALIZED VIEW api.area_stats;
-    REFRESH MATERIALIZED VIEW streetaudit.segment_tile;
-    REFRESH MATERIALIZED VIEW streetaudit.point_tile;
-    REFRESH MATERIALIZED VIEW streetaudit.area_tile;
+    REFRESH MATERIALIZED VIEW streetaudit.road_features;
+    REFRESH MATERIALIZED VIEW streetaudit.point_features;
+    REFRESH MATERIALIZED VIEW streetaudit.area_features;
     PERFORM streetaudit.prebuild_tiles();
     RETURN new_version;
 END
