@@ -71,7 +71,9 @@ class Database:
                 row = await (
                     await conn.execute("SELECT version, model_id, model_name FROM api.data_version")
                 ).fetchone()
-            self.remember_version(DataVersion(*row) if row else DataVersion(0, None, None))
+            version = DataVersion(*row) if row else DataVersion(0, None, None)
+            self.remember_version(version)
+            return version
         return self._version
 
     def remember_version(self, version: DataVersion) -> None:

@@ -12,6 +12,7 @@ import psycopg
 from psycopg import AsyncConnection
 
 from streetaudit.sql.errors import StreetauditError
+from streetaudit.sql.rows import scalar
 
 READER_ROLE = "streetaudit_reader"
 
@@ -61,7 +62,7 @@ def check_read_only(url: str, connect_timeout: int = 5) -> None:
     """Raise UnsafeRole unless `url` logs in as a read-only role (for `streetaudit serve`)."""
     try:
         with psycopg.connect(url, connect_timeout=connect_timeout) as conn:
-            user = conn.execute("SELECT current_user").fetchone()[0]
+            user = scalar(conn.execute("SELECT current_user"))
             problems = [row[0] for row in conn.execute(_PROBLEMS).fetchall()]
     except psycopg.OperationalError as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -72,7 +73,9 @@ def check_read_only(url: str, connect_timeout: int = 5) -> None:
 
 async def ensure_read_only(conn: AsyncConnection) -> None:
     """The same check from the app's own pool, so `uvicorn streetaudit.api.app:app` is covered too."""
-    user = (await (await conn.execute("SELECT current_user")).fetchone())[0]
+    row = await (await conn.execute("SELECT current_user")).fetchone()
+    assert row is not None  # SELECT current_user always answers
+    user = row[0]
     problems = [row[0] for row in await (await conn.execute(_PROBLEMS)).fetchall()]
     if problems:
         raise refusal(user, problems)

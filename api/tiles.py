@@ -106,14 +106,16 @@ async def index(request: Request) -> dict[str, LayerSummary]:
         request.app.state.layers = layers = await load_layers(conn)
     base = base_url(request)
     return {
-        layer.id: {
-            "type": "function",
-            "id": layer.id,
-            "schema": layer.schema,
-            "name": layer.name,
-            "description": layer.description,
-            "detailurl": f"{base}/{layer.id}.json",
-        }
+        layer.id: LayerSummary.model_validate(
+            {
+                "type": "function",
+                "id": layer.id,
+                "schema": layer.schema,
+                "name": layer.name,
+                "description": layer.description,
+                "detailurl": f"{base}/{layer.id}.json",
+            }
+        )
         for layer in layers.values()
     }
 
@@ -121,19 +123,21 @@ async def index(request: Request) -> dict[str, LayerSummary]:
 @router.get("/{layer_id}.json", summary="One layer (pg_tileserv format)")
 async def layer_detail(request: Request, layer: Annotated[Layer, Depends(get_layer)]) -> LayerDetail:
     base = base_url(request)
-    return {
-        "type": "function",
-        "id": layer.id,
-        "schema": layer.schema,
-        "name": layer.name,
-        "description": layer.description,
-        "arguments": layer.arguments,
-        "properties": [{"name": n, "type": t} for n, t in layer.fields.items()],
-        "minzoom": layer.minzoom,
-        "maxzoom": layer.maxzoom,
-        "tileurl": f"{base}/{layer.id}/{{z}}/{{x}}/{{y}}.pbf",
-        "tilejson": f"{base}/{layer.id}/tilejson.json",
-    }
+    return LayerDetail.model_validate(
+        {
+            "type": "function",
+            "id": layer.id,
+            "schema": layer.schema,
+            "name": layer.name,
+            "description": layer.description,
+            "arguments": layer.arguments,
+            "properties": [{"name": n, "type": t} for n, t in layer.fields.items()],
+            "minzoom": layer.minzoom,
+            "maxzoom": layer.maxzoom,
+            "tileurl": f"{base}/{layer.id}/{{z}}/{{x}}/{{y}}.pbf",
+            "tilejson": f"{base}/{layer.id}/tilejson.json",
+        }
+    )
 
 
 @router.get("/{layer_id}/tilejson.json", summary="TileJSON 3.0.0 for MapLibre")
@@ -143,27 +147,29 @@ async def tilejson(
     version = await request.app.state.db.version()
     bounds = await request.app.state.bounds()
     response.headers["Cache-Control"] = f"public, max-age={request.app.state.settings.max_age}"
-    return {
-        "tilejson": "3.0.0",
-        "name": layer.id,
-        "description": layer.description,
-        "version": "1.0.0",
-        "scheme": "xyz",
-        "tiles": [f"{base_url(request)}/{layer.id}/{{z}}/{{x}}/{{y}}.pbf?v={version.version}"],
-        "minzoom": layer.minzoom,
-        "maxzoom": layer.maxzoom,
-        "bounds": bounds,
-        "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, max(layer.minzoom, 14)],
-        "vector_layers": [
-            {
-                "id": layer.id,
-                "description": layer.description,
-                "minzoom": layer.minzoom,
-                "maxzoom": layer.maxzoom,
-                "fields": layer.fields,
-            }
-        ],
-    }
+    return TileJson.model_validate(
+        {
+            "tilejson": "3.0.0",
+            "name": layer.id,
+            "description": layer.description,
+            "version": "1.0.0",
+            "scheme": "xyz",
+            "tiles": [f"{base_url(request)}/{layer.id}/{{z}}/{{x}}/{{y}}.pbf?v={version.version}"],
+            "minzoom": layer.minzoom,
+            "maxzoom": layer.maxzoom,
+            "bounds": bounds,
+            "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, max(layer.minzoom, 14)],
+            "vector_layers": [
+                {
+                    "id": layer.id,
+                    "description": layer.description,
+                    "minzoom": layer.minzoom,
+                    "maxzoom": layer.maxzoom,
+                    "fields": layer.fields,
+                }
+            ],
+        }
+    )
 
 
 def tile_etag(layer: Layer, z: int, x: int, y: int, properties: str | None, version: int) -> str:

@@ -40,6 +40,7 @@ def read_view(conn: psycopg.Connection, view: str) -> pd.DataFrame:
         psycopg.sql.Identifier("api", view),
     )
     cur = conn.execute(query)
+    assert cur.description is not None  # a SELECT
     columns = [d.name for d in cur.description]
     frame = pd.DataFrame(cur.fetchall(), columns=columns)
     if not spatial:

@@ -99,7 +99,7 @@ def _draw(url: str, out: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(8, 8), constrained_layout=True)
     _map_axes(ax, lines, extent)
-    for (name, wkb), colour in zip(areas, plt.cm.tab10.colors, strict=False):
+    for (name, wkb), colour in zip(areas, [plt.get_cmap("tab10")(i) for i in range(10)], strict=False):
         area = shapely.from_wkb(bytes(wkb))
         for polygon in getattr(area, "geoms", [area]):
             x, y = polygon.exterior.xy

@@ -19,6 +19,7 @@ from scipy import stats as scistats
 
 from streetaudit.flows.errors import InputError
 from streetaudit.models.label_sets import ELEMENTS
+from streetaudit.sql.rows import one, scalar
 
 ALL_CORES = "all core areas"
 
@@ -58,10 +59,10 @@ def resolve_model(conn: psycopg.Connection, model: str | int | None) -> tuple[in
         ).fetchall()
         row = rows[0] if rows else None
     if row is None:
-        known = conn.execute(
+        known = scalar(conn.execute(
             "SELECT string_agg(id || ' (' || name || ')', ', ' ORDER BY id) FROM streetaudit.model "
             "WHERE task = 'segmentation'"
-        ).fetchone()[0]
+        ))
         raise InputError(f"--model {model!r}: no such segmentation model (known: {known or 'none'})")
     return row
 
@@ -92,9 +93,8 @@ def compare(core: np.ndarray, rest: np.ndarray) -> dict[str, float | None]:
         "mean_core": _finite(core.mean()) if n1 else None,
         "mean_rest": _finite(rest.mean()) if n2 else None,
     }
-    out["mean_diff"] = (
-        out["mean_core"] - out["mean_rest"] if n1 and n2 and out["mean_core"] is not None else None
-    )
+    mean_core, mean_rest = out["mean_core"], out["mean_rest"]
+    out["mean_diff"] = mean_core - mean_rest if mean_core is not None and mean_rest is not None else None
     out.update(
         cohens_d=None, welch_t=None, welch_df=None, welch_p=None, mannwhitney_u=None, mannwhitney_p=None
     )
@@ -155,7 +155,7 @@ def refresh_stats(url: str, *, model: str | int | None = None) -> StatsReport:
     start = time.perf_counter()
     with psycopg.connect(url) as conn:
         model_id, model_name = resolve_model(conn, model)
-        version = conn.execute("SELECT streetaudit.refresh_stats(%s)", (model_id,)).fetchone()[0]
+        version = scalar(conn.execute("SELECT streetaudit.refresh_stats(%s)", (model_id,)))
         results = comparisons(conn)
         conn.execute("DELETE FROM streetaudit.area_comparison_result")
         names = _COMPARISON_COLUMNS.split(", ")
@@ -165,11 +165,11 @@ def refresh_stats(url: str, *, model: str | int | None = None) -> StatsReport:
                 f"VALUES ({', '.join(['%s'] * len(names))}, %s)",
                 [[r[n] for n in names] + [model_id] for r in results],
             )
-        points, roads, areas = conn.execute(
+        points, roads, areas = one(conn.execute(
             """SELECT (SELECT count(*) FROM api.point_elements),
                       (SELECT count(*) FROM api.road_stats WHERE n_points > 0),
                       (SELECT count(*) FROM api.area_stats WHERE area_id IS NOT NULL)"""
-        ).fetchone()
+        ))
         conn.commit()
     return StatsReport(
         model_id, model_name, version, points, roads, areas, results, time.perf_counter() - start
