@@ -59,7 +59,7 @@ class ImageRow:
 
 def read_manifest(path: Path) -> dict[str, tuple[int, str | None]]:
     """manifest.csv of `ratings top` (file, image_id, rank, score, rater) as file -> (image id,
-    rater or None); each file is also reachable by its basename."""
+    rater or None); each file is also reachable by its basename and its stem."""
     try:
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
@@ -78,6 +78,7 @@ def read_manifest(path: Path) -> dict[str, tuple[int, str | None]]:
                     ) from None
                 out[row["file"]] = entry
                 out.setdefault(PurePosixPath(row["file"]).name, entry)
+                out.setdefault(PurePosixPath(row["file"]).stem, entry)  # YOLO names images by stem
             return out
     except FileNotFoundError:
         raise InputError(f"--manifest {path}: no such file") from None
@@ -87,10 +88,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# The basename of image.uri, and that without its extension (YOLO's .txt names only the stem).
+BASENAME = "regexp_replace(coalesce(uri, ''), '^.*/', '')"
+STEM = f"regexp_replace({BASENAME}, '[.][^.]*$', '')"
+
+
 def _image_rows(conn: psycopg.Connection, where: str, values: list) -> list[tuple]:
     return conn.execute(
-        f"""SELECT id, uri, width, height, sha256, regexp_replace(coalesce(uri, ''), '^.*/', '')
-            FROM streetaudit.image WHERE {where} = ANY(%s)""",  # where: one of three fixed columns
+        f"""SELECT id, uri, width, height, sha256, {BASENAME}, {STEM}
+            FROM streetaudit.image WHERE {where} = ANY(%s)""",  # where: one of the fixed expressions above
         (values,),
     ).fetchall()
 
@@ -101,8 +107,11 @@ def _match(
     """Each item's (image row, how matched, manifest rater), or None and a problem naming the file."""
     names = sorted({PurePosixPath(i.image).name for i in items})
     by_name: dict[str, list[tuple]] = {}
-    for row in _image_rows(conn, "regexp_replace(coalesce(uri, ''), '^.*/', '')", names):
+    for row in _image_rows(conn, BASENAME, names):
         by_name.setdefault(row[5], []).append(row)
+    stems = sorted({n for n in names if not PurePosixPath(n).suffix})
+    for row in _image_rows(conn, STEM, stems) if stems else []:
+        by_name.setdefault(row[6], []).append(row)
     hashes = {id(i): _sha256(i.image_path) for i in items if i.image_path is not None}
     by_sha: dict[str, list[tuple]] = {}
     for row in _image_rows(conn, "sha256", sorted(set(hashes.values()))):
