@@ -1,22 +1,20 @@
-"""`detect split`: a stored, seeded train/val/test split of a ground truth.
+"""`detect split`: a named, seeded train/val/test split of a ground truth, stored so every
+training run and evaluation uses the same images.
 
-The Harbin study held out 30 % for testing and 30 % of the rest for validation. The four views
-of one sample point show the same buildings, so a split by image would test on facades seen in
-training; here whole sample points (image.point_id) are assigned, in a seeded random order,
-each to the split whose share it brings closer to its target. Each share therefore ends within
-one point's views of its target, and the same seed on the same ground truth gives the same split.
+The method splits 70/30 and keeps 30 % of train for validation. Views taken at one sample
+point show the same facades, so the split is drawn over sample points (image.point_id), not
+images: a point's views never straddle train and test, which would leak test facades into
+training and inflate mAP.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 
 from streetaudit.flows.errors import InputError
-from streetaudit.sql.rows import scalar
 
 
 @dataclass
@@ -26,24 +24,36 @@ class SplitReport:
     points: int
 
 
-def assign(groups: dict[int, list[int]], test: float, val: float, seed: int) -> dict[int, str]:
-    """image id -> 'train' | 'val' | 'test' for images grouped by sample point."""
-    order = sorted(groups)
-    np.random.default_rng(seed).shuffle(order)
-    total = sum(len(v) for v in groups.values())
-    target = {"test": test * total, "val": val * (1 - test) * total}
-    filled = Counter[str]()
-    out = {}
-    for point in order:
-        size = len(groups[point])
-        split = "train"
-        for name in ("test", "val"):
-            if abs(filled[name] + size - target[name]) < abs(filled[name] - target[name]):
-                split = name
-                break
-        filled[split] += size
-        out.update({image: split for image in groups[point]})
-    return out
+def assign_groups(group_sizes: dict[int, int], test: float, val: float, seed: int) -> dict[int, str]:
+    """Groups in a seeded random order fill test until it holds `test` of the images, then
+    val until it holds `val` of the rest; the remainder is train. Sorting the keys first
+    makes the order depend on the seed only, not on the order rows came back in."""
+    keys = sorted(group_sizes)
+    order = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
+    total = sum(group_sizes.values())
+    test_target = test * total
+    val_target = val * (total - test_target)
+    split: dict[int, str] = {}
+    held = {"test": 0, "val": 0}
+    for key in order:
+        if held["test"] < test_target and held["test"] + group_sizes[key] / 2 <= test_target:
+            name = "test"
+        elif held["val"] < val_target and held["val"] + group_sizes[key] / 2 <= val_target:
+            name = "val"
+        else:
+            name = "train"
+        split[key] = name
+        if name != "train":
+            held[name] += group_sizes[key]
+    return split
+
+
+def _check(name: str, test: float, val: float) -> None:
+    if not 1 <= len(name.strip()) <= 100:
+        raise InputError(f"--name must be 1 to 100 characters, got {len(name.strip())}")
+    for option, share in (("--test", test), ("--val", val)):
+        if not 0 <= share < 1:
+            raise InputError(f"{option} must be a share in [0, 1), got {share}")
 
 
 def split_dataset(
@@ -55,51 +65,49 @@ def split_dataset(
     seed: int = 0,
     replace: bool = False,
 ) -> SplitReport:
-    """Store the dataset `name` splitting the images of `ground_truth`; see the module docstring."""
-    for option, share in (("--test", test), ("--val", val)):
-        if not 0 <= share < 1:
-            raise InputError(f"{option} must be a share in [0, 1), got {share}")
-    if not 1 <= len(name) <= 100:
-        raise InputError(f"--name must be 1 to 100 characters, got {name!r}")
+    """Store the split as dataset + dataset_item in one transaction; an existing name is
+    refused unless `replace` (then its rows are replaced, under the same transaction)."""
+    _check(name, test, val)
+    name = name.strip()
     with psycopg.connect(url) as conn:
-        gt = conn.execute(
+        found = conn.execute(
             "SELECT id FROM streetaudit.ground_truth WHERE name = %s", (ground_truth,)
         ).fetchone()
-        if gt is None:
+        if found is None:
             raise InputError(
-                f"--ground-truth {ground_truth!r}: no such ground truth (make one with `annotations merge`)"
+                f"--ground-truth: no ground truth named {ground_truth!r}; run `annotations merge`"
             )
+        gt_id = found[0]
         existing = conn.execute("SELECT id FROM streetaudit.dataset WHERE name = %s", (name,)).fetchone()
         if existing is not None:
             if not replace:
-                raise InputError(f"dataset {name!r} exists: choose another --name or give --replace")
-            if conn.execute(
-                "SELECT 1 FROM streetaudit.detector_run WHERE dataset_id = %s", existing
-            ).fetchone():
-                raise InputError(f"dataset {name!r} has training runs; split under a new --name")
-            conn.execute("DELETE FROM streetaudit.dataset WHERE id = %s", existing)
-        groups: dict[int, list[int]] = {}
-        for image_id, point_id in conn.execute(
-            """SELECT i.id, i.point_id FROM streetaudit.ground_truth_image AS g
+                raise InputError(
+                    f"--name: a dataset named {name!r} exists already; choose another name or --replace"
+                )
+            conn.execute("DELETE FROM streetaudit.dataset WHERE id = %s", (existing[0],))
+        rows = conn.execute(
+            """SELECT g.image_id, i.point_id FROM streetaudit.ground_truth_image AS g
                JOIN streetaudit.image AS i ON i.id = g.image_id
-               WHERE g.ground_truth_id = %s ORDER BY i.id""",
-            gt,
-        ):
-            groups.setdefault(point_id, []).append(image_id)
-        if not groups:
+               WHERE g.ground_truth_id = %s ORDER BY g.image_id""",
+            (gt_id,),
+        ).fetchall()
+        if not rows:
             raise InputError(f"ground truth {ground_truth!r} covers no images")
-        splits = assign(groups, test, val, seed)
-        dataset_id = scalar(
-            conn.execute(
-                """INSERT INTO streetaudit.dataset (name, ground_truth_id, seed, test_share, val_share)
-                   VALUES (%s, %s, %s, %s, %s) RETURNING id""",
-                (name, gt[0], seed, test, val),
-            )
-        )
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO streetaudit.dataset_item (dataset_id, image_id, split) VALUES (%s, %s, %s)",
-                [(dataset_id, image, split) for image, split in sorted(splits.items())],
-            )
-    counts = Counter(splits.values())
-    return SplitReport(dataset_id, {s: counts.get(s, 0) for s in ("train", "val", "test")}, len(groups))
+        sizes: dict[int, int] = {}
+        for _, point in rows:
+            sizes[point] = sizes.get(point, 0) + 1
+        groups = assign_groups(sizes, test, val, seed)
+        dataset_id = conn.execute(
+            """INSERT INTO streetaudit.dataset (name, ground_truth_id, seed, test_share, val_share)
+               VALUES (%s, %s, %s, %s, %s) RETURNING id""",
+            (name, gt_id, seed, test, val),
+        ).fetchone()[0]
+        with conn.cursor().copy(
+            "COPY streetaudit.dataset_item (dataset_id, image_id, split) FROM STDIN"
+        ) as copy:
+            for image_id, point in rows:
+                copy.write_row((dataset_id, image_id, groups[point]))
+    counts = {"train": 0, "val": 0, "test": 0}
+    for _, point in rows:
+        counts[groups[point]] += 1
+    return SplitReport(dataset_id, counts, len(sizes))
