@@ -7,7 +7,9 @@ each stage's commands to it.
 from __future__ import annotations
 
 from streetaudit.cli import (  # noqa: F401  (register commands)
+    annotations,
     data,
+    detect_split,
     images,
     ratings,
     segment,
