@@ -14,6 +14,8 @@ from pathlib import Path
 from streetaudit.flows.errors import InputError
 
 FORMATS = ("voc", "yolo", "coco")
+# The synthetic provider's true boxes beside an image: `123_90.jpg` -> `123_90.boxes.xml` (VOC).
+BOXES_SUFFIX = ".boxes.xml"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -186,29 +188,34 @@ def read(path: Path, fmt: str) -> list[ImageBoxes]:
 Written = tuple[str, int, int, list[tuple[str, float, float, float, float]]]
 
 
+def voc_xml(name: str, width: int, height: int, boxes, folder: str = "") -> bytes:
+    """One image's boxes as labelImg writes them (annotation/filename/size/object/bndbox)."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = folder
+    ET.SubElement(root, "filename").text = name
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", width), ("height", height), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(value)
+    ET.SubElement(root, "segmented").text = "0"
+    for label, x1, y1, x2, y2 in boxes:
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = label
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        bndbox = ET.SubElement(obj, "bndbox")
+        for tag, value in (("xmin", x1), ("ymin", y1), ("xmax", x2), ("ymax", y2)):
+            ET.SubElement(bndbox, tag).text = f"{value:g}"
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=False)
+
+
 def write_voc(out: Path, items: list[Written]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, width, height, boxes in items:
-        root = ET.Element("annotation")
-        ET.SubElement(root, "folder").text = out.name
-        ET.SubElement(root, "filename").text = name
-        size = ET.SubElement(root, "size")
-        for tag, value in (("width", width), ("height", height), ("depth", 3)):
-            ET.SubElement(size, tag).text = str(value)
-        ET.SubElement(root, "segmented").text = "0"
-        for label, x1, y1, x2, y2 in boxes:
-            obj = ET.SubElement(root, "object")
-            ET.SubElement(obj, "name").text = label
-            ET.SubElement(obj, "pose").text = "Unspecified"
-            ET.SubElement(obj, "truncated").text = "0"
-            ET.SubElement(obj, "difficult").text = "0"
-            bndbox = ET.SubElement(obj, "bndbox")
-            for tag, value in (("xmin", x1), ("ymin", y1), ("xmax", x2), ("ymax", y2)):
-                ET.SubElement(bndbox, tag).text = f"{value:g}"
-        ET.indent(root)
         path = out / (Path(name).stem + ".xml")
-        ET.ElementTree(root).write(path, encoding="utf-8")
+        path.write_bytes(voc_xml(name, width, height, boxes, out.name))
         paths.append(path)
     return paths
 
