@@ -7,7 +7,7 @@ pixel, so the segmentation stage can be checked against the truth. Scenes vary w
 
 Heritage facades also carry the features the detector is to find, and the scene knows their
 true boxes: a *window group* (the framed windows of one facade, label "window") and the
-*facade top* (a light cornice with dentils along the roofline, label "roof"). Plain facades
+*facade top* (a terracotta cornice with dentils along the roofline, label "roof"). Plain facades
 have unframed windows and no cornice, so the features are distinct and learnable. The
 decorations use no random numbers, so the rest of a scene is what it was before them.
 """
@@ -29,7 +29,7 @@ IGNORE = 255
 WINDOW_GROUP, FACADE_TOP = "window", "roof"
 FEATURE_LABELS = (WINDOW_GROUP, FACADE_TOP)
 FRAME = np.array([250, 250, 250])  # white stone round each heritage window
-CORNICE = np.array([230, 205, 150])  # sandstone along the roofline
+CORNICE = np.array([125, 55, 45])  # terracotta band along the roofline
 DENTIL = np.array([70, 60, 55])
 # A box is kept only if this share of it is still building once trees and cars are drawn.
 MIN_VISIBLE = 0.5
@@ -128,8 +128,8 @@ def _draw_windows(rng, rgb, x0, x1, top, bottom, *, framed: bool = False) -> tup
     glass = np.array([60, 75, 95]) + rng.integers(-15, 15, size=3)
     pad = 2 if framed else 0
     group = None
-    for y in range(top + win_h // 2, bottom - win_h, step_y):
-        for x in range(x0 + win_w // 2, x1 - win_w, step_x):
+    for y in range(top + win_h // 2, bottom - win_h - pad, step_y):
+        for x in range(x0 + win_w // 2, x1 - win_w - pad, step_x):  # frames stay on their facade
             if framed:
                 rgb[y - pad : y + win_h + pad, x - pad : x + win_w + pad] = FRAME
             rgb[y : y + win_h, x : x + win_w] = glass
