@@ -1,4 +1,7 @@
-"""Commands for heritage-feature boxes: `annotations import|export|merge|list` and `run label`."""
+"""Commands for heritage-feature boxes: `annotations import|export|merge|list`.
+
+The Prefect flow `label` (flows/label.py: import, then merge) takes the same options models.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +15,7 @@ from streetaudit.cli.app import (
     command_group,
     console,
     fail,
-    quiet_prefect,
     ready_url,
-    run_app,
     split_list,
 )
 from streetaudit.cli.options import model_options
@@ -122,21 +123,3 @@ def _print_truths(only: str | None = None) -> None:
 def annotations_list() -> None:
     """Current boxes per rater (images, boxes, labels) and the stored ground truths."""
     _print_truths()
-
-
-@run_app.command("label")
-@model_options("merging", MergeOptions, prefix="merge-")
-@model_options("importing", ImportOptions, prefix="import-", flags={"fmt": ("--format",)})
-def run_label(
-    importing: ImportOptions,
-    merging: MergeOptions,
-    path: Path = typer.Argument(..., help="A box file, or a folder of them."),
-    name: str = typer.Option(..., help="Name of the ground truth to merge into."),
-) -> None:
-    """Import box files, then merge into a ground truth, as the Prefect flow `label`."""
-    quiet_prefect()
-    from streetaudit.flows.label import label_flow
-
-    result = label_flow(ready_url(), str(path), name, importing, merging)
-    if result is None:
-        fail("the label flow did not finish", 1)

@@ -200,7 +200,7 @@ def _rater_ids(conn: psycopg.Connection, names: set[str]) -> dict[str, int]:
 def import_annotations(
     url: str,
     path: Path | str,
-    fmt: str,
+    fmt: str = "voc",
     rater: str | None = None,
     manifest: Path | str | None = None,
     labels: list[str] | None = None,
