@@ -145,7 +145,7 @@ def read_yolo(path: Path) -> list[ImageBoxes]:
 def read_coco(path: Path) -> list[ImageBoxes]:
     """COCO detection JSON: images (id, file_name, width, height), annotations (id, image_id,
     category_id, bbox = x y w h in pixels), categories (id, name)."""
-    out = []
+    out: list[ImageBoxes] = []
     for file in _files(path, ".json"):
         try:
             data = json.loads(file.read_text())
@@ -240,7 +240,8 @@ def write_yolo(out: Path, items: list[Written], labels: list[str]) -> list[Path]
 def write_coco(out: Path, items: list[Written], labels: list[str]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     category = {label: i for i, label in enumerate(labels, start=1)}
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for image_id, (name, width, height, boxes) in enumerate(items, start=1):
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})
         for label, x1, y1, x2, y2 in boxes:

@@ -118,7 +118,8 @@ def _match(
         by_sha.setdefault(row[4], []).append(row)
     ids = sorted({v[0] for v in (manifest or {}).values()})
     by_id = {row[0]: row for row in _image_rows(conn, "id", ids)}
-    matched, problems = [], []
+    matched: list[tuple[ImageRow, str, str | None] | None] = []
+    problems: list[str] = []
     for item in items:
         name = PurePosixPath(item.image).name
         entry = manifest.get(item.image) or manifest.get(name) if manifest else None
@@ -186,7 +187,7 @@ def _clip(item, box, width, height, labels, problems, report) -> tuple | None:
 
 
 def _rater_ids(conn: psycopg.Connection, names: set[str]) -> dict[str, int]:
-    found = dict(
+    found: dict[str, int] = dict(
         conn.execute(
             "SELECT name, id FROM streetaudit.rater WHERE name = ANY(%s)", (sorted(names),)
         ).fetchall()

@@ -15,6 +15,7 @@ import numpy as np
 import psycopg
 
 from streetaudit.flows.errors import InputError
+from streetaudit.sql.rows import scalar
 
 
 @dataclass
@@ -97,11 +98,13 @@ def split_dataset(
         for _, point in rows:
             sizes[point] = sizes.get(point, 0) + 1
         groups = assign_groups(sizes, test, val, seed)
-        dataset_id = conn.execute(
-            """INSERT INTO streetaudit.dataset (name, ground_truth_id, seed, test_share, val_share)
-               VALUES (%s, %s, %s, %s, %s) RETURNING id""",
-            (name, gt_id, seed, test, val),
-        ).fetchone()[0]
+        dataset_id = scalar(
+            conn.execute(
+                """INSERT INTO streetaudit.dataset (name, ground_truth_id, seed, test_share, val_share)
+                   VALUES (%s, %s, %s, %s, %s) RETURNING id""",
+                (name, gt_id, seed, test, val),
+            )
+        )
         with conn.cursor().copy(
             "COPY streetaudit.dataset_item (dataset_id, image_id, split) FROM STDIN"
         ) as copy:

@@ -26,7 +26,7 @@ METHODS = ("wbf", "median", "union")
 @dataclass
 class Fused:
     label: str
-    box: tuple[float, float, float, float]
+    box: tuple[float, ...]  # x1, y1, x2, y2
     n_raters: int
     score: float | None
 
