@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import fsspec
 import psycopg
+from psycopg import sql
 
 from streetaudit.flows import annotation_formats as formats
 from streetaudit.flows.errors import InputError
@@ -242,21 +243,24 @@ def import_annotations(
 def _store(conn: psycopg.Connection, rows: list, report: ImportReport, progress: bool) -> None:
     from rich.progress import track
 
+    # A file imported again replaces everything that rater took from it, also images the
+    # corrected file no longer lists (a COCO file names many images).
+    for rater_id, source in sorted({(r[1], r[2]) for r in rows}, key=str):
+        key = {"rater": rater_id, "source": source}
+        for table in ("annotation", "annotated_image"):
+            done = conn.execute(
+                sql.SQL(
+                    """UPDATE streetaudit.{} SET replaced_at = now()
+                       WHERE rater_id IS NOT DISTINCT FROM %(rater)s AND source = %(source)s
+                         AND replaced_at IS NULL"""
+                ).format(sql.Identifier(table)),
+                key,
+            ).rowcount
+            if table == "annotation":
+                report.replaced += done
     images = set()
     for image, rater_id, source, boxes, how in track(rows, description="importing", disable=not progress):
         key = {"image": image.id, "rater": rater_id, "source": source}
-        report.replaced += conn.execute(
-            """UPDATE streetaudit.annotation SET replaced_at = now()
-               WHERE image_id = %(image)s AND rater_id IS NOT DISTINCT FROM %(rater)s
-                 AND source = %(source)s AND replaced_at IS NULL""",
-            key,
-        ).rowcount
-        conn.execute(
-            """UPDATE streetaudit.annotated_image SET replaced_at = now()
-               WHERE image_id = %(image)s AND rater_id IS NOT DISTINCT FROM %(rater)s
-                 AND source = %(source)s AND replaced_at IS NULL""",
-            key,
-        )
         conn.execute(
             """INSERT INTO streetaudit.annotated_image (image_id, rater_id, source, boxes)
                VALUES (%(image)s, %(rater)s, %(source)s, %(n)s)""",

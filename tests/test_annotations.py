@@ -258,3 +258,36 @@ def test_unknown_rater_and_format_are_input_errors(db_url, alice, tmp_path):
         import_annotations(db_url, labels, "voc", rater="carol")
     with pytest.raises(InputError, match="--format must be one of"):
         import_annotations(db_url, labels, "pascal", rater=alice)
+
+
+def test_a_corrected_coco_file_replaces_boxes_of_images_it_no_longer_lists(db_url, alice, tmp_path):
+    _, ids = make_images(db_url, tmp_path / "store", ["fix_a.png", "fix_b.png"])
+    images = [
+        {"id": n, "file_name": f"fix_{c}.png", "width": W, "height": H} for n, c in ((1, "a"), (2, "b"))
+    ]
+    boxes = [{"id": n, "image_id": n, "category_id": 1, "bbox": [1, 1, 5, 5]} for n in (1, 2)]
+    source = tmp_path / "fix.json"
+    source.write_text(
+        json.dumps({"images": images, "annotations": boxes, "categories": [{"id": 1, "name": "window"}]})
+    )
+    import_annotations(db_url, source, "coco", rater="yuri")
+    assert [r[0] for r in current(db_url, ids)] == ids
+    source.write_text(
+        json.dumps(
+            {"images": images[:1], "annotations": boxes[:1], "categories": [{"id": 1, "name": "window"}]}
+        )
+    )
+    report = import_annotations(db_url, source, "coco", rater="yuri")
+    assert report.replaced == 2
+    assert [r[0] for r in current(db_url, ids)] == [ids[0]]
+
+
+def test_the_manifest_names_the_rater_of_a_per_rater_list(db_url, alice, tmp_path):
+    _, ids = make_images(db_url, tmp_path / "store", ["who_list.png"])
+    labels = tmp_path / "labels" / "bob"
+    labels.mkdir(parents=True)
+    voc_file(labels, f"0001_{ids[0]}.png", [("window", 1, 1, 10, 10)])
+    manifest = tmp_path / "labels" / "manifest.csv"
+    manifest.write_text(f"file,image_id,rank,score,rater\nbob/0001_{ids[0]}.png,{ids[0]},1,1500,bob\n")
+    import_annotations(db_url, labels, "voc", manifest=manifest)
+    assert [r[1] for r in current(db_url, ids)] == ["bob"]
