@@ -14,13 +14,18 @@ from streetaudit.flows.label_options import ImportOptions, MergeOptions
 
 
 def import_and_merge(
-    url: str,
     path: str,
     name: str,
     importing: ImportOptions | None = None,
     merging: MergeOptions | None = None,
+    url: str | None = None,
 ) -> dict:
-    """Import `path`, then merge into ground truth `name`; counts for the flow's result."""
+    """Import `path`, then merge into ground truth `name`; counts for the flow's result. Safe
+    to schedule over a shared labelling folder: importing a file again replaces, never adds."""
+    if url is None:
+        from streetaudit.sql.connect import ready_database
+
+        url = ready_database()
     importing = importing or ImportOptions()
     merging = merging or MergeOptions()
     report = import_annotations(url, Path(path), **importing.model_dump())

@@ -59,7 +59,7 @@ def test_label_flow_imports_then_merges(prefect_harness, fresh_db_url, tmp_path)
         "<bndbox><xmin>1</xmin><ymin>2</ymin><xmax>10</xmax><ymax>12</ymax></bndbox></object></annotation>"
     )
     result = label_flow(
-        fresh_db_url, str(labels), "flow-gt", ImportOptions(rater="flo"), MergeOptions(method="union")
+        str(labels), "flow-gt", ImportOptions(rater="flo"), MergeOptions(method="union"), url=fresh_db_url
     )
     assert result["boxes"] == 1
     with psycopg.connect(fresh_db_url) as conn:
