@@ -101,6 +101,8 @@ def _print_truths(only: str | None = None) -> None:
     from streetaudit.flows.annotations import list_annotations
 
     raters, truths = list_annotations(ready_url())
+    if only is None and not raters:
+        console.print("no annotations yet: `streetaudit annotations import PATH --format voc|yolo|coco`")
     if only is None:
         for r in raters:
             labels = ", ".join(f"{k} {v}" for k, v in sorted(r.labels.items()))

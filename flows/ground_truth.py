@@ -57,7 +57,9 @@ def cluster(boxes: list[tuple[int, tuple]], threshold: float) -> list[list[tuple
     return clusters
 
 
-def _wbf(boxes, threshold, width, height, label) -> list[Fused]:
+def _wbf(boxes, threshold, width, height, label, raters_on_image: int) -> list[Fused]:
+    """WBF with one list per rater who annotated the image (empty for those who drew none of
+    this label), so the fused score is the share of the image's raters behind the box."""
     from ensemble_boxes import weighted_boxes_fusion
 
     per_rater: dict[int, list] = defaultdict(list)
@@ -65,6 +67,7 @@ def _wbf(boxes, threshold, width, height, label) -> list[Fused]:
         per_rater[rater].append(box)
     scale = np.array([width, height, width, height], dtype=float)
     lists = [np.clip(np.array(b) / scale, 0, 1).tolist() for b in per_rater.values()]
+    lists += [[] for _ in range(max(0, raters_on_image - len(lists)))]
     fused, scores, _ = weighted_boxes_fusion(
         lists,
         [[1.0] * len(b) for b in lists],
@@ -80,11 +83,17 @@ def _wbf(boxes, threshold, width, height, label) -> list[Fused]:
 
 
 def fuse(
-    boxes: list[tuple[int, tuple]], method: str, threshold: float, width: float, height: float, label: str
+    boxes: list[tuple[int, tuple]],
+    method: str,
+    threshold: float,
+    width: float,
+    height: float,
+    label: str,
+    raters_on_image: int = 0,
 ) -> list[Fused]:
     """The fused boxes of one image and label; `boxes` are (rater id, (x1, y1, x2, y2))."""
     if method == "wbf":
-        return _wbf(boxes, threshold, width, height, label)
+        return _wbf(boxes, threshold, width, height, label, raters_on_image)
     out = []
     for group in cluster(boxes, threshold):
         raters = len({r for r, _ in group})
@@ -156,13 +165,14 @@ def merge_annotations(
             )
         )
         sizes = {image_id: (w, h) for image_id, w, h, _ in images}
+        raters_on = {image_id: n for image_id, _, _, n in images}
         rows = []
         for (image_id, label), group in boxes.items():
             width, height = sizes[image_id]
             if not (width and height):
                 width = max(b[2] for _, b in group)
                 height = max(b[3] for _, b in group)
-            for f in fuse(group, method, iou, width, height, label):
+            for f in fuse(group, method, iou, width, height, label, raters_on[image_id]):
                 if f.n_raters >= min_raters:
                     rows.append((gt_id, image_id, f.label, *f.box, f.n_raters, f.score))
         with conn.cursor() as cursor:

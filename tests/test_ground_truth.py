@@ -81,6 +81,13 @@ def test_fused_boxes_are_the_cluster_median_or_mean_and_count_their_raters(db_ur
     np.testing.assert_allclose(rows[0][1:5], centre(ROOF, axis=0), atol=1e-3)
     np.testing.assert_allclose(rows[1][1:5], centre(SHARED_WINDOW, axis=0), atol=1e-3)
     np.testing.assert_allclose(rows[2][1:5], (100, 10, 120, 30), atol=1e-3)
+    if method == "wbf":  # the score: the share of the image's three raters behind the box
+        with psycopg.connect(db_url) as conn:
+            scores = conn.execute(
+                "SELECT score FROM streetaudit.ground_truth_box WHERE ground_truth_id = %s ORDER BY label, x1",
+                (gt,),
+            ).fetchall()
+        np.testing.assert_allclose([s for (s,) in scores], [2 / 3, 1, 1 / 3], atol=1e-6)
 
 
 def test_min_raters_drops_features_too_few_people_drew(db_url, images):
