@@ -24,7 +24,6 @@ from psycopg import sql
 
 from streetaudit.flows import annotation_formats as formats
 from streetaudit.flows.errors import InputError
-from streetaudit.sql.rows import scalar
 
 MAX_SHOWN = 20
 
@@ -418,8 +417,3 @@ def rater_top_images(url: str, rater: str, n: int = 500, method: str = "elo") ->
                 (method, rater_id, n),
             )
         ]
-
-
-def count_current(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        return scalar(conn.execute("SELECT count(*) FROM streetaudit.annotation WHERE replaced_at IS NULL"))
