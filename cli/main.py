@@ -6,10 +6,12 @@ each stage's commands to it.
 
 from __future__ import annotations
 
+from streetaudit.cli import annotations as annotations_commands  # noqa: F401  (not `annotations`: the __future__ name)
 from streetaudit.cli import (  # noqa: F401  (register commands)
     data,
     detect,
     detect_predict,
+    detect_split,
     explain,
     images,
     ratings,

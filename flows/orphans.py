@@ -2,7 +2,7 @@
 is gone, and removing the files of rows that were deleted.
 
 A file belongs to an image row when it is the row's `uri`, a sidecar beside it (the
-synthetic provider's `.labels.png` label map) or a segmentation's `mask_uri`. Files are
+synthetic provider's `.labels.png` label map and `.boxes.xml` true boxes) or a segmentation's `mask_uri`. Files are
 only ever removed inside the image store or `$STREETAUDIT_DATA_DIR/masks`: a `mask_uri`
 of imported label maps may name a user's own file, which is not ours to delete.
 """
@@ -19,17 +19,18 @@ from pathlib import Path
 import fsspec
 import psycopg
 
+from streetaudit.flows.annotation_formats import BOXES_SUFFIX
 from streetaudit.flows.image_store import ImageStore
 from streetaudit.models.label_sets import LABELS_SUFFIX
 
-SIDECAR_SUFFIXES = (LABELS_SUFFIX,)
+SIDECAR_SUFFIXES = (LABELS_SUFFIX, BOXES_SUFFIX)
 # A collect stores the file, then writes its row: a file younger than this may be one
 # whose row is a moment away, so `--delete` leaves it.
 DEFAULT_MIN_AGE_S = 600.0
 
 
 def sidecars(uri: str) -> list[str]:
-    """`.../123_22.5.jpg` -> [`.../123_22.5.labels.png`] (string-wise: URLs are not paths)."""
+    """`.../123_22.5.jpg` -> [`.../123_22.5.labels.png`, `.../123_22.5.boxes.xml`] (string-wise: URLs are not paths)."""
     head, sep, name = uri.rpartition("/")
     stem = name.rsplit(".", 1)[0] if "." in name else name
     return [f"{head}{sep}{stem}{suffix}" for suffix in SIDECAR_SUFFIXES]

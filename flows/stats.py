@@ -59,10 +59,12 @@ def resolve_model(conn: psycopg.Connection, model: str | int | None) -> tuple[in
         ).fetchall()
         row = rows[0] if rows else None
     if row is None:
-        known = scalar(conn.execute(
-            "SELECT string_agg(id || ' (' || name || ')', ', ' ORDER BY id) FROM streetaudit.model "
-            "WHERE task = 'segmentation'"
-        ))
+        known = scalar(
+            conn.execute(
+                "SELECT string_agg(id || ' (' || name || ')', ', ' ORDER BY id) FROM streetaudit.model "
+                "WHERE task = 'segmentation'"
+            )
+        )
         raise InputError(f"--model {model!r}: no such segmentation model (known: {known or 'none'})")
     return row
 
@@ -165,11 +167,13 @@ def refresh_stats(url: str, *, model: str | int | None = None) -> StatsReport:
                 f"VALUES ({', '.join(['%s'] * len(names))}, %s)",
                 [[r[n] for n in names] + [model_id] for r in results],
             )
-        points, roads, areas = one(conn.execute(
-            """SELECT (SELECT count(*) FROM api.point_elements),
+        points, roads, areas = one(
+            conn.execute(
+                """SELECT (SELECT count(*) FROM api.point_elements),
                       (SELECT count(*) FROM api.road_stats WHERE n_points > 0),
                       (SELECT count(*) FROM api.area_stats WHERE area_id IS NOT NULL)"""
-        ))
+            )
+        )
         conn.commit()
     return StatsReport(
         model_id, model_name, version, points, roads, areas, results, time.perf_counter() - start

@@ -3,7 +3,10 @@
 No key, no network: each view is drawn from a seed made of point id and heading, so a rerun
 draws the same picture. The true Cityscapes label map travels beside the image as
 `<name>.labels.png` (same path, suffix replaced), which the segmentation stage's `masks`
-backend reads by file name.
+backend reads by file name. The true boxes of the heritage features drawn (window groups,
+facade tops) travel as `<name>.boxes.xml` in Pascal VOC, empty for plain scenes (negatives), so
+`annotations import IMAGES --format voc` (or flows/synthetic_boxes.py) makes a detection set
+offline.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from streetaudit.flows.annotation_formats import BOXES_SUFFIX, voc_xml
 from streetaudit.flows.providers.base import Http, Image, NoImagery, Provider, SamplePoint, View
 from streetaudit.flows.providers.synthetic_scene import draw_scene, scene_seed
 from streetaudit.models.label_sets import LABELS_SUFFIX
@@ -30,7 +34,11 @@ def render(point: SamplePoint, view: View) -> Image:
         lat=point.lat,
         width=view.width,
         height=view.height,
-        sidecars={LABELS_SUFFIX: scene.labels_png()},
+        sidecars={
+            LABELS_SUFFIX: scene.labels_png(),
+            # named as view_key names the image, so an import matches it by file name
+            BOXES_SUFFIX: voc_xml(f"{point.id}_{view.heading:g}.jpg", view.width, view.height, scene.boxes),
+        },
     )
 
 

@@ -4,6 +4,12 @@ The demo and the tests need imagery without a provider key or a network. A drawn
 sky, facades with windows, road, sidewalk, trees, cars — comes with the exact class of every
 pixel, so the segmentation stage can be checked against the truth. Scenes vary with a seed
 (point id and heading); heritage cores get taller, denser facades and fewer trees.
+
+Heritage facades also carry the features the detector is to find, and the scene knows their
+true boxes: a *window group* (the framed windows of one facade, label "window") and the
+*facade top* (a terracotta cornice with dentils along the roofline, label "roof"). Plain facades
+have unframed windows and no cornice, so the features are distinct and learnable. The
+decorations use no random numbers, so the rest of a scene is what it was before them.
 """
 
 from __future__ import annotations
@@ -19,11 +25,24 @@ from PIL import Image
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, CAR = 0, 1, 2, 8, 10, 13
 IGNORE = 255
 
+# Labels of the heritage features a scene knows boxes for.
+WINDOW_GROUP, FACADE_TOP = "window", "roof"
+FEATURE_LABELS = (WINDOW_GROUP, FACADE_TOP)
+FRAME = np.array([250, 250, 250])  # white stone round each heritage window
+CORNICE = np.array([125, 55, 45])  # terracotta band along the roofline
+DENTIL = np.array([70, 60, 55])
+# A box is kept only if this share of it is still building once trees and cars are drawn.
+MIN_VISIBLE = 0.5
+
 
 @dataclass(frozen=True)
 class Scene:
     rgb: np.ndarray  # (H, W, 3) uint8
     labels: np.ndarray  # (H, W) uint8 Cityscapes train ids
+    # True boxes of heritage features: (label, x1, y1, x2, y2) in pixels, x2/y2 exclusive.
+    boxes: tuple[tuple[str, int, int, int, int], ...] = ()
+    # Drawn but mostly hidden behind a tree or car, so not a box a rater would draw.
+    occluded: tuple[tuple[str, int, int, int, int], ...] = ()
 
     def jpeg(self, quality: int = 88) -> bytes:
         out = io.BytesIO()
@@ -52,7 +71,7 @@ def draw_scene(seed: int, width: int = 1024, height: int = 512, *, heritage: boo
     t = (yy / height)[..., None]
     rgb[:] = (1 - t) * np.array([95, 145, 215]) + t * np.array([200, 220, 240])
 
-    _draw_facades(rng, labels, rgb, horizon, width, height, heritage)
+    boxes = _draw_facades(rng, labels, rgb, horizon, width, height, heritage)
     _draw_ground(rng, labels, rgb, yy, xx, horizon, width)
     for _ in range(rng.poisson(0.8 if heritage else 3.5)):
         _draw_tree(rng, labels, rgb, yy, xx, horizon, width, height)
@@ -60,10 +79,18 @@ def draw_scene(seed: int, width: int = 1024, height: int = 512, *, heritage: boo
         _draw_car(rng, labels, rgb, horizon, width, height)
 
     rgb += rng.normal(0, 6, size=(height, width, 1)).astype(np.float32)
-    return Scene(np.clip(rgb, 0, 255).astype(np.uint8), labels)
+    shown = [(labels[b[2] : b[4], b[1] : b[3]] == BUILDING).mean() >= MIN_VISIBLE for b in boxes]
+    return Scene(
+        np.clip(rgb, 0, 255).astype(np.uint8),
+        labels,
+        tuple(b for b, keep in zip(boxes, shown, strict=True) if keep),
+        tuple(b for b, keep in zip(boxes, shown, strict=True) if not keep),
+    )
 
 
-def _draw_facades(rng, labels, rgb, horizon, width, height, heritage) -> None:
+def _draw_facades(rng, labels, rgb, horizon, width, height, heritage) -> list:
+    """Facades left to right; on heritage ones a cornice and framed windows, and their boxes."""
+    boxes: list[tuple[str, int, int, int, int]] = []
     x = 0
     gap_chance = 0.08 if heritage else 0.3
     while x < width:
@@ -78,18 +105,46 @@ def _draw_facades(rng, labels, rgb, horizon, width, height, heritage) -> None:
         colour = colour + rng.integers(-40, 40, size=3)
         labels[top:horizon, x:x1] = BUILDING
         rgb[top:horizon, x:x1] = colour
-        _draw_windows(rng, rgb, x, x1, top, horizon)
+        windows_top = top
+        if heritage:
+            band = max(3, round(0.035 * height))
+            rgb[top : top + band, x:x1] = CORNICE
+            for dx in range(x + 1, x1 - 1, 6):  # dentils: a row of dark teeth under the cornice
+                rgb[top + band : top + band + 2, dx : dx + 3] = DENTIL
+            boxes.append((FACADE_TOP, x, top, x1, min(horizon, top + band + 2)))
+            windows_top = top + band + 2
+        group = _draw_windows(rng, rgb, x, x1, windows_top, horizon, framed=heritage)
+        if heritage and group is not None:
+            boxes.append((WINDOW_GROUP, *group))
         x = x1
+    return boxes
 
 
-def _draw_windows(rng, rgb, x0, x1, top, bottom) -> None:
-    """Windows are part of the building class in Cityscapes: colour only, same label."""
+def _draw_windows(rng, rgb, x0, x1, top, bottom, *, framed: bool = False) -> tuple | None:
+    """Windows are part of the building class in Cityscapes: colour only, same label. Framed
+    (heritage) windows get a 2-pixel stone frame; the group's box (frames included) is returned."""
     win_w, win_h = int(rng.integers(10, 22)), int(rng.integers(14, 28))
     step_x, step_y = win_w * 2, win_h * 2
     glass = np.array([60, 75, 95]) + rng.integers(-15, 15, size=3)
-    for y in range(top + win_h // 2, bottom - win_h, step_y):
-        for x in range(x0 + win_w // 2, x1 - win_w, step_x):
+    pad = 2 if framed else 0
+    group = None
+    for y in range(top + win_h // 2, bottom - win_h - pad, step_y):
+        for x in range(x0 + win_w // 2, x1 - win_w - pad, step_x):  # frames stay on their facade
+            if framed:
+                rgb[y - pad : y + win_h + pad, x - pad : x + win_w + pad] = FRAME
             rgb[y : y + win_h, x : x + win_w] = glass
+            cell = (x - pad, y - pad, x + win_w + pad, y + win_h + pad)
+            group = (
+                cell
+                if group is None
+                else (
+                    min(group[0], cell[0]),
+                    min(group[1], cell[1]),
+                    max(group[2], cell[2]),
+                    max(group[3], cell[3]),
+                )
+            )
+    return group
 
 
 def _draw_ground(rng, labels, rgb, yy, xx, horizon, width) -> None:
