@@ -14,10 +14,12 @@ import psycopg
 from rich.console import Console
 
 from streetaudit.flows.areas import load_areas
+from streetaudit.flows.demo_detection import step_detection
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.points import check_densify_parameters, densify
 from streetaudit.flows.roads import load_roads
 from streetaudit.sql.rows import one, scalar
+from streetaudit.sql.settings import DatabaseSettings
 
 # Streets a street-view car or walker actually photographs (not footpaths, steps, platforms).
 DEMO_KINDS = [
@@ -241,3 +243,4 @@ def run_demo(url: str, console: Console, *, interval: float = 30.0) -> None:
     step_segment(url, console)
     step_stats(url, console)
     step_ratings(url, console)
+    step_detection(url, console, DatabaseSettings().data_dir / "demo")
