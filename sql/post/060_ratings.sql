@@ -140,6 +140,79 @@ BEGIN
 END
 $$;
 
+-- One round of adaptive pairs (sql/061_pair_queue.sql): the pool sorted by online ELO plus
+-- a uniform jitter of ±85 points (sd ≈ 50, 0.3 logits), paired 1st with 2nd, 3rd with 4th
+-- and so on, so every image is in one pair and each pair is close in rating; queued with
+-- the pairs of least compared images first. The jitter varies the neighbours from round to
+-- round. Chosen by simulation (bench/ratings.py and the README's tables): it beat pairing
+-- around the least compared image (the search of pick_adaptive_pair), Thompson-style
+-- draws from an uncertainty-aware online rating, and rounds planned on a Bradley-Terry fit.
+-- Returns the number of pairs queued.
+CREATE OR REPLACE FUNCTION streetaudit.plan_pair_round() RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    next_round integer := coalesce((SELECT max(round) FROM streetaudit.pair_queue), 0) + 1;
+    queued integer;
+BEGIN
+    INSERT INTO streetaudit.pair_queue (round, low_image, high_image)
+    SELECT next_round, least(p.a, p.b), greatest(p.a, p.b)
+    FROM (
+        SELECT s.image_id AS a, lead(s.image_id) OVER w AS b, s.n + lead(s.n) OVER w AS nn,
+               row_number() OVER w AS k
+        FROM (SELECT image_id, n, elo + (random() - 0.5) * 170 AS key
+              FROM streetaudit.rating_image WHERE in_pool) AS s
+        WINDOW w AS (ORDER BY s.key)
+    ) AS p
+    WHERE p.k % 2 = 1 AND p.b IS NOT NULL
+    ORDER BY p.nn, random();
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    RETURN queued;
+END
+$$;
+
+-- The first queued pair `rater` has not judged and does not hold on offer, taken off the
+-- queue; SKIP LOCKED lets concurrent raters take different pairs without waiting. When
+-- there is none a round is planned, by one rater at a time (the others, and a rater who
+-- has judged what is queued, get nulls and the caller searches with pick_adaptive_pair).
+CREATE OR REPLACE FUNCTION streetaudit.pick_queued_pair(rater bigint, OUT a bigint, OUT b bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    taken bigint;
+BEGIN
+    FOR attempt IN 1..2 LOOP
+        SELECT q.id, q.low_image, q.high_image INTO taken, a, b
+        FROM streetaudit.pair_queue AS q
+        WHERE NOT EXISTS (
+                SELECT 1 FROM streetaudit.comparison AS c
+                WHERE c.rater_id = rater AND c.undone_at IS NULL
+                  AND least(c.left_image, c.right_image) = q.low_image
+                  AND greatest(c.left_image, c.right_image) = q.high_image)
+          AND NOT EXISTS (
+                SELECT 1 FROM streetaudit.rating_offer AS o
+                WHERE o.rater_id = rater AND o.low_image = q.low_image AND o.high_image = q.high_image)
+        ORDER BY q.id
+        LIMIT 1
+        FOR UPDATE OF q SKIP LOCKED;
+        IF taken IS NOT NULL THEN
+            DELETE FROM streetaudit.pair_queue WHERE id = taken;
+            RETURN;
+        END IF;
+        -- Two rounds queued and none of them for this rater: another round would repeat them.
+        EXIT WHEN attempt > 1
+            OR (SELECT count(*) FROM streetaudit.pair_queue)
+               >= (SELECT count(*) FROM streetaudit.rating_image WHERE in_pool)
+            OR NOT pg_try_advisory_xact_lock(6100061);
+        PERFORM streetaudit.plan_pair_round();
+    END LOOP;
+    a := NULL;
+    b := NULL;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION streetaudit.rating_campaign_json() RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog
@@ -167,7 +240,7 @@ $$;
 COMMENT ON FUNCTION rating_api.session(text) IS 'The rater''s name, progress (done/skipped/target) and the campaign settings.';
 
 -- The next pair for the rater, by the campaign's strategy (a share repeated from another
--- rater), sides drawn at random; recorded as offered. left/right are null when the rater
+-- rater; adaptive: the queued round, else a search), sides drawn at random; recorded as offered. left/right are null when the rater
 -- has judged every pair of the pool.
 CREATE OR REPLACE FUNCTION rating_api.next_pair(token text) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -191,7 +264,10 @@ BEGIN
             IF c.strategy = 'random' THEN
                 SELECT p.a, p.b INTO a, b FROM streetaudit.pick_random_pair(r.id) AS p;
             ELSE
-                SELECT p.a, p.b INTO a, b FROM streetaudit.pick_adaptive_pair(r.id) AS p;
+                SELECT p.a, p.b INTO a, b FROM streetaudit.pick_queued_pair(r.id) AS p;
+                IF a IS NULL THEN
+                    SELECT p.a, p.b INTO a, b FROM streetaudit.pick_adaptive_pair(r.id) AS p;
+                END IF;
             END IF;
         END IF;
         EXIT WHEN a IS NULL;
@@ -200,6 +276,9 @@ BEGIN
         FROM streetaudit.image AS i
         WHERE i.id = ri.image_id AND ri.image_id IN (a, b) AND i.status <> 'ok';
         EXIT WHEN NOT FOUND;
+        DELETE FROM streetaudit.pair_queue AS q
+        WHERE q.low_image IN (SELECT image_id FROM streetaudit.rating_image WHERE image_id IN (a, b) AND NOT in_pool)
+           OR q.high_image IN (SELECT image_id FROM streetaudit.rating_image WHERE image_id IN (a, b) AND NOT in_pool);
         a := NULL;
     END LOOP;
     IF a IS NULL THEN
@@ -336,6 +415,8 @@ AS $$
 DECLARE
     pooled integer;
 BEGIN
+    -- Queued pairs were planned for the old pool and settings.
+    DELETE FROM streetaudit.pair_queue;
     CREATE TEMP TABLE wanted ON COMMIT DROP AS
         SELECT i.id AS image_id
         FROM streetaudit.image AS i
@@ -368,6 +449,8 @@ REVOKE EXECUTE ON FUNCTION streetaudit.rater_partners(bigint, bigint) FROM PUBLI
 REVOKE EXECUTE ON FUNCTION streetaudit.pick_repeated_pair(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION streetaudit.pick_random_pair(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION streetaudit.pick_adaptive_pair(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION streetaudit.pick_queued_pair(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION streetaudit.plan_pair_round() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION streetaudit.rating_campaign_json() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION streetaudit.fill_rating_pool(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION streetaudit.comparison_append_only() FROM PUBLIC;
