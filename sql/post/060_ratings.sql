@@ -211,32 +211,44 @@ END
 $$;
 
 -- The first queued pair `rater` has not judged and does not hold on offer, taken off the
--- queue; SKIP LOCKED lets concurrent raters take different pairs without waiting. When
--- there is none a round is planned, by one rater at a time (the others, and a rater who
+-- queue; SKIP LOCKED lets concurrent raters take different pairs without waiting. The next
+-- round is planned when the queue runs low (fewer than 16 pairs or an eighth of the pool,
+-- whichever is less) and when it is empty, by one rater at a time (the others, and a rater who
 -- has judged what is queued, get nulls and the caller searches with pick_adaptive_pair).
 CREATE OR REPLACE FUNCTION streetaudit.pick_queued_pair(rater bigint, OUT a bigint, OUT b bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog
 AS $$
 DECLARE
-    taken bigint;
+    taken_id bigint;
+    pooled bigint;
 BEGIN
     FOR attempt IN 1..2 LOOP
-        SELECT q.id, q.low_image, q.high_image INTO taken, a, b
-        FROM streetaudit.pair_queue AS q
-        WHERE NOT EXISTS (
-                SELECT 1 FROM streetaudit.comparison AS c
-                WHERE c.rater_id = rater AND c.undone_at IS NULL
-                  AND least(c.left_image, c.right_image) = q.low_image
-                  AND greatest(c.left_image, c.right_image) = q.high_image)
-          AND NOT EXISTS (
-                SELECT 1 FROM streetaudit.rating_offer AS o
-                WHERE o.rater_id = rater AND o.low_image = q.low_image AND o.high_image = q.high_image)
-        ORDER BY q.id
-        LIMIT 1
-        FOR UPDATE OF q SKIP LOCKED;
-        IF taken IS NOT NULL THEN
-            DELETE FROM streetaudit.pair_queue WHERE id = taken;
+        DELETE FROM streetaudit.pair_queue AS taken
+        WHERE taken.id = (
+            SELECT q.id FROM streetaudit.pair_queue AS q
+            WHERE NOT EXISTS (
+                    SELECT 1 FROM streetaudit.comparison AS c
+                    WHERE c.rater_id = rater AND c.undone_at IS NULL
+                      AND least(c.left_image, c.right_image) = q.low_image
+                      AND greatest(c.left_image, c.right_image) = q.high_image)
+              AND NOT EXISTS (
+                    SELECT 1 FROM streetaudit.rating_offer AS o
+                    WHERE o.rater_id = rater AND o.low_image = q.low_image AND o.high_image = q.high_image)
+            ORDER BY q.id
+            LIMIT 1
+            FOR UPDATE OF q SKIP LOCKED)
+        RETURNING taken.id, taken.low_image, taken.high_image INTO taken_id, a, b;
+        IF a IS NOT NULL THEN
+            -- Near the end of the queue: plan the next round now, so that raters do not
+            -- find it empty (and search) while it is planned.
+            IF taken_id + 16 > (SELECT max(id) FROM streetaudit.pair_queue) THEN
+                pooled := (SELECT count(*) FROM streetaudit.rating_image WHERE in_pool);
+                IF (SELECT count(*) FROM streetaudit.pair_queue) < least(16, pooled / 8)
+                   AND pg_try_advisory_xact_lock(6100061) THEN
+                    PERFORM streetaudit.plan_pair_round();
+                END IF;
+            END IF;
             RETURN;
         END IF;
         -- Two rounds queued and none of them for this rater: another round would repeat them.
@@ -289,8 +301,12 @@ DECLARE
     c streetaudit.rating_campaign;
     a bigint;
     b bigint;
+    swap bigint;
+    progress jsonb;
 BEGIN
     SELECT * INTO c FROM streetaudit.rating_campaign;
+    -- What rater_progress returns, without reading the rows again.
+    progress := jsonb_build_object('done', r.decided, 'skipped', r.skipped, 'target', c.target);
     DELETE FROM streetaudit.rating_offer
     WHERE rater_id = r.id AND shown_at < clock_timestamp() - interval '1 hour';
     FOR attempt IN 1..5 LOOP
@@ -320,16 +336,18 @@ BEGIN
         a := NULL;
     END LOOP;
     IF a IS NULL THEN
-        RETURN jsonb_build_object('left', NULL, 'right', NULL, 'progress', streetaudit.rater_progress(r.id));
+        RETURN jsonb_build_object('left', NULL, 'right', NULL, 'progress', progress);
     END IF;
     IF random() < 0.5 THEN
-        SELECT b, a INTO a, b;
+        swap := a;
+        a := b;
+        b := swap;
     END IF;
     INSERT INTO streetaudit.rating_offer (rater_id, low_image, high_image, left_image, right_image)
     VALUES (r.id, least(a, b), greatest(a, b), a, b)
     ON CONFLICT (rater_id, low_image, high_image) DO UPDATE
         SET left_image = EXCLUDED.left_image, right_image = EXCLUDED.right_image, shown_at = EXCLUDED.shown_at;
-    RETURN jsonb_build_object('left', a, 'right', b, 'progress', streetaudit.rater_progress(r.id));
+    RETURN jsonb_build_object('left', a, 'right', b, 'progress', progress);
 END
 $$;
 COMMENT ON FUNCTION rating_api.next_pair(text) IS
@@ -348,6 +366,8 @@ DECLARE
     r streetaudit.rater := streetaudit.rater_for(token);
     offer streetaudit.rating_offer;
     elos double precision[];
+    k double precision;
+    target integer;
     delta double precision;
     new_id bigint;
     done integer;
@@ -356,6 +376,7 @@ BEGIN
     IF choice IS NULL OR choice NOT IN ('left', 'right', 'skip') THEN
         RAISE EXCEPTION 'choice must be left, right or skip' USING ERRCODE = 'SAU22';
     END IF;
+    SELECT c.k, c.target INTO k, target FROM streetaudit.rating_campaign AS c;
     -- Locks the rater's row first (an error below rolls the count back with everything else).
     UPDATE streetaudit.rater
     SET decided = decided + (choice <> 'skip')::integer, skipped = skipped + (choice = 'skip')::integer
@@ -375,9 +396,8 @@ BEGIN
         WHERE ri.image_id IN (offer.left_image, offer.right_image) ORDER BY ri.image_id FOR UPDATE
     ) AS l;
     IF choice <> 'skip' THEN
-        delta := (SELECT c.k FROM streetaudit.rating_campaign AS c)
-                 * ((CASE WHEN choice = 'left' THEN 1.0 ELSE 0.0 END)
-                    - 1.0 / (1.0 + power(10.0::double precision, (elos[2] - elos[1]) / 400.0)));
+        delta := k * ((CASE WHEN choice = 'left' THEN 1.0 ELSE 0.0 END)
+                       - 1.0 / (1.0 + power(10.0::double precision, (elos[2] - elos[1]) / 400.0)));
         UPDATE streetaudit.rating_image AS ri
         SET elo = ri.elo + CASE WHEN ri.image_id = offer.left_image THEN delta ELSE -delta END, n = ri.n + 1
         WHERE ri.image_id IN (offer.left_image, offer.right_image);
@@ -388,7 +408,7 @@ BEGIN
     RETURN jsonb_build_object(
         'comparison', new_id,
         'progress', jsonb_build_object(
-            'done', done, 'skipped', skips, 'target', (SELECT c.target FROM streetaudit.rating_campaign AS c)));
+            'done', done, 'skipped', skips, 'target', target));
 END
 $$;
 COMMENT ON FUNCTION rating_api.submit_choice(text, bigint, bigint, text, jsonb) IS
