@@ -212,7 +212,7 @@ $$;
 
 -- The first queued pair `rater` has not judged and does not hold on offer, taken off the
 -- queue; SKIP LOCKED lets concurrent raters take different pairs without waiting. The next
--- round is planned when the queue runs low (fewer than 16 pairs or an eighth of the pool,
+-- round is planned when the queue runs low (fewer than 16 pairs or 1/32 of the pool,
 -- whichever is less) and when it is empty, by one rater at a time (the others, and a rater who
 -- has judged what is queued, get nulls and the caller searches with pick_adaptive_pair).
 CREATE OR REPLACE FUNCTION streetaudit.pick_queued_pair(rater bigint, OUT a bigint, OUT b bigint)
@@ -244,7 +244,7 @@ BEGIN
             -- find it empty (and search) while it is planned.
             IF taken_id + 16 > (SELECT max(id) FROM streetaudit.pair_queue) THEN
                 pooled := (SELECT count(*) FROM streetaudit.rating_image WHERE in_pool);
-                IF (SELECT count(*) FROM streetaudit.pair_queue) < least(16, pooled / 8)
+                IF (SELECT count(*) FROM streetaudit.pair_queue) < least(16, pooled / 32)
                    AND pg_try_advisory_xact_lock(6100061) THEN
                     PERFORM streetaudit.plan_pair_round();
                 END IF;
