@@ -136,7 +136,8 @@ BEGIN
 END
 $$;
 
--- Adaptive pairs: the first image among those with the fewest comparisons, the second
+-- Adaptive pairs by search, for a rater who finds nothing to take in the pair queue (see
+-- pick_queued_pair): the first image among those with the fewest comparisons, the second
 -- an unseen image with few comparisons that is close to it in online ELO: each 30 ELO
 -- points of distance count as one comparison more. Close pairs are the informative ones
 -- (a choice between a palace and a car park tells little); the jitter of random() spreads
