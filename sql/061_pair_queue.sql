@@ -15,4 +15,4 @@ CREATE TABLE IF NOT EXISTS streetaudit.pair_queue (
     CHECK (low_image < high_image)
 );
 COMMENT ON TABLE streetaudit.pair_queue IS
-    'Adaptive pairs planned a round at a time (every pool image once, neighbours in jittered online ELO, fewest comparisons first), taken in id order by rating_api.next_pair; derived, emptied whenever the pool or the campaign is set.';
+    'Adaptive pairs planned a round at a time (every pool image once, neighbours in jittered online ELO, fewest comparisons first), taken in id order when raters ask for their next pair; derived, emptied whenever the pool or the campaign is set.';
