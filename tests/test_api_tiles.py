@@ -13,7 +13,7 @@ from streetaudit.flows.stats import refresh_stats
 from streetaudit.testing.sample_rows import tile_of
 from streetaudit.testing.seeded_results import helsinki_with_synthetic
 
-LAYERS = {"api.roads", "api.points", "api.areas", "api.ratings"}
+LAYERS = {"api.roads", "api.points", "api.areas", "api.ratings", "api.detections"}
 
 
 @pytest.fixture(scope="module")

@@ -155,6 +155,45 @@ def test_a_rater_gets_every_pair_once_then_none(fresh_db_url, tmp_path: Path, st
     assert set().union(*seen) == set(ids)
 
 
+def test_adaptive_pairs_come_in_rounds_that_pair_every_pool_image_once(fresh_db_url, tmp_path: Path):
+    """Each run of pool/2 choices is one planned round (the queue of sql/061_pair_queue.sql),
+    so every image is compared once per round. A new rater per round: a rater who judged a
+    queued pair before leaves it to others, which would mix rounds."""
+    ids = seed_rating_images(fresh_db_url, tmp_path, 10)
+    set_campaign(fresh_db_url, strategy="adaptive", repeat_share=0.0)
+    with as_rater(fresh_db_url) as conn:
+        for round_ in range(4):
+            rater = add_rater(fresh_db_url, f"round-{round_}")
+            compared: list[int] = []
+            for _ in range(len(ids) // 2):
+                pair = call(conn, "next_pair", rater.token)
+                compared += [pair["left"], pair["right"]]
+                call(conn, "submit_choice", rater.token, pair["left"], pair["right"], "left", None)
+            assert sorted(compared) == sorted(ids), round_
+    with psycopg.connect(fresh_db_url) as conn:
+        assert {r[0] for r in conn.execute("SELECT n FROM streetaudit.rating_image")} == {4}
+        assert conn.execute("SELECT max(round) FROM streetaudit.pair_queue").fetchone()[0] in (None, 4)
+
+
+def test_setting_the_pool_empties_the_pair_queue(fresh_db_url, tmp_path: Path):
+    seed_rating_images(fresh_db_url, tmp_path / "a", 8)
+    other = seed_rating_images(fresh_db_url, tmp_path / "b", 6, seed=1, area="Other core")
+    set_campaign(fresh_db_url, strategy="adaptive", repeat_share=0.0)
+    rater = add_rater(fresh_db_url, "moved")
+    with as_rater(fresh_db_url) as conn:
+        call(conn, "next_pair", rater.token)
+    with psycopg.connect(fresh_db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM streetaudit.pair_queue").fetchone()[0] > 0
+    set_campaign(fresh_db_url, area="Other core")
+    with psycopg.connect(fresh_db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM streetaudit.pair_queue").fetchone()[0] == 0
+    with as_rater(fresh_db_url) as conn:
+        for _ in range(6):
+            pair = call(conn, "next_pair", rater.token)
+            assert {pair["left"], pair["right"]} <= set(other)
+            call(conn, "submit_choice", rater.token, pair["left"], pair["right"], "right", None)
+
+
 def test_choices_must_answer_an_offered_pair_with_a_valid_choice(db_url, pool):
     rater = add_rater(db_url, "strict")
     with as_rater(db_url) as conn:
