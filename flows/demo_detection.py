@@ -21,7 +21,9 @@ DEMO_NAME = "demo-synthetic"
 DEMO_DETECTOR = "demo-tiny-detector"
 
 
-def step_detection(url: str, console: Console, out: Path, *, epochs: int = 4, explain_limit: int = 8) -> None:
+def step_detection(
+    url: str, console: Console, out: Path, *, epochs: int = 4, sample: int = 120, explain_limit: int = 8
+) -> None:
     from streetaudit.flows.detect_evaluate import evaluate
     from streetaudit.flows.detect_predict import predict
     from streetaudit.flows.detect_predict import summary_line as predict_line
@@ -65,9 +67,11 @@ def step_detection(url: str, console: Console, out: Path, *, epochs: int = 4, ex
         f"({', '.join(f'{k} {v}' for k, v in sorted(imported.labels.items()))})"
     )
     merge_annotations(url, DEMO_NAME, method="union", min_raters=1, replace=True)
-    split = split_dataset(url, DEMO_NAME, DEMO_NAME, test=0.3, val=0.3, seed=0, replace=True)
+    split = split_dataset(url, DEMO_NAME, DEMO_NAME, test=0.3, val=0.3, seed=0, replace=True, sample=sample)
     console.print(
-        "split by sample point: " + ", ".join(f"{k} {v}" for k, v in split.counts.items()) + " images"
+        f"split by sample point (a sample of about {sample} images, so the CPU trains in a minute): "
+        + ", ".join(f"{k} {v}" for k, v in split.counts.items())
+        + " images"
     )
     report = train(
         url,

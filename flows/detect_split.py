@@ -9,6 +9,8 @@ training and inflate mAP.
 
 from __future__ import annotations
 
+import random
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +59,21 @@ def _check(name: str, test: float, val: float) -> None:
             raise InputError(f"{option} must be a share in [0, 1), got {share}")
 
 
+def _sampled(rows: list[tuple], sample: int, seed: int) -> list[tuple]:
+    """Whole sample points in a seeded order until `sample` images are in."""
+    by_point: dict[int, list[tuple]] = {}
+    for row in rows:
+        by_point.setdefault(row[1], []).append(row)
+    order = sorted(by_point)
+    random.Random(seed).shuffle(order)
+    kept: list[tuple] = []
+    for point in order:
+        if len(kept) >= sample:
+            break
+        kept += by_point[point]
+    return sorted(kept)
+
+
 def split_dataset(
     url: str,
     name: str,
@@ -65,10 +82,16 @@ def split_dataset(
     val: float = 0.3,
     seed: int = 0,
     replace: bool = False,
+    sample: int | None = None,
 ) -> SplitReport:
     """Store the split as dataset + dataset_item in one transaction; an existing name is
-    refused unless `replace` (then its rows are replaced, under the same transaction)."""
+    refused unless `replace` (then its rows are replaced, under the same transaction).
+
+    `sample` keeps only about that many images (whole sample points in seeded order) for a
+    quick trial run before training on the whole ground truth."""
     _check(name, test, val)
+    if sample is not None and sample < 3:
+        raise InputError(f"--sample must be at least 3 images (one per split), got {sample}")
     name = name.strip()
     with psycopg.connect(url) as conn:
         found = conn.execute(
@@ -94,6 +117,8 @@ def split_dataset(
         ).fetchall()
         if not rows:
             raise InputError(f"ground truth {ground_truth!r} covers no images")
+        if sample is not None:
+            rows = _sampled(rows, sample, seed)
         sizes: dict[int, int] = {}
         for _, point in rows:
             sizes[point] = sizes.get(point, 0) + 1

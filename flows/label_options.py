@@ -66,3 +66,8 @@ class SplitOptions(StageOptions):
     replace: bool = Field(
         False, description="Replace a dataset of the same name (not one with training runs)."
     )
+    sample: int | None = Field(
+        None,
+        description="Keep only about N images (whole sample points, seeded) for a quick trial; "
+        "default: every image of the ground truth.",
+    )

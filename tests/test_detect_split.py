@@ -83,3 +83,20 @@ def test_assign_groups_depends_on_seed_not_key_order():
     sizes = {k: 1 + k % 3 for k in range(30)}
     reordered = dict(reversed(list(sizes.items())))
     assert assign_groups(sizes, 0.3, 0.3, 5) == assign_groups(reordered, 0.3, 0.3, 5)
+
+
+def test_a_sample_keeps_whole_points_and_is_seeded(db_url, ground_truth):
+    """`--sample N`: about N images, never part of a point's views, the same for the same seed."""
+    first = _items(db_url, split_dataset(db_url, "sampled-a", ground_truth, seed=3, sample=20).dataset_id)
+    again = _items(db_url, split_dataset(db_url, "sampled-b", ground_truth, seed=3, sample=20).dataset_id)
+    other = _items(db_url, split_dataset(db_url, "sampled-c", ground_truth, seed=4, sample=20).dataset_id)
+    assert first == again and set(first) != set(other)
+    assert 20 <= len(first) <= 22  # whole points of 1–3 views
+    with psycopg.connect(db_url) as conn:
+        views = dict(
+            conn.execute("SELECT point_id, count(*) FROM streetaudit.image GROUP BY point_id").fetchall()
+        )
+    kept_points = [point for _, point in first.values()]
+    assert all(kept_points.count(point) == views[point] for point in set(kept_points))
+    with pytest.raises(InputError, match="--sample"):
+        split_dataset(db_url, "sampled-d", ground_truth, sample=2)
