@@ -10,7 +10,6 @@ training and inflate mAP.
 from __future__ import annotations
 
 import random
-
 from dataclasses import dataclass
 
 import numpy as np

@@ -18,6 +18,7 @@ from prefect import flow
 
 from streetaudit.flows import rating_scores as scores
 from streetaudit.flows.errors import InputError
+from streetaudit.sql.rows import one, scalar
 
 STRATEGIES = ("adaptive", "random")
 METHODS = ("elo", "bt")
@@ -50,6 +51,7 @@ def read_campaign(conn: psycopg.Connection) -> Campaign:
                   (SELECT count(*) FROM streetaudit.rating_pool)
            FROM streetaudit.rating_campaign"""
     ).fetchone()
+    assert row is not None  # the campaign's single row is created by the migration
     return Campaign(*row)
 
 
@@ -171,7 +173,9 @@ def _sync_online_elo(conn: psycopg.Connection, k: float) -> tuple[Log, float]:
     log = read_log(conn)
     elo = scores.elo(len(log.images), log.left, log.right, log.left_won, k=k)
     compared, _ = _counts(log)
-    online = dict(conn.execute("SELECT image_id, elo FROM streetaudit.rating_image").fetchall())
+    online: dict[int, float] = dict(
+        conn.execute("SELECT image_id, elo FROM streetaudit.rating_image").fetchall()
+    )
     drift = max(
         (abs(online[i] - e) for i, e in zip(log.images.tolist(), elo.tolist(), strict=True) if i in online),
         default=0.0,
@@ -198,7 +202,7 @@ def _rating_rows(log: Log, k: float, rater: int | None, now: datetime) -> list[t
     compared, wins = _counts(log)
     elo = scores.elo(len(log.images), log.left, log.right, log.left_won, k=k)
     bt, se = scores.bradley_terry(len(log.images), log.winners, log.losers)
-    rows = []
+    rows: list[tuple] = []
     for i in present.tolist():
         image = int(log.images[i])
         rows.append((image, "elo", rater, float(elo[i]), None, int(compared[i]), int(wins[i]), now))
@@ -210,7 +214,7 @@ def recompute_ratings(url: str) -> RecomputeReport:
     """ELO (answer order, the campaign's K) and Bradley–Terry, pooled and per rater, into `rating`."""
     start = time.perf_counter()
     with psycopg.connect(url) as conn:
-        k = float(conn.execute("SELECT k FROM streetaudit.rating_campaign").fetchone()[0])
+        k = float(scalar(conn.execute("SELECT k FROM streetaudit.rating_campaign")))
         log, drift = _sync_online_elo(conn, k)
         conn.commit()
         now = datetime.now(UTC)
@@ -225,11 +229,13 @@ def recompute_ratings(url: str) -> RecomputeReport:
             for row in rows:
                 copy.write_row(row)
         # Tiles of api.ratings are cached by data version: new ratings, new version.
-        version = conn.execute(
-            """UPDATE streetaudit.stats_state
+        version = scalar(
+            conn.execute(
+                """UPDATE streetaudit.stats_state
                SET version = greatest(version + 1, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
                RETURNING version"""
-        ).fetchone()[0]
+            )
+        )
         conn.commit()
     return RecomputeReport(
         len(log.left), len(log.images), len(raters), k, drift, version, time.perf_counter() - start
@@ -268,12 +274,14 @@ def rating_status(url: str, *, lag: int | None = None, seed: int = 0, store: boo
     """The figures that say whether to keep rating; stored as a snapshot for /stats/ratings/status."""
     with psycopg.connect(url) as conn:
         log = read_log(conn)
-        skipped, undone = conn.execute(
-            """SELECT count(*) FILTER (WHERE choice = 'skip' AND undone_at IS NULL),
+        skipped, undone = one(
+            conn.execute(
+                """SELECT count(*) FILTER (WHERE choice = 'skip' AND undone_at IS NULL),
                       count(*) FILTER (WHERE undone_at IS NOT NULL)
                FROM streetaudit.comparison"""
-        ).fetchone()
-        pool = conn.execute("SELECT count(*) FROM streetaudit.rating_pool").fetchone()[0]
+            )
+        )
+        pool = scalar(conn.execute("SELECT count(*) FROM streetaudit.rating_pool"))
         raters = [
             {"name": name, "active": active, "done": done, "skipped": skip}
             for name, active, done, skip in conn.execute(

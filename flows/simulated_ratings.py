@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from streetaudit.flows.image_store import ImageStore
 from streetaudit.flows.raters import add_rater
+from streetaudit.sql.rows import scalar
 
 # Around Helsinki's centre; a made-up road and core area, far from nothing in particular.
 _ORIGIN = (24.95, 60.17)
@@ -35,13 +36,15 @@ def seed_rating_images(
     total = n + outside
     step = 0.0004
     with psycopg.connect(url) as conn:
-        road = conn.execute(
-            """INSERT INTO streetaudit.road (source, source_id, name, kind, geom, length_m)
+        road = scalar(
+            conn.execute(
+                """INSERT INTO streetaudit.road (source, source_id, name, kind, geom, length_m)
                VALUES ('seeded-ratings', %s, 'Seeded street', 'residential',
                        ST_SetSRID(ST_MakeLine(ST_MakePoint(%s, %s), ST_MakePoint(%s, %s)), 4326), %s)
                RETURNING id""",
-            (f"road-{seed}-{total}", x0, y0, x0 + step * total, y0, 22.0 * total),
-        ).fetchone()[0]
+                (f"road-{seed}-{total}", x0, y0, x0 + step * total, y0, 22.0 * total),
+            )
+        )
         conn.execute(
             """INSERT INTO streetaudit.heritage_area (source, source_id, name, kind, geom, area_m2)
                VALUES ('seeded-ratings', %s, %s, 'core',
@@ -51,18 +54,22 @@ def seed_rating_images(
         )
         inside = []
         for seq in range(total):
-            point = conn.execute(
-                """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
+            point = scalar(
+                conn.execute(
+                    """INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
                    VALUES (%s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) RETURNING id""",
-                (road, seq, 22.0 * seq, x0 + step * seq, y0),
-            ).fetchone()[0]
+                    (road, seq, 22.0 * seq, x0 + step * seq, y0),
+                )
+            )
             key = f"seeded/{point}_0.jpg"
             uri = store.put(key, _jpeg(rng, seq))
-            image = conn.execute(
-                """INSERT INTO streetaudit.image (point_id, provider, heading, width, height, uri, status)
+            image = scalar(
+                conn.execute(
+                    """INSERT INTO streetaudit.image (point_id, provider, heading, width, height, uri, status)
                    VALUES (%s, 'seeded', 0, 320, 200, %s, 'ok') RETURNING id""",
-                (point, uri),
-            ).fetchone()[0]
+                    (point, uri),
+                )
+            )
             if seq < n:
                 inside.append(image)
     return inside
@@ -118,7 +125,7 @@ def simulate_choices(
     made = 0
     for i in range(choices):
         token = raters[i % len(raters)].token
-        pair = conn.execute("SELECT rating_api.next_pair(%s)", (token,)).fetchone()[0]
+        pair = scalar(conn.execute("SELECT rating_api.next_pair(%s)", (token,)))
         if pair["left"] is None:
             continue
         choice = answer(latent, pair["left"], pair["right"], rng)
@@ -147,7 +154,7 @@ def tau_curve(
     truth = np.array([latent[i] for i in images])
     curve: dict[int, tuple[float, float]] = {}
     with psycopg.connect(url, autocommit=True) as conn:
-        if conn.execute("SELECT count(*) FROM streetaudit.comparison").fetchone()[0]:
+        if scalar(conn.execute("SELECT count(*) FROM streetaudit.comparison")):
             raise ValueError("tau_curve needs an empty comparison record (a scratch database)")
         # The pair functions draw with the server's random(): seed this session's.
         conn.execute("SELECT setseed(%s)", (float(rng.uniform(-1, 1)),))
@@ -163,6 +170,8 @@ def tau_curve(
             winners = np.array([index[w] for w, _ in rows])
             losers = np.array([index[lo] for _, lo in rows])
             bt, _ = bradley_terry(len(images), winners, losers)
-            elo = dict(conn.execute("SELECT image_id, elo FROM streetaudit.rating_image").fetchall())
+            elo: dict[int, float] = dict(
+                conn.execute("SELECT image_id, elo FROM streetaudit.rating_image").fetchall()
+            )
             curve[c] = (kendall_tau(bt, truth), kendall_tau(np.array([elo[i] for i in images]), truth))
     return curve
