@@ -141,7 +141,7 @@ def rows(db_url: str, name: str, *, replaced: bool = False) -> list[tuple]:
 
 
 def assert_boxes(got: list[tuple], expected: list[tuple]) -> None:
-    assert [row[:2] + row[6:] for row in got] == [e[:2] + ("label page",) for e in expected]
+    assert [row[:2] + row[6:] for row in got] == [(*e[:2], "label page") for e in expected]
     for row, want in zip(got, expected, strict=True):
         assert max(abs(a - b) for a, b in zip(row[2:6], want[2:], strict=True)) < TOLERANCE, (row, want)
 
