@@ -8,6 +8,8 @@ from fastapi.testclient import TestClient
 
 from streetaudit.api.factory import create_app
 from streetaudit.api.settings import ApiSettings
+from streetaudit.flows.errors import InputError
+from streetaudit.flows.label_campaign import LabelCampaign, read_label_campaign, set_label_campaign
 from streetaudit.flows.raters import add_rater, revoke_rater
 from streetaudit.flows.ratings import set_campaign
 from streetaudit.flows.simulated_ratings import seed_rating_images
@@ -221,3 +223,24 @@ def test_the_rater_role_cannot_write_annotations_or_call_the_helpers(pg_cluster,
 def test_the_page_is_served_without_a_token(client):
     page = client.get("/label")
     assert page.status_code == 200 and "label.js" in page.text
+
+
+def test_the_label_list_is_a_campaign_setting_the_page_and_the_checks_follow(client, db_url, pool):
+    rater = add_rater(db_url, "label-settings")
+    assert read_label_campaign(db_url) == LabelCampaign(("window", "roof", "ornament"), 500)
+    try:
+        assert set_label_campaign(db_url, labels=["door", " cornice "], top_n=2) == LabelCampaign(
+            ("door", "cornice"), 2
+        )
+        queue = client.get("/label/api/queue", headers=auth(rater.token)).json()
+        assert queue["labels"] == ["door", "cornice"] and len(queue["images"]) == 2
+        url = f"/label/api/images/{pool[1]}/boxes"
+        door = {"boxes": [{"label": "door", "x1": 1, "y1": 1, "x2": 9, "y2": 9}]}
+        assert client.put(url, json=door, headers=auth(rater.token)).status_code == 200
+        roof = {"boxes": [{"label": "roof", "x1": 1, "y1": 1, "x2": 9, "y2": 9}]}
+        assert client.put(url, json=roof, headers=auth(rater.token)).status_code == 400
+        for bad in [{"labels": []}, {"labels": ["a", "a"]}, {"labels": [""]}, {"top_n": 0}]:
+            with pytest.raises(InputError):
+                set_label_campaign(db_url, **bad)
+    finally:
+        set_label_campaign(db_url, labels=["window", "roof", "ornament"], top_n=500)
