@@ -124,10 +124,11 @@ def touch_drag(page: Page, start: tuple[float, float], end: tuple[float, float])
         x = start[0] + (end[0] - start[0]) * i / 8
         y = start[1] + (end[1] - start[1]) * i / 8
         cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    # The finger rests before it lifts, as a person's does at the corner they aimed for: lifted
+    # while moving, Chromium starts a fling, and a tap during a fling only stops it (no click).
+    page.wait_for_timeout(200)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": end[0], "y": end[1]}]})
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-    # A finger takes a moment to reach the next button; a tap sent at once is taken by
-    # Chromium's gesture detector as part of the drag and gives no click.
-    page.wait_for_timeout(400)
 
 
 def rows(db_url: str, name: str, *, replaced: bool = False) -> list[tuple]:
