@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from streetaudit.api import health, rating, stats, tiles
+from streetaudit.api import health, label, rating, stats, tiles
 from streetaudit.api import map as map_page
 from streetaudit.api.catalog import load_layers
 from streetaudit.api.database import Database
@@ -109,6 +109,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(stats.router)
     app.include_router(map_page.router)
     app.include_router(rating.router)
+    app.include_router(label.router)
     app.mount("/static/app", StaticFiles(directory=map_page.STATIC_DIR), name="static-app")
     app.mount(
         "/static/maplibre", StaticFiles(directory=settings.maplibre_dir, check_dir=False), name="maplibre"

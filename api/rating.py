@@ -30,7 +30,8 @@ from streetaudit.api.stats import _fetch, _respond, _wants_csv
 router = APIRouter(tags=["rating"])
 
 # SQLSTATEs raised by the rating functions (sql/060_ratings.sql), as HTTP statuses.
-_STATUS = {"SAU01": 401, "SAU03": 403, "SAU09": 409, "SAU22": 400, "23505": 409}
+# SAU04 (an image outside the campaign) is raised by the /label functions (sql/post/070_label.sql).
+_STATUS = {"SAU01": 401, "SAU03": 403, "SAU04": 404, "SAU09": 409, "SAU22": 400, "23505": 409}
 _MEDIA = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 _CLIENT_LIMIT = 2000
 _RATINGS_COLUMNS = [
@@ -166,15 +167,25 @@ async def image(request: Request, image_id: int, authorization: str | None = Hea
     uri = await _raters(request).call("image_uri", bearer(authorization), image_id)
     if uri is None:
         raise NotFound(f"image {image_id} is not in the rating campaign")
+    return await image_response(image_id, uri)
+
+
+async def read_image(image_id: int, uri: str) -> bytes:
+    """The stored file of an image whose URI a token-checked function returned (path or fsspec URL)."""
 
     def read() -> bytes:
         with fsspec.open(uri, "rb") as handle:
             return handle.read()
 
     try:
-        data = await anyio.to_thread.run_sync(read)
+        return await anyio.to_thread.run_sync(read)
     except FileNotFoundError:
         raise NotFound(f"image {image_id}: its file is missing from the image store") from None
+
+
+async def image_response(image_id: int, uri: str) -> Response:
+    """The image's bytes, cached by the rater's browser only."""
+    data = await read_image(image_id, uri)
     media = _MEDIA.get(PurePosixPath(uri).suffix.lower(), "application/octet-stream")
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=86400"})
 
