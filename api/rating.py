@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import fsspec
@@ -78,7 +78,7 @@ class RaterDatabase:
         if self.pool is not None:
             await self.pool.close()
 
-    async def call(self, function: str, *args) -> object:
+    async def call(self, function: str, *args) -> Any:
         """One rating_api function; its token errors become 401/403, bad choices 400/409."""
         statement = sql.SQL("SELECT {}({})").format(
             sql.Identifier("rating_api", function), sql.SQL(", ").join([sql.Placeholder()] * len(args))
@@ -99,6 +99,7 @@ class RaterDatabase:
                 detail = "this rater has judged that pair already"
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             raise HTTPException(status, detail, headers=headers) from None
+        assert row is not None  # SELECT f(...) always answers one row
         return row[0]
 
 

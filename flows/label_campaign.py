@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import psycopg
 
 from streetaudit.flows.errors import InputError
+from streetaudit.sql.rows import one
 
 MAX_LABELS = 50
 MAX_TOP_N = 5000
@@ -25,7 +26,7 @@ class LabelCampaign:
 
 def read_label_campaign(url: str) -> LabelCampaign:
     with psycopg.connect(url) as conn:
-        labels, top_n = conn.execute("SELECT labels, top_n FROM streetaudit.label_campaign").fetchone()
+        labels, top_n = one(conn.execute("SELECT labels, top_n FROM streetaudit.label_campaign"))
     return LabelCampaign(tuple(labels), top_n)
 
 
