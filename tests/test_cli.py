@@ -129,8 +129,21 @@ def test_demo_runs_every_stage_and_summarises(cli, db_url: str, tmp_path: Path) 
         ).fetchone()
     assert ok > 0 and segmented >= ok and with_data > 0 and compared >= 6 and rated > 0
     assert re.search(rf"\b{with_data}\s+roads\b", result.output) and "SIMULATED" in result.output
+    # …and the detection half: synthetic boxes, ground truth, a split, a trained run, every ok
+    # image predicted once, heat maps with their statistics.
+    with psycopg.connect(db_url) as conn:
+        boxes, truth, items, finished, predicted, heat = conn.execute(
+            """SELECT (SELECT count(*) FROM streetaudit.annotation WHERE replaced_at IS NULL),
+                      (SELECT count(*) FROM streetaudit.ground_truth_box),
+                      (SELECT count(*) FROM streetaudit.dataset_item),
+                      (SELECT count(*) FROM streetaudit.detector_run WHERE status = 'finished'),
+                      (SELECT count(*) FROM streetaudit.detection_done),
+                      (SELECT count(*) FROM streetaudit.heatmap WHERE inside_boxes IS NOT NULL)"""
+        ).fetchone()
+    assert boxes > 0 and truth > 0 and 100 <= items <= 140 and finished == 1
+    assert predicted == ok and heat > 0 and "mAP@.5" in result.output
     plots = sorted(p.name for p in (tmp_path / "data").rglob("*.png"))
-    assert {"core_vs_rest.png", "road_means.png"} <= set(plots)
+    assert {"core_vs_rest.png", "road_means.png", "heatmap_panel.png", "training.png"} <= set(plots)
 
 
 def test_points_flow_runs_under_prefect(prefect_harness, fresh_db_url: str) -> None:
