@@ -125,3 +125,22 @@ def _print_truths(only: str | None = None) -> None:
 def annotations_list() -> None:
     """Current boxes per rater (images, boxes, labels) and the stored ground truths."""
     _print_truths()
+
+
+@annotations_app.command("campaign")
+def annotations_campaign(
+    labels: str = typer.Option(
+        None, help="Labels raters may give a box on /label, comma-separated, in key order (1..9)."
+    ),
+    top_n: int = typer.Option(None, help="How many of each rater's top images /label offers."),
+) -> None:
+    """Show or change the /label page's settings (without options: show them)."""
+    from streetaudit.flows.label_campaign import read_label_campaign, set_label_campaign
+
+    url = ready_url()
+    if labels is None and top_n is None:
+        campaign = read_label_campaign(url)
+    else:
+        chosen = None if labels is None else [v for v in labels.split(",") if v.strip()]
+        campaign = set_label_campaign(url, labels=chosen, top_n=top_n)
+    console.print(f"/label: labels {', '.join(campaign.labels)}; each rater's top {campaign.top_n} images")

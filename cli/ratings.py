@@ -28,6 +28,7 @@ def raters_add(
     rater = add_rater(ready_url(), name, base_url)
     console.print(f"rater {rater.name} added; their personal link (shown only now):")
     print(rater.link)
+    console.print("the same link with /label instead of /rate opens their box-drawing page")
 
 
 @raters_app.command("list")

@@ -77,3 +77,17 @@ def test_import_problems_are_listed_and_exit_2(cli, db_url, tmp_path):
     assert result.exit_code == 2 and "--format must be one of voc, yolo, coco" in result.output
     result = cli("detect", "split", "--ground-truth", "nope", "--name", "x")
     assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_label_campaign_settings_from_the_command_line(cli, db_url):
+    shown = cli("annotations", "campaign")
+    assert shown.exit_code == 0 and "window, roof, ornament" in shown.output
+    changed = cli("annotations", "campaign", "--labels", "window,cornice", "--top-n", "50")
+    assert changed.exit_code == 0 and "window, cornice" in changed.output and "top 50" in changed.output
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT labels, top_n FROM streetaudit.label_campaign").fetchone() == (
+            ["window", "cornice"],
+            50,
+        )
+    refused = cli("annotations", "campaign", "--top-n", "0")
+    assert refused.exit_code == 2
