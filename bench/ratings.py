@@ -9,9 +9,10 @@ the same server:
 - bare: the same threads loop a bare `SELECT 1` + `INSERT` of one row (two round trips,
   like ours) for --seconds;
 
-printing p50/p95 latency, choices/s and ours/bare. Then the simulation: simulated raters
-answer from known latent scores with Bradley–Terry noise, and Kendall τ between the true
-and the estimated (Bradley–Terry) ranking is tabled against comparisons per image 2…12 for
+printing p50/p95 latency, choices/s and ours/bare, and the same pair of loops for one
+rater alone (the work's own cost, free of waits on the others). Then the simulation:
+simulated raters answer from known latent scores with Bradley–Terry noise, and Kendall τ
+between the true and the estimated (Bradley–Terry) ranking is tabled against comparisons per image 2…12 for
 random and adaptive pairs, at latent spreads of 1 and 2.5 logits, averaged over --seeds.
 """
 
@@ -116,6 +117,14 @@ def throughput(url: str, pool: int, workers: int, seconds: float) -> None:
         f"ours/bare throughput: {ours_rate / bare_rate:.2f} (goal >= 0.5); "
         f"ours p95 {np.percentile(results['ours'][0], 95) * 1e3:.1f} ms (goal < 50 ms); "
         f"comparisons stored {stored} = choices made {len(results['ours'][0])}"
+    )
+    # One rater alone: the cost of the work itself, without waits on other raters' locks and
+    # pages (on a machine with fewer cores than raters those waits dominate the figures above).
+    alone = {name: drive(url, 1, min(seconds, 3.0), step) for name, step in (("bare", bare), ("ours", ours))}
+    mean = {name: lat.mean() * 1e3 for name, (lat, _) in alone.items()}
+    print(
+        f"one rater alone: bare {mean['bare']:.2f} ms, ours {mean['ours']:.2f} ms per choice "
+        f"(ratio {mean['bare'] / mean['ours']:.2f})"
     )
 
 
