@@ -93,11 +93,9 @@ def fill_synthetic(
     return SyntheticReport(model_id, len(images), len(images))
 
 
-def helsinki_with_synthetic(
-    url: str, *, interval: float = 30.0, seeds: tuple[int, ...] = (5, 6)
-) -> list[int]:
-    """Real OSM roads of central Helsinki, its heritage core, sample points, and one synthetic
-    model per seed (the last one is the most recent). Returns the model ids in seed order."""
+def load_helsinki(url: str, *, interval: float = 30.0) -> None:
+    """Real OSM roads of central Helsinki, its heritage core and sample points every `interval` m
+    (tests load this once per session into a template database: `helsinki_db_url`)."""
     from streetaudit.flows.areas import load_areas
     from streetaudit.flows.demo import DEMO_KINDS, helsinki_core, helsinki_pbf
     from streetaudit.flows.points import densify
@@ -106,4 +104,17 @@ def helsinki_with_synthetic(
     load_roads(url, helsinki_pbf(), kinds=DEMO_KINDS, source="demo:helsinki-osm")
     load_areas(url, helsinki_core(), name_field="name", source="demo:helsinki-core")
     densify(url, interval=interval)
+
+
+def synthetic_models(url: str, seeds: tuple[int, ...] = (5, 6)) -> list[int]:
+    """One synthetic model per seed over the points already there (the last one is the most
+    recent). Returns the model ids in seed order."""
     return [fill_synthetic(url, seed=seed, model_name=f"synthetic-{seed}").model_id for seed in seeds]
+
+
+def helsinki_with_synthetic(
+    url: str, *, interval: float = 30.0, seeds: tuple[int, ...] = (5, 6)
+) -> list[int]:
+    """load_helsinki, then synthetic_models: for a database not cloned from the Helsinki template."""
+    load_helsinki(url, interval=interval)
+    return synthetic_models(url, seeds)

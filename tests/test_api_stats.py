@@ -14,14 +14,20 @@ from fastapi.testclient import TestClient
 from streetaudit.api.factory import create_app
 from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
-from streetaudit.testing.seeded_results import helsinki_with_synthetic
+from streetaudit.testing.seeded_results import synthetic_models
 
 BBOX = (24.940, 60.165, 24.948, 60.170)
 
 
 @pytest.fixture(scope="module")
+def db_url(helsinki_db_url: str) -> str:
+    """This module's database starts with the session's Helsinki roads, core and points."""
+    return helsinki_db_url
+
+
+@pytest.fixture(scope="module")
 def client(db_url: str, reader_db_url: str):
-    helsinki_with_synthetic(db_url, seeds=(51,))
+    synthetic_models(db_url, seeds=(51,))
     refresh_stats(db_url)
     with TestClient(create_app(reader_db_url, ApiSettings(version_ttl=0))) as c:
         yield c

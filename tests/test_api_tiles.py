@@ -11,14 +11,20 @@ from streetaudit.api.factory import create_app
 from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
 from streetaudit.testing.sample_rows import tile_of
-from streetaudit.testing.seeded_results import helsinki_with_synthetic
+from streetaudit.testing.seeded_results import synthetic_models
 
 LAYERS = {"api.roads", "api.points", "api.areas", "api.ratings", "api.detections"}
 
 
 @pytest.fixture(scope="module")
+def db_url(helsinki_db_url: str) -> str:
+    """This module's database starts with the session's Helsinki roads, core and points."""
+    return helsinki_db_url
+
+
+@pytest.fixture(scope="module")
 def client(db_url: str, reader_db_url: str):
-    helsinki_with_synthetic(db_url, seeds=(41,))
+    synthetic_models(db_url, seeds=(41,))
     refresh_stats(db_url)
     app = create_app(
         reader_db_url, ApiSettings(version_ttl=0, ogc=False, cors_origins="https://maps.example")

@@ -13,7 +13,13 @@ from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
 from streetaudit.testing.browser import CHROMIUM, CHROMIUM_ARGS
 from streetaudit.testing.http_server import serving
-from streetaudit.testing.seeded_results import helsinki_with_synthetic
+from streetaudit.testing.seeded_results import synthetic_models
+
+
+@pytest.fixture(scope="module")
+def db_url(helsinki_db_url: str) -> str:
+    """This module's database starts with the session's Helsinki roads, core and points."""
+    return helsinki_db_url
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +27,7 @@ def server(db_url: str, reader_db_url: str) -> Iterator[str]:
     settings = ApiSettings(ogc=False)
     if not maplibre_ready(settings.maplibre_dir):
         pytest.fail(f"maplibre-gl is not installed under {settings.maplibre_dir}; run `npm ci` (make setup)")
-    helsinki_with_synthetic(db_url, seeds=(61,))
+    synthetic_models(db_url, seeds=(61,))
     refresh_stats(db_url)
     with serving(create_app(reader_db_url, settings), startup_s=30) as base:
         yield base

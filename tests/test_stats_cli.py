@@ -10,12 +10,18 @@ from PIL import Image
 
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.pipeline import PipelineOptions, run_pipeline
-from streetaudit.testing.seeded_results import helsinki_with_synthetic
+from streetaudit.testing.seeded_results import synthetic_models
+
+
+@pytest.fixture(scope="module")
+def db_url(helsinki_db_url: str) -> str:
+    """This module's database starts with the session's Helsinki roads, core and points."""
+    return helsinki_db_url
 
 
 @pytest.fixture(scope="module")
 def models(db_url: str) -> list[int]:
-    return helsinki_with_synthetic(db_url, seeds=(21,))
+    return synthetic_models(db_url, seeds=(21,))
 
 
 @pytest.fixture

@@ -18,14 +18,20 @@ from scipy import stats as scistats
 
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.stats import ELEMENTS, refresh_stats
-from streetaudit.testing.seeded_results import helsinki_with_synthetic
+from streetaudit.testing.seeded_results import synthetic_models
 
 TOL = 1e-9
 
 
 @pytest.fixture(scope="module")
+def db_url(helsinki_db_url: str) -> str:
+    """This module's database starts with the session's Helsinki roads, core and points."""
+    return helsinki_db_url
+
+
+@pytest.fixture(scope="module")
 def models(db_url: str) -> list[int]:
-    return helsinki_with_synthetic(db_url, seeds=(11, 12))
+    return synthetic_models(db_url, seeds=(11, 12))
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,18 @@ import pytest
 
 from streetaudit.flows.stats import refresh_stats
 from streetaudit.testing.sample_rows import tile_of
-from streetaudit.testing.seeded_results import helsinki_with_synthetic
+from streetaudit.testing.seeded_results import synthetic_models
+
+
+@pytest.fixture(scope="module")
+def db_url(helsinki_db_url: str) -> str:
+    """This module's database starts with the session's Helsinki roads, core and points."""
+    return helsinki_db_url
 
 
 @pytest.fixture(scope="module")
 def data(db_url: str) -> dict:
-    helsinki_with_synthetic(db_url, seeds=(31,))
+    synthetic_models(db_url, seeds=(31,))
     refresh_stats(db_url)
     with psycopg.connect(db_url) as conn:
         lon, lat = conn.execute(
