@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from streetaudit.api.errors import BadRequest, NotFound
 from streetaudit.api.map import STATIC_DIR
 from streetaudit.api.rating import RaterDatabase, bearer, image_response, read_image
+from streetaudit.api.rating_models import ImageBoxes, LabelQueue, Saved
 
 router = APIRouter(tags=["labelling"])
 _MAX_BOXES = 1000
@@ -71,7 +72,11 @@ async def label_page() -> FileResponse:
     )
 
 
-@router.get("/label/api/queue", summary="The rater's top images to box, best first, and the labels")
+@router.get(
+    "/label/api/queue",
+    summary="The rater's top images to box, best first, and the labels",
+    response_model=LabelQueue,
+)
 async def queue(
     request: Request,
     n: int | None = Query(None, ge=1, le=5000, description="How many (default: the campaign's top_n)"),
@@ -86,7 +91,11 @@ async def image(request: Request, image_id: int, authorization: str | None = Hea
     return await image_response(image_id, found["uri"])
 
 
-@router.get("/label/api/images/{image_id}/boxes", summary="The rater's current boxes on an image")
+@router.get(
+    "/label/api/images/{image_id}/boxes",
+    summary="The rater's current boxes on an image",
+    response_model=ImageBoxes,
+)
 async def boxes(request: Request, image_id: int, authorization: str | None = Header(None)) -> JSONResponse:
     found = await _raters(request).call("label_boxes", bearer(authorization), image_id)
     if found is None:
@@ -94,7 +103,11 @@ async def boxes(request: Request, image_id: int, authorization: str | None = Hea
     return _private(found)
 
 
-@router.put("/label/api/images/{image_id}/boxes", summary="Replace the rater's boxes on an image")
+@router.put(
+    "/label/api/images/{image_id}/boxes",
+    summary="Replace the rater's boxes on an image",
+    response_model=Saved,
+)
 async def save(
     request: Request, image_id: int, body: Boxes, authorization: str | None = Header(None)
 ) -> JSONResponse:

@@ -24,8 +24,9 @@ from pydantic import BaseModel, Field
 
 from streetaudit.api.errors import BadRequest, NotFound
 from streetaudit.api.map import STATIC_DIR
+from streetaudit.api.rating_models import ChoiceResult, Pair, RatingStatusOut, Session, Undone
 from streetaudit.api.rating_settings import RatingApiSettings
-from streetaudit.api.stats import _fetch, _respond, _wants_csv
+from streetaudit.api.stats import _fetch, _respond, _table, _wants_csv
 
 router = APIRouter(tags=["rating"])
 
@@ -136,17 +137,21 @@ async def rate_page() -> FileResponse:
     )
 
 
-@router.get("/rate/session", summary="The rater, their progress and the campaign")
+@router.get("/rate/session", summary="The rater, their progress and the campaign", response_model=Session)
 async def session(request: Request, authorization: str | None = Header(None)) -> JSONResponse:
     return _private(await _raters(request).call("session", bearer(authorization)))
 
 
-@router.get("/rate/pair", summary="The next pair to judge")
+@router.get("/rate/pair", summary="The next pair to judge", response_model=Pair)
 async def next_pair(request: Request, authorization: str | None = Header(None)) -> JSONResponse:
     return _private(await _raters(request).call("next_pair", bearer(authorization)))
 
 
-@router.post("/rate/choice", summary="Record a choice (left, right or skip) for an offered pair")
+@router.post(
+    "/rate/choice",
+    summary="Record a choice (left, right or skip) for an offered pair",
+    response_model=ChoiceResult,
+)
 async def choose(request: Request, body: Choice, authorization: str | None = Header(None)) -> JSONResponse:
     token = bearer(authorization)
     client = dict(body.client or {})
@@ -158,7 +163,11 @@ async def choose(request: Request, body: Choice, authorization: str | None = Hea
     return _private(result)
 
 
-@router.post("/rate/undo", summary="Undo the rater's last choice; returns its pair to show again")
+@router.post(
+    "/rate/undo",
+    summary="Undo the rater's last choice; returns its pair to show again",
+    response_model=Undone,
+)
 async def undo(request: Request, authorization: str | None = Header(None)) -> JSONResponse:
     return _private(await _raters(request).call("undo_last", bearer(authorization)))
 
@@ -191,7 +200,12 @@ async def image_response(image_id: int, uri: str) -> Response:
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=86400"})
 
 
-@router.get("/stats/ratings", summary="Pooled ratings per image (api.image_ratings)", tags=["statistics"])
+@router.get(
+    "/stats/ratings",
+    summary="Pooled ratings per image (api.image_ratings)",
+    tags=["statistics"],
+    responses=_table("api.image_ratings", {"image_id": 12, "elo": 1532.0, "bt": 0.41, "n_comparisons": 9}),
+)
 async def ratings(
     request: Request,
     limit: int = Query(1000, ge=1, description="Most rows returned, best rated first"),
@@ -206,7 +220,10 @@ async def ratings(
 
 
 @router.get(
-    "/stats/ratings/status", summary="Latest campaign status (api.rating_status)", tags=["statistics"]
+    "/stats/ratings/status",
+    summary="Latest campaign status (api.rating_status)",
+    tags=["statistics"],
+    response_model=RatingStatusOut,
 )
 async def ratings_status(request: Request) -> JSONResponse:
     rows, _ = await _fetch(request, "SELECT computed_at, status FROM api.rating_status")

@@ -136,3 +136,39 @@ def test_stats_ratings_json_csv_and_status(client, db_url, pool):
     tile = client.get("/api.ratings/14/9327/4742.pbf")
     features = mapbox_vector_tile.decode(tile.content)["api.ratings"]["features"]
     assert len(features) == len(rows) and {"elo", "bt", "n_comparisons"} <= set(features[0]["properties"])
+
+
+def test_served_payloads_are_exactly_the_documented_models(client, db_url, pool):
+    """/docs describes the rating and label JSON with api/rating_models.py; the SQL functions
+    build it. Every served field must be declared and every declared field served."""
+    from pydantic import BaseModel
+
+    from streetaudit.api import rating_models as m
+
+    def same(model: type[BaseModel], payload: dict) -> None:
+        model.model_validate(payload)
+        assert set(payload) == set(model.model_fields), model.__name__
+        for name, field in model.model_fields.items():
+            inner = field.annotation
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                same(inner, payload[name])
+
+    rater = add_rater(db_url, "documented")
+    headers = auth(rater.token)
+    same(m.Session, client.get("/rate/session", headers=headers).json())
+    pair = client.get("/rate/pair", headers=headers).json()
+    same(m.Pair, pair)
+    body = {"left": pair["left"], "right": pair["right"], "choice": "right"}
+    same(m.ChoiceResult, client.post("/rate/choice", json=body, headers=headers).json())
+    same(m.Undone, client.post("/rate/undo", headers=headers).json())
+    queue = client.get("/label/api/queue", headers=headers).json()
+    same(m.LabelQueue, queue)
+    image = queue["images"][0]["id"]
+    same(m.QueuedImage, queue["images"][0])
+    box = {"label": queue["labels"][0], "x1": 1, "y1": 1, "x2": 5, "y2": 5}
+    same(
+        m.Saved, client.put(f"/label/api/images/{image}/boxes", json={"boxes": [box]}, headers=headers).json()
+    )
+    stored = client.get(f"/label/api/images/{image}/boxes", headers=headers).json()
+    same(m.ImageBoxes, stored)
+    same(m.StoredBox, stored["boxes"][0])
