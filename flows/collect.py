@@ -143,8 +143,7 @@ class _Row:
 
 _POINTS_SQL = """
 SELECT p.id, ST_X(p.geom), ST_Y(p.geom),
-       EXISTS (SELECT 1 FROM streetaudit.heritage_area AS a
-               WHERE a.kind = 'core' AND ST_Intersects(a.geom, p.geom)),
+       EXISTS (SELECT 1 FROM streetaudit.point_area AS pa WHERE pa.point_id = p.id AND pa.kind = 'core'),
        coalesce((SELECT array_agg(i.heading) FROM streetaudit.image AS i
                  WHERE i.point_id = p.id AND i.provider = %(provider)s
                    AND (i.status IN ('ok', 'excluded')
@@ -158,7 +157,7 @@ SELECT p.id, ST_X(p.geom), ST_Y(p.geom),
 FROM streetaudit.sample_point AS p
 WHERE p.retired_at IS NULL AND {selection}
   AND (%(area)s::text IS NULL OR EXISTS (
-        SELECT 1 FROM streetaudit.heritage_area AS a WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom)))
+        SELECT 1 FROM streetaudit.point_area AS pa WHERE pa.point_id = p.id AND pa.area_name = %(area)s))
 ORDER BY p.id
 LIMIT %(page)s
 """
@@ -288,8 +287,8 @@ class _Collector:
         cursor = await conn.execute(
             """SELECT p.id FROM streetaudit.sample_point AS p
                WHERE p.retired_at IS NULL AND (%(area)s::text IS NULL OR EXISTS (
-                   SELECT 1 FROM streetaudit.heritage_area AS a
-                   WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom)))
+                   SELECT 1 FROM streetaudit.point_area AS pa
+                   WHERE pa.point_id = p.id AND pa.area_name = %(area)s))
                ORDER BY hashint8(p.id), p.id LIMIT %(limit)s""",
             {"area": self.area, "limit": self.limit},
         )
@@ -300,8 +299,8 @@ class _Collector:
             cursor = await conn.execute(
                 """SELECT count(*) FROM streetaudit.sample_point AS p
                    WHERE p.retired_at IS NULL AND (%(area)s::text IS NULL OR EXISTS (
-                       SELECT 1 FROM streetaudit.heritage_area AS a
-                       WHERE a.name = %(area)s AND ST_Intersects(a.geom, p.geom)))""",
+                       SELECT 1 FROM streetaudit.point_area AS pa
+                       WHERE pa.point_id = p.id AND pa.area_name = %(area)s))""",
                 {"area": self.area},
             )
             row = await cursor.fetchone()

@@ -61,8 +61,8 @@ def summary(url: str) -> dict[str, float]:
         inside = scalar(
             conn.execute(
                 """SELECT count(*) FROM streetaudit.sample_point AS p
-               WHERE p.retired_at IS NULL AND EXISTS (SELECT 1 FROM streetaudit.heritage_area AS a
-                             WHERE a.kind = 'core' AND ST_Intersects(a.geom, p.geom))"""
+               WHERE p.retired_at IS NULL AND EXISTS (SELECT 1 FROM streetaudit.point_area AS pa
+                             WHERE pa.point_id = p.id AND pa.kind = 'core')"""
             )
         )
         areas = scalar(conn.execute("SELECT count(*) FROM streetaudit.heritage_area"))

@@ -95,9 +95,8 @@ def area_filter(conn: psycopg.Connection, where_area: str | None) -> int | None:
 
 
 _IN_AREA = """AND (%(area)s::bigint IS NULL OR EXISTS (
-                  SELECT 1 FROM streetaudit.sample_point AS p
-                  JOIN streetaudit.heritage_area AS a ON a.id = %(area)s AND ST_Intersects(a.geom, p.geom)
-                  WHERE p.id = i.point_id))"""
+                  SELECT 1 FROM streetaudit.point_area AS pa
+                  WHERE pa.point_id = i.point_id AND pa.area_id = %(area)s))"""
 
 
 def pending_images(

@@ -19,8 +19,8 @@ def heat_comparisons(url: str, model_id: int, method: str = "gradcam", target: s
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             f"""SELECT {", ".join(f"h.{s}" for s in HEAT_STATISTICS)},
-                       ARRAY(SELECT a.id FROM streetaudit.heritage_area AS a
-                             WHERE a.kind = 'core' AND ST_Intersects(a.geom, p.geom) ORDER BY a.id)
+                       ARRAY(SELECT pa.area_id FROM streetaudit.point_area AS pa
+                             WHERE pa.point_id = p.id AND pa.kind = 'core' ORDER BY pa.area_id)
                 FROM streetaudit.heatmap AS h
                 JOIN streetaudit.image AS i ON i.id = h.image_id AND i.status = 'ok'
                 JOIN streetaudit.sample_point AS p ON p.id = i.point_id AND p.retired_at IS NULL

@@ -36,8 +36,7 @@ def _read(url: str):
         ).fetchall()
         values = conn.execute(
             f"""SELECT {", ".join(f"pe.{e}" for e in ELEMENTS)},
-                       EXISTS (SELECT 1 FROM api.area_stats AS a
-                               WHERE a.kind = 'core' AND ST_Intersects(a.geom, pe.geom))
+                       pe.in_core
                 FROM api.point_elements AS pe"""
         ).fetchall()
     return segments, areas, values

@@ -120,8 +120,8 @@ def comparisons(conn: psycopg.Connection) -> list[dict]:
     cols = ", ".join(f"pe.{e}" for e in ELEMENTS)
     rows = conn.execute(
         f"""SELECT {cols},
-                   ARRAY(SELECT a.id FROM streetaudit.heritage_area AS a
-                         WHERE a.kind = 'core' AND ST_Intersects(a.geom, pe.geom) ORDER BY a.id)
+                   ARRAY(SELECT pa.area_id FROM streetaudit.point_area AS pa
+                         WHERE pa.point_id = pe.point_id AND pa.kind = 'core' ORDER BY pa.area_id)
             FROM api.point_elements AS pe ORDER BY pe.point_id"""
     ).fetchall()
     areas = conn.execute(

@@ -16,9 +16,9 @@ COMMENT ON TABLE streetaudit.area_comparison_result IS
     'Written by the stats flow (scipy): each core area (area_id NULL = all cores together) against the rest of the city, per element.';
 
 -- A point's value for an element is the mean over its ok images (all headings) that the
--- stats model segmented without error. The one definition of "this point is in a heritage
--- area" is here: area_ids lists the areas whose polygon intersects the point, in_core
--- says whether one of them is of kind core (otherwise the point is in the rest of the city).
+-- stats model segmented without error. area_ids lists the heritage areas the point lies in
+-- (streetaudit.point_area, the one definition), in_core says whether one of them is of kind
+-- core (otherwise the point is in the rest of the city).
 CREATE MATERIALIZED VIEW api.point_elements AS
     WITH mean AS (
         SELECT p.id AS point_id,
@@ -45,9 +45,9 @@ CREATE MATERIALIZED VIEW api.point_elements AS
            mean.geom
     FROM mean
     CROSS JOIN LATERAL (
-        SELECT array_agg(a.id ORDER BY a.id) AS ids, bool_or(a.kind = 'core') AS core
-        FROM streetaudit.heritage_area AS a
-        WHERE ST_Intersects(a.geom, mean.geom)
+        SELECT array_agg(pa.area_id ORDER BY pa.area_id) AS ids, bool_or(pa.kind = 'core') AS core
+        FROM streetaudit.point_area AS pa
+        WHERE pa.point_id = mean.point_id
     ) AS area;
 CREATE UNIQUE INDEX IF NOT EXISTS point_elements_point_idx ON api.point_elements (point_id);
 CREATE INDEX IF NOT EXISTS point_elements_road_idx ON api.point_elements (road_id);
