@@ -6,8 +6,6 @@
 "use strict";
 
 (function () {
-  const token = new URLSearchParams(location.hash.slice(1)).get("token");
-  const $ = (id) => document.getElementById(id);
   const COLOURS = ["#e7b45e", "#6fcf7f", "#64b5f6", "#f06292", "#ba68c8", "#4dd0e1", "#ff8a65", "#aed581", "#fff176"];
   const MIN_DRAG_PX = 4; // a shorter drag on the empty image is a click (deselect), not a box
   const state = {
@@ -15,40 +13,12 @@
     boxes: [], selected: null, label: null, dirty: false, shown: 0, saves: 0,
   };
   window.labelState = state; // read by the browser test
+  const { token, $, message, block, api } = window.raterLink(state);
   let queue = [];
   let labels = [];
   let history = [];
   let drag = null;
   const urls = new Map(); // image id → object URL (current and its neighbours)
-
-  function message(text, isError) {
-    $("message").textContent = text || "";
-    $("message").className = isError ? "error" : "";
-  }
-
-  function block(text) {
-    document.body.classList.add("blocked");
-    message(text, true);
-    state.ready = false;
-  }
-
-  async function api(path, options) {
-    const response = await fetch(path, {
-      ...options,
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-      cache: "no-store",
-    });
-    if (response.status === 401 || response.status === 403) {
-      const body = await response.json().catch(() => ({}));
-      block(`This link does not work (${body.detail || response.status}). Ask the campaign organiser for a new one.`);
-      throw new Error("refused");
-    }
-    if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${response.status}`);
-    }
-    return response;
-  }
 
   async function imageUrl(id) {
     if (!urls.has(id)) {

@@ -5,40 +5,10 @@
 "use strict";
 
 (function () {
-  const token = new URLSearchParams(location.hash.slice(1)).get("token");
-  const $ = (id) => document.getElementById(id);
   const state = { current: null, next: null, last: null, busy: false, shown: 0, ready: false, done: 0, target: 0 };
   window.rateState = state; // read by the browser test
+  const { token, $, message, block, api } = window.raterLink(state);
   let queue = Promise.resolve(); // requests that change the record run one after another
-
-  function message(text, isError) {
-    $("message").textContent = text || "";
-    $("message").className = isError ? "error" : "";
-  }
-
-  function block(text) {
-    document.body.classList.add("blocked");
-    message(text, true);
-    state.ready = false;
-  }
-
-  async function api(path, options) {
-    const response = await fetch(path, {
-      ...options,
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-      cache: "no-store",
-    });
-    if (response.status === 401 || response.status === 403) {
-      const body = await response.json().catch(() => ({}));
-      block(`This link does not work (${body.detail || response.status}). Ask the campaign organiser for a new one.`);
-      throw new Error("refused");
-    }
-    if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      throw new Error(body.detail || `HTTP ${response.status}`);
-    }
-    return response;
-  }
 
   async function imageUrl(id) {
     const blob = await (await api(`/rate/image/${id}`)).blob();
