@@ -13,7 +13,7 @@ data it may change); weights are random (speed does not depend on them; nothing 
     building, per-epoch checkpoints, rows, the final detector file and figure).
 Both count images per second of training; goal (b)/(a) >= 0.9. Runs are interleaved, best of --repeat.
 
---part predict / gradcam: left for the prediction and Grad-CAM benchmarks (see `PARTS`).
+Prediction and Grad-CAM: bench/detect_predict.py (same scratch-database pattern).
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@
 #
 # Prints the figures of bench/detect.py --part train on CUDA: (a) a bare torchvision training
 # loop, (b) our `detect train` loop on the same images and model, and (b)/(a) (goal >= 0.9).
-# Prediction images/s: `--part predict` once the prediction benchmark joins bench/detect.py
-# (PARTS there); until then run `streetaudit detect evaluate --device cuda` on the trained run,
-# which prints images/s of inference.
+# Then prediction and Grad-CAM images/s (bench/detect_predict.py: `detect predict` against a
+# bare torchvision inference loop on the same model, images and device).
 #
 # Self-contained and offline: installs nothing, downloads nothing (RANDOM weights: speed does
 # not depend on them; synthetic facades seeded into a throwaway PostGIS cluster). Needs this
@@ -36,6 +35,8 @@ CPUS=$(nproc)
 WORKERS=$(( CPUS > 3 ? (CPUS - 2 < 8 ? CPUS - 2 : 8) : 1 ))
 echo "CPUs: $CPUS, decoding workers: $WORKERS"
 # 96 images of 1024x512, batch 8, 2 epochs per loop, 2 interleaved runs of each loop.
-exec timeout 290 "$PY" bench/detect.py --part train --device cuda \
+timeout 290 "$PY" bench/detect.py --part train --device cuda \
     --architecture fasterrcnn_resnext101_32x8d_fpn --size 1024x512 \
     --images 96 --epochs 2 --batch-size 8 --repeat 2 --workers "$WORKERS" "$@"
+exec timeout 200 "$PY" bench/detect_predict.py --device cuda \
+    --architecture fasterrcnn_resnext101_32x8d_fpn --size 1024x512 --images 128 --batch-size 8
