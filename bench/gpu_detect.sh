@@ -10,7 +10,7 @@
 # Self-contained and offline: installs nothing, downloads nothing (RANDOM weights: speed does
 # not depend on them; synthetic facades seeded into a throwaway PostGIS cluster). Needs this
 # checkout's .venv (torch with CUDA) and PostgreSQL + PostGIS binaries (`make system-deps
-# SYSTEM_DEPS=postgis`), or `--url URL` of a scratch database. Finishes within ~5 minutes.
+# SYSTEM_DEPS=postgis`), or `--url URL` of a scratch database. Finishes within ~8 minutes.
 #
 # Usage: bash bench/gpu_detect.sh [extra bench/detect.py options, e.g. --batch-size 16]
 set -euo pipefail
