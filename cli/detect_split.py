@@ -16,8 +16,11 @@ def detect_split(
     splitting: SplitOptions,
     name: str = typer.Option(..., help="Name of the new dataset (split)."),
 ) -> None:
-    """Split a ground truth's images into train/val/test by sample point (the views of one point
-    never straddle train and test), seeded, and store it so every run uses the same images."""
+    """Split a ground truth's images into train/val/test by sample point, seeded, and store it.
+
+    The views of one point never straddle train and test; every run on the dataset uses the
+    same images. --sample N keeps about N images for a quick trial.
+    """
     from streetaudit.flows.detect_split import split_dataset
 
     report = split_dataset(ready_url(), name, **splitting.model_dump())
