@@ -171,8 +171,10 @@ def run_pipeline_cmd(
         f"All stages: {','.join(STAGES)} (predict and explain need --predict-model/--explain-model).",
     ),
 ) -> None:
-    """Run roads → areas → points → collect → clean → segment → [predict → explain →] stats (or the --stages chosen) as
-    the Prefect flow `pipeline`; each stage takes the options of its own command under a prefix.
+    """Run roads → areas → points → collect → clean → segment → [predict → explain →] stats.
+
+    Or the --stages chosen, as the Prefect flow `pipeline`; each stage takes the options of its
+    own command under a prefix (predict and explain run only when asked).
 
     Exit status: 0 done; 1 the collect stage produced nothing but errors; 2 bad input.
     """
