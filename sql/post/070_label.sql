@@ -199,11 +199,12 @@ BEGIN
     WHERE a.rater_id = r.id AND a.image_id = img.id AND a.replaced_at IS NULL;
     saved := jsonb_array_length(clean);
     IF wanted = stored THEN
-        IF saved > 0 OR to_regclass('streetaudit.annotated_image') IS NULL THEN
+        IF saved > 0 THEN
             RETURN saved;
         END IF;
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM streetaudit.annotated_image '
-                'WHERE rater_id = $1 AND image_id = $2 AND replaced_at IS NULL)' INTO looked USING r.id, img.id;
+        SELECT EXISTS (SELECT 1 FROM streetaudit.annotated_image AS ai
+                       WHERE ai.rater_id = r.id AND ai.image_id = img.id AND ai.replaced_at IS NULL)
+        INTO looked;
         IF looked THEN
             RETURN saved;
         END IF;
@@ -214,14 +215,11 @@ BEGIN
     SELECT img.id, r.id, e->>'label', (e->>'x1')::float8, (e->>'y1')::float8, (e->>'x2')::float8,
            (e->>'y2')::float8, 'label page', (e->>'row')::integer
     FROM jsonb_array_elements(clean) AS e;
-    -- Where `annotations import` keeps which images a rater looked at (boxed or left empty:
-    -- a negative example), record this look too.
-    IF to_regclass('streetaudit.annotated_image') IS NOT NULL THEN
-        EXECUTE 'UPDATE streetaudit.annotated_image SET replaced_at = clock_timestamp() '
-                'WHERE rater_id = $1 AND image_id = $2 AND replaced_at IS NULL' USING r.id, img.id;
-        EXECUTE 'INSERT INTO streetaudit.annotated_image (image_id, rater_id, source, boxes) '
-                'VALUES ($1, $2, ''label page'', $3)' USING img.id, r.id, saved;
-    END IF;
+    -- Record the look (boxed or left empty: a negative example), as `annotations import` does.
+    UPDATE streetaudit.annotated_image SET replaced_at = clock_timestamp()
+    WHERE rater_id = r.id AND image_id = img.id AND replaced_at IS NULL;
+    INSERT INTO streetaudit.annotated_image (image_id, rater_id, source, boxes)
+    VALUES (img.id, r.id, 'label page', saved);
     RETURN saved;
 END
 $$;
