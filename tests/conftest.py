@@ -138,3 +138,11 @@ def reader_url_for(cluster: LocalCluster, url: str) -> str:
 def reader_db_url(pg_cluster: LocalCluster, db_url: str) -> str:
     """This module's database as streetaudit_reader."""
     return reader_url_for(pg_cluster, db_url)
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where browser tests save screenshots: STREETAUDIT_SCREENSHOTS to keep them, else tmp."""
+    folder = Path(os.environ.get("STREETAUDIT_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -7,10 +7,8 @@ test's tmp folder) for a person to look at.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -37,13 +35,6 @@ def server(db_url: str, reader_db_url: str, pg_cluster, tmp_path_factory) -> Ite
     with serving(create_app(reader_db_url, ApiSettings(ogc=False)), startup_s=30) as base:
         yield base
     patch.undo()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("STREETAUDIT_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @contextmanager

@@ -6,9 +6,7 @@ test's tmp folder) for a person to look at.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -32,13 +30,6 @@ def server(db_url: str, reader_db_url: str, pg_cluster, tmp_path_factory) -> Ite
     with serving(create_app(reader_db_url, ApiSettings(ogc=False)), startup_s=30) as base:
         yield base
     patch.undo()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("STREETAUDIT_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def choices(db_url: str, name: str) -> list[tuple]:
