@@ -40,6 +40,7 @@ from streetaudit.models.backend import (
 )
 from streetaudit.models.inputs import Batch, make_loader
 from streetaudit.models.label_sets import ELEMENTS, LabelSetError
+from streetaudit.models.label_palette import paletted_mask
 from streetaudit.sql.rows import one, scalar
 from streetaudit.sql.settings import DatabaseSettings
 
@@ -364,11 +365,9 @@ class RowWriter:
         return rows
 
     def save_mask(self, image_id: int, labels: np.ndarray) -> str:
-        from PIL import Image
-
         assert self.masks_dir is not None
         path = self.masks_dir / f"{image_id}.png"
-        image = Image.fromarray(labels if labels.dtype == np.uint8 else labels.astype(np.uint16))
+        image = paletted_mask(labels, self.label_set)
         tmp = path.with_suffix(".tmp.png")
         image.save(tmp, compress_level=1)
         tmp.replace(path)
