@@ -39,8 +39,8 @@ from streetaudit.models.backend import (
     resolve_device,
 )
 from streetaudit.models.inputs import Batch, make_loader
-from streetaudit.models.label_sets import ELEMENTS, LabelSetError
 from streetaudit.models.label_palette import paletted_mask
+from streetaudit.models.label_sets import ELEMENTS, LabelSetError
 from streetaudit.sql.rows import one, scalar
 from streetaudit.sql.settings import DatabaseSettings
 
