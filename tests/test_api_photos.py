@@ -3,7 +3,6 @@ against the real database as the reader role, with STREETAUDIT_SERVE_IMAGES off,
 
 from __future__ import annotations
 
-import hashlib
 import io
 
 import numpy as np
@@ -17,8 +16,9 @@ from streetaudit.api.factory import create_app
 from streetaudit.api.photo_settings import PhotoSettings
 from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
-from streetaudit.models.label_palette import palette, paletted_mask
-from streetaudit.models.label_sets import ELEMENTS, builtin
+from streetaudit.models.label_palette import palette
+from streetaudit.models.label_sets import ELEMENTS
+from streetaudit.testing.photo_rows import give_photos
 from streetaudit.testing.seeded_results import synthetic_models
 
 
@@ -30,50 +30,18 @@ def db_url(helsinki_db_url: str) -> str:
 @pytest.fixture(scope="module")
 def photos(db_url: str, tmp_path_factory) -> dict:
     """A point inside the heritage core whose ok views have real JPEG files, one with a mask."""
-    (model_id,) = synthetic_models(db_url, seeds=(71,))
+    synthetic_models(db_url, seeds=(71,))
     refresh_stats(db_url)
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(3)
+    given = give_photos(db_url, tmp_path_factory.mktemp("photos"))
     with psycopg.connect(db_url) as conn:
-        point_id = conn.execute(
-            """SELECT p.id FROM streetaudit.sample_point AS p
-               JOIN streetaudit.point_area AS pa ON pa.point_id = p.id
-               WHERE (SELECT count(*) FROM streetaudit.image AS i
-                      WHERE i.point_id = p.id AND i.status = 'ok') >= 2
-               ORDER BY p.id LIMIT 1"""
-        ).fetchone()[0]
-        images = conn.execute(
-            "SELECT id FROM streetaudit.image WHERE point_id = %s AND status = 'ok' ORDER BY id", (point_id,)
-        ).fetchall()
-        files = {}
-        for (image_id,) in images:
-            path = folder / f"{image_id}.jpg"
-            Image.fromarray(rng.integers(0, 255, (200, 640, 3), dtype=np.uint8)).save(path, quality=90)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            conn.execute(
-                "UPDATE streetaudit.image SET uri = %s, sha256 = %s, width = 640, height = 200 WHERE id = %s",
-                (str(path), digest, image_id),
-            )
-            files[image_id] = path
-        masked = images[0][0]
-        label_set = builtin("cityscapes")  # as a Cityscapes model's --save-masks writes it
-        ids = rng.integers(0, len(label_set), (200, 640))
-        ids[:10, :10] = 255  # void
-        mask_path = folder / f"{masked}.png"
-        paletted_mask(ids, label_set).save(mask_path)
-        conn.execute(
-            "UPDATE streetaudit.segmentation SET mask_uri = %s WHERE image_id = %s AND model_id = %s",
-            (str(mask_path), masked, model_id),
-        )
         not_ok = conn.execute("SELECT id FROM streetaudit.image WHERE status <> 'ok' LIMIT 1").fetchone()[0]
-        conn.commit()
     return {
-        "point_id": point_id,
-        "files": files,
-        "masked": masked,
-        "mask_ids": ids,
-        "label_set": label_set,
-        "model_id": model_id,
+        "point_id": given.point_id,
+        "files": given.files,
+        "masked": given.masked,
+        "mask_ids": given.mask_ids,
+        "label_set": given.label_set,
+        "model_id": given.model_id,
         "not_ok": not_ok,
     }
 
