@@ -193,6 +193,7 @@ function viewHtml(view) {
 
 async function showPoint(pointId) {
   details.hidden = false;
+  document.body.classList.add("point-open");
   detailsBody.innerHTML = `Point ${pointId}: loading…`;
   const response = await fetch(here(`points/${pointId}`));
   if (!response.ok) {
@@ -220,7 +221,10 @@ async function showPoint(pointId) {
   window.streetauditPoint = point;
 }
 
-document.getElementById("details-close").addEventListener("click", () => { details.hidden = true; });
+document.getElementById("details-close").addEventListener("click", () => {
+  details.hidden = true;
+  document.body.classList.remove("point-open");
+});
 
 function build() {
   const element = elementSelect.value;
