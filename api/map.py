@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from streetaudit.api.errors import Unavailable
+from streetaudit.api.photo_models import MapConfig
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # Below this a city's points are a smear over the roads that already carry their means.
@@ -31,7 +32,7 @@ async def map_page(request: Request) -> FileResponse:
     return FileResponse(STATIC_DIR / "map.html", media_type="text/html")
 
 
-@router.get("/map/config", summary="What the map page needs before its first paint")
+@router.get("/map/config", summary="What the map page needs before its first paint", response_model=MapConfig)
 async def map_config(request: Request) -> JSONResponse:
     """Colour ranges (api.map_ranges: 2nd-98th percentiles), the optional basemap, and whether
     photos are served: fetched before the map is built, so the legend never changes under the user."""

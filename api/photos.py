@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from streetaudit.api.errors import NotFound
+from streetaudit.api.photo_models import PointDetail
 from streetaudit.api.photo_settings import PhotoSettings
 from streetaudit.api.rating import read_image
 
@@ -38,7 +39,11 @@ def _refused(provider: str | None = None) -> HTTPException:
     )
 
 
-@router.get("/points/{point_id}", summary="A sample point: its views, shares, road, areas and ratings")
+@router.get(
+    "/points/{point_id}",
+    summary="A sample point: its views, shares, road, areas and ratings",
+    response_model=PointDetail,
+)
 async def point(request: Request, point_id: int) -> JSONResponse:
     async with request.app.state.db.pool.connection() as conn:
         row = await (await conn.execute("SELECT api.point_detail(%s)", (point_id,))).fetchone()

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from streetaudit.api.factory import create_app
+from streetaudit.api.photo_models import MapConfig, PointDetail, PointRating, View
 from streetaudit.api.photo_settings import PhotoSettings
 from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
@@ -92,6 +93,10 @@ def test_point_detail_equals_the_tables(client, photos, db_url):
     assert got["n_images"] == len(segmented)
     assert got["images_served"] is True
     assert got["ratings"] == []
+    # the documented models (/docs) have exactly the served fields
+    PointDetail.model_validate(got)
+    assert set(got) == set(PointDetail.model_fields)
+    assert all(set(v) == set(View.model_fields) for v in got["views"])
     assert client.get("/points/999999999").status_code == 404
 
 
@@ -167,6 +172,8 @@ def test_map_config_ranges_are_the_data_percentiles(client, db_url):
         ] == pytest.approx(high), key
         assert config["ranges"][key]["n"] == len(values)
     assert config["points_minzoom"] == 15 and config["basemap"] is None
+    MapConfig.model_validate(config)
+    assert set(config) == set(MapConfig.model_fields)
 
 
 def test_basemap_setting_is_a_style_or_a_raster_template(monkeypatch):
@@ -178,3 +185,22 @@ def test_basemap_setting_is_a_style_or_a_raster_template(monkeypatch):
     assert PhotoSettings(basemap_style="https://x.org/style.json").basemap["type"] == "style"
     with pytest.raises(ValueError, match="STREETAUDIT_BASEMAP_STYLE"):
         PhotoSettings(basemap_style="ftp://nope")
+
+
+def test_point_detail_lists_the_pooled_ratings_of_its_images(client, photos, db_url):
+    image_id = photos["masked"]
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            """INSERT INTO streetaudit.rating (image_id, method, rater_id, score, se, n, wins, computed_at)
+               VALUES (%s, 'elo', NULL, 1561.5, NULL, 12, 8, now()), (%s, 'bt', NULL, 0.42, 0.3, 12, 8, now())""",
+            (image_id, image_id),
+        )
+    try:
+        ratings = client.get(f"/points/{photos['point_id']}").json()["ratings"]
+    finally:
+        with psycopg.connect(db_url) as conn:
+            conn.execute("DELETE FROM streetaudit.rating WHERE image_id = %s", (image_id,))
+    assert ratings == [
+        {"image_id": image_id, "elo": 1561.5, "bt": 0.42, "bt_se": 0.3, "n_comparisons": 12, "wins": 8}
+    ]
+    PointRating.model_validate(ratings[0])
