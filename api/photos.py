@@ -13,7 +13,7 @@ from typing import Literal
 
 import anyio
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from streetaudit.api.errors import NotFound
@@ -23,6 +23,7 @@ from streetaudit.api.rating import read_image
 
 router = APIRouter(tags=["photos"])
 THUMB_PX = 320
+BIGINT = 2**63 - 1  # ids are bigint: a larger one is a 400, never a database error
 _CACHE = "public, max-age=86400"
 
 
@@ -44,7 +45,7 @@ def _refused(provider: str | None = None) -> HTTPException:
     summary="A sample point: its views, shares, road, areas and ratings",
     response_model=PointDetail,
 )
-async def point(request: Request, point_id: int) -> JSONResponse:
+async def point(request: Request, point_id: int = Path(ge=0, le=BIGINT)) -> JSONResponse:
     async with request.app.state.db.pool.connection() as conn:
         row = await (await conn.execute("SELECT api.point_detail(%s)", (point_id,))).fetchone()
     if row is None or row[0] is None:
@@ -101,7 +102,7 @@ def _jpeg(data: bytes, size: str) -> bytes:
 )
 async def image(
     request: Request,
-    image_id: int,
+    image_id: int = Path(ge=0, le=BIGINT),
     size: Literal["full", "thumb"] = Query("full", description="full or thumb"),
 ) -> Response:
     _, uri, sha256, _, _ = await _file(request, image_id)
@@ -147,7 +148,7 @@ def _coloured_mask(data: bytes) -> bytes:
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
 )
-async def mask(request: Request, image_id: int) -> Response:
+async def mask(request: Request, image_id: int = Path(ge=0, le=BIGINT)) -> Response:
     _, _, _, mask_uri, model_id = await _file(request, image_id)
     if mask_uri is None:
         raise NotFound(f"image {image_id} has no stored mask: run `streetaudit segment --save-masks`")
