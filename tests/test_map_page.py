@@ -216,49 +216,74 @@ def test_map_without_webgl_says_so_instead_of_a_blank_page(site, shots):
     assert "WebGL" in text and "stats/roads" in text
 
 
-class _Tiles(BaseHTTPRequestHandler):
-    """A raster basemap on 127.0.0.1: every tile one solid colour, every request recorded."""
+class _Basemap(BaseHTTPRequestHandler):
+    """A basemap on 127.0.0.1: /style.json a one-colour MapLibre style, any other path a one-colour
+    raster tile; every request recorded."""
 
     requested: ClassVar[list[str]] = []
     png = b""
+    style = b""
 
     def do_GET(self):
         type(self).requested.append(self.path)
+        body, media = (
+            (self.style, "application/json") if self.path == "/style.json" else (self.png, "image/png")
+        )
         self.send_response(200)
-        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Type", media)
         self.send_header("Access-Control-Allow-Origin", "*")
-        self.send_header("Content-Length", str(len(self.png)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(self.png)
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
 
 
-def test_basemap_from_a_raster_template_is_drawn_under_the_roads(site, shots):
+@pytest.mark.parametrize(
+    ("kind", "path", "seen"),
+    [
+        # a raster template: its tiles at 0.8 opacity over our background, under the roads
+        ("raster", "/{z}/{x}/{y}.png", 0.8 * np.array((200, 30, 30)) + 0.2 * np.array(BACKGROUND)),
+        # a whole style: its own background, with our layers added on top
+        ("style", "/style.json", np.array((30, 30, 200))),
+    ],
+    ids=["raster", "style"],
+)
+def test_basemap_is_drawn_under_our_layers(site, shots, kind, path, seen):
     out = io.BytesIO()
     Image.new("RGB", (256, 256), (200, 30, 30)).save(out, format="PNG")
-    _Tiles.png, _Tiles.requested = out.getvalue(), []
-    tiles = ThreadingHTTPServer(("127.0.0.1", 0), _Tiles)
+    _Basemap.png, _Basemap.requested = out.getvalue(), []
+    _Basemap.style = json.dumps(
+        {"version": 8, "sources": {}, "layers": [
+            {"id": "bg", "type": "background", "paint": {"background-color": "rgb(30, 30, 200)"}}]}
+    ).encode()  # fmt: skip
+    tiles = ThreadingHTTPServer(("127.0.0.1", 0), _Basemap)
     threading.Thread(target=tiles.serve_forever, daemon=True).start()
     app = site["app"]
     app.state.photo_settings = PhotoSettings(
-        serve_images="all", basemap_style=f"http://127.0.0.1:{tiles.server_port}/{{z}}/{{x}}/{{y}}.png"
+        serve_images="all", basemap_style=f"http://127.0.0.1:{tiles.server_port}{path}"
     )
+    errors: list[str] = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{site['base']}/map")
+            page.wait_for_function(
+                "() => window.streetauditIdle && window.streetauditMap.getLayer('roads')", timeout=60_000
+            )
             wait_idle(page)
+            roads = count(page, "roads")
             pixels = canvas_pixels(page)
-            page.screenshot(path=str(shots / "map-basemap-1400x900.png"))
+            page.screenshot(path=str(shots / f"map-basemap-{kind}-1400x900.png"))
             browser.close()
     finally:
         app.state.photo_settings = PhotoSettings(serve_images="all")
         tiles.shutdown()
-    assert _Tiles.requested and all(r.endswith(".png") for r in _Tiles.requested)
-    # the basemap at its 0.8 opacity over the background fills what the roads leave free
-    seen = 0.8 * np.array((200, 30, 30)) + 0.2 * np.array(BACKGROUND)
-    red = (np.abs(pixels.astype(int) - seen).sum(axis=2) < 30).mean()
-    assert red > 0.3, red
+    assert not errors, errors
+    assert _Basemap.requested and (kind != "style" or _Basemap.requested[0] == "/style.json")
+    assert roads > 50
+    basemap = (np.abs(pixels.astype(int) - seen).sum(axis=2) < 30).mean()
+    assert basemap > 0.3, basemap  # it fills what the roads leave free

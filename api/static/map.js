@@ -245,9 +245,17 @@ function build() {
   }
   window.streetauditMap = map;
   if (styled) {
+    let loaded = false;
     map.once("style.load", () => {
+      loaded = true;
+      if (map.getSource("roads")) return; // the fallback below, which has them already
       for (const [id, source] of Object.entries(overlaySources())) map.addSource(id, source);
       for (const layer of overlayLayers(elementSelect.value, statisticSelect.value)) map.addLayer(layer);
+    });
+    // A basemap style that cannot be fetched (offline) must not leave the map empty: our
+    // own layers alone, as without a basemap.
+    map.once("error", () => {
+      if (!loaded) map.setStyle(inlineStyle(elementSelect.value, statisticSelect.value));
     });
   }
   map.addControl(new maplibregl.NavigationControl({ visualizePitch: true }), "top-right");
