@@ -268,7 +268,9 @@ def test_basemap_is_drawn_under_our_layers(site, shots, kind, path, seen):
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page = browser.new_page(
+                viewport={"width": 800, "height": 600}
+            )  # small: SwiftShader draws on the CPU
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{site['base']}/map")
             page.wait_for_function(
@@ -277,7 +279,7 @@ def test_basemap_is_drawn_under_our_layers(site, shots, kind, path, seen):
             wait_idle(page)
             roads = count(page, "roads")
             pixels = canvas_pixels(page)
-            page.screenshot(path=str(shots / f"map-basemap-{kind}-1400x900.png"))
+            page.screenshot(path=str(shots / f"map-basemap-{kind}-800x600.png"))
             browser.close()
     finally:
         app.state.photo_settings = PhotoSettings(serve_images="all")
