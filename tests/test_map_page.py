@@ -240,6 +240,7 @@ class _Basemap(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "path", "seen"),
     [
