@@ -73,58 +73,65 @@ class Group:
     mask: np.ndarray
 
 
+CORE_COLOUR = "#fdae6b"
+REST_COLOUR = "#d9d9d9"
+
+
 def box_figure(values: np.ndarray, groups: list[Group], rest: np.ndarray, comparison: list[dict]):
-    """Rows: the comparisons; columns: the elements. Returns the matplotlib figure.
+    """A row per comparison, a panel per element. Returns the matplotlib figure.
 
     `values` is points x ELEMENTS, `rest` the mask of points in no core area, `comparison`
-    the rows of api.area_comparison (matched on area_id and element).
+    the rows of api.area_comparison (matched on area_id and element). Each element keeps
+    one y-axis over all rows, so a box in one row can be compared with the one below.
     """
     import matplotlib.pyplot as plt
 
     columns = p_columns(sorted({key for row in comparison for key in row}))
     by_key = {(row["area_id"], row["element"]): row for row in comparison}
-    rows = len(groups)
-    fig, axes = plt.subplots(
-        rows, len(ELEMENTS), figsize=(3.1 * len(ELEMENTS), 3.9 * rows), squeeze=False, constrained_layout=True
-    )
-    for r, group in enumerate(groups):
-        for k, element in enumerate(ELEMENTS):
-            ax = axes[r, k]
-            core_values, rest_values = values[group.mask, k], values[rest, k]
-            data = [v[~np.isnan(v)] for v in (core_values, rest_values)]
-            ax.boxplot(
+    top = []
+    for k in range(len(ELEMENTS)):
+        column = values[:, k][~np.isnan(values[:, k])]
+        high = float(np.percentile(column, 99.5)) if column.size else 1.0
+        top.append(min(1.0, high) * (1.3 + 0.08 * len(columns)) + 0.01)
+    fig = plt.figure(figsize=(3.1 * len(ELEMENTS), 3.6 * len(groups) + 0.6), layout="constrained")
+    subfigures = np.atleast_1d(fig.subfigures(len(groups), 1))
+    for group, subfigure in zip(groups, subfigures, strict=True):
+        axes = subfigure.subplots(1, len(ELEMENTS))
+        subfigure.suptitle(f"{group.name} vs the rest of the city", fontweight="bold", fontsize=11)
+        for k, (ax, element) in enumerate(zip(axes, ELEMENTS, strict=True)):
+            data = [v[~np.isnan(v)] for v in (values[group.mask, k], values[rest, k])]
+            boxes = ax.boxplot(
                 data,
                 tick_labels=["core", "rest"],
                 showfliers=False,
                 showmeans=True,
+                patch_artist=True,
                 meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
+                medianprops={"color": "black"},
                 widths=0.55,
             )
-            ax.set_ylim(-0.02, 1.0)
+            for patch, colour in zip(boxes["boxes"], (CORE_COLOUR, REST_COLOUR), strict=True):
+                patch.set_facecolor(colour)
+            ax.set_ylim(0, top[k])
             ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
-            ax.set_title(element, fontsize=10, fontweight="bold")
+            ax.set_title(element, fontsize=10)
             if k == 0:
-                ax.set_ylabel(f"{group.name}\nshare of pixels", fontsize=9)
+                ax.set_ylabel("share of pixels", fontsize=9)
             text = stats_text(len(data[0]), len(data[1]), by_key.get((group.area_id, element)), columns)
             ax.text(
-                0.98,
+                0.5,
                 0.98,
                 text,
                 transform=ax.transAxes,
-                ha="right",
+                ha="center",
                 va="top",
                 fontsize=7.5,
-                bbox={
-                    "boxstyle": "round,pad=0.3",
-                    "facecolor": "white",
-                    "edgecolor": "#999999",
-                    "alpha": 0.9,
-                },
+                bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "#999999"},
             )
     fig.suptitle(
-        "Sample points in heritage core areas vs the rest of the city "
-        "(box: quartiles, whiskers 1.5 IQR, ◇ mean; n = core / rest points; "
-        "d = Cohen's d, core − rest; p Holm-adjusted over the six elements)",
+        "Sample points in heritage core areas vs the rest of the city\n"
+        "box: quartiles, whiskers 1.5 IQR, ◇ mean; n = core / rest points; "
+        "d = Cohen's d (core − rest); p Holm-adjusted over the six elements",
         fontsize=10,
     )
     return fig

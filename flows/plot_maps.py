@@ -21,7 +21,8 @@ from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
 from streetaudit.models.label_sets import ELEMENTS
 
-NO_DATA = "#b3b3b3"
+NO_DATA = "#8c8c8c"
+NO_DATA_DASHES = (0, (2.0, 1.5))  # dashed, so "no data" never reads as a colour of the scale
 OUTLINE = "#111111"
 CMAP = "viridis"
 
@@ -44,6 +45,19 @@ class MapLayers:
                 owners.append(row)
         return cls(unit, parts, np.asarray(owners, dtype=int), list(areas))
 
+    def visible(self, extent) -> np.ndarray:
+        """Which parts reach into `extent`: a close-up draws (and its SVG holds) only those."""
+        if not self.parts:
+            return np.zeros(0, dtype=bool)
+        low = np.array([p.min(axis=0) for p in self.parts])
+        high = np.array([p.max(axis=0) for p in self.parts])
+        return (
+            (high[:, 0] >= extent[0])
+            & (low[:, 0] <= extent[2])
+            & (high[:, 1] >= extent[1])
+            & (low[:, 1] <= extent[3])
+        )
+
     def extent(self, pad: float = 0.03) -> tuple[float, float, float, float]:
         xy = np.concatenate(self.parts) if self.parts else np.zeros((1, 2))
         minx, miny = xy.min(axis=0)
@@ -52,11 +66,20 @@ class MapLayers:
         return minx - margin, miny - margin, maxx + margin, maxy + margin
 
 
-def shared_norms(*tables: np.ndarray) -> list[Normalize]:
-    """One colour scale per element (column) covering every value of every table given.
+# The colour scale spans these percentiles of all values: a few one-point roads at 0.9
+# would otherwise push every other road into the same dark blue. The colour bar's arrows
+# say that values beyond are drawn in the end colours.
+SCALE_PERCENTILES = (2.0, 98.0)
 
-    Each table is units x ELEMENTS (NaN: no data). A column with no data gets 0..1, one with
-    a single value a small range around it, so a colour bar can always be drawn.
+
+def shared_norms(
+    *tables: np.ndarray, percentiles: tuple[float, float] = SCALE_PERCENTILES
+) -> list[Normalize]:
+    """One colour scale per element (column) from every value of every table given.
+
+    Each table is units x ELEMENTS (NaN: no data); the scale spans `percentiles` of the
+    values pooled over all tables. A column with no data gets 0..1, one with a single value
+    a small range around it, so a colour bar can always be drawn.
     """
     norms = []
     for k in range(len(ELEMENTS)):
@@ -65,7 +88,7 @@ def shared_norms(*tables: np.ndarray) -> list[Normalize]:
         if column.size == 0:
             norms.append(Normalize(0.0, 1.0))
             continue
-        low, high = float(column.min()), float(column.max())
+        low, high = (float(v) for v in np.percentile(column, percentiles))
         if high - low < 1e-9:
             low, high = low - 0.01, high + 0.01
         norms.append(Normalize(low, high))
@@ -124,12 +147,16 @@ def draw_outlines(ax, layers: MapLayers, *, fill: bool = False, label_names: boo
 def draw_values(ax, layers: MapLayers, values: np.ndarray, norm: Normalize, extent) -> LineCollection:
     """Units with a value coloured by `norm`, the others grey; heritage outlines on top."""
     _frame(ax, extent)
-    per_part = values[layers.part_unit] if len(layers.part_unit) else np.zeros(0)
+    shown = layers.visible(extent)
+    parts = [p for p, ok in zip(layers.parts, shown, strict=True) if ok]
+    per_part = values[layers.part_unit[shown]] if shown.any() else np.zeros(0)
     present = ~np.isnan(per_part)
-    missing = [p for p, ok in zip(layers.parts, present, strict=True) if not ok]
-    ax.add_collection(LineCollection(missing, colors=NO_DATA, linewidths=0.7, zorder=1))
+    missing = [p for p, ok in zip(parts, present, strict=True) if not ok]
+    ax.add_collection(
+        LineCollection(missing, colors=NO_DATA, linewidths=0.9, linestyles=[NO_DATA_DASHES], zorder=1)
+    )
     collection = LineCollection(
-        [p for p, ok in zip(layers.parts, present, strict=True) if ok],
+        [p for p, ok in zip(parts, present, strict=True) if ok],
         cmap=CMAP,
         norm=norm,
         linewidths=1.8,
@@ -145,7 +172,7 @@ def draw_values(ax, layers: MapLayers, values: np.ndarray, norm: Normalize, exte
 
 def key_handles(no_data: str) -> list[Line2D]:
     return [
-        Line2D([], [], color=NO_DATA, linewidth=1.5, label=no_data),
+        Line2D([], [], color=NO_DATA, linewidth=1.5, linestyle=NO_DATA_DASHES, label=no_data),
         Line2D(
             [],
             [],
@@ -162,13 +189,21 @@ def element_maps(layers: MapLayers, table: np.ndarray, norms: list[Normalize], s
     import matplotlib.pyplot as plt
 
     extent = layers.extent()
-    fig, axes = plt.subplots(2, 3, figsize=(15, 10), constrained_layout=True)
+    aspect = (extent[2] - extent[0]) / max(extent[3] - extent[1], 1.0)
+    height = 4.6  # inches per map; the width follows the city's shape, plus its colour bar
+    fig, axes = plt.subplots(
+        2,
+        3,
+        figsize=(3 * (height * min(max(aspect, 0.5), 2.0) + 1.3), 2 * height + 1.2),
+        constrained_layout=True,
+    )
     for k, (ax, element) in enumerate(zip(axes.flat, ELEMENTS, strict=True)):
         collection = draw_values(ax, layers, table[:, k], norms[k], extent)
-        fig.colorbar(collection, ax=ax, shrink=0.75, label=f"{statistic} share of pixels")
+        fig.colorbar(collection, ax=ax, shrink=0.75, extend="both", label=f"{statistic} share of pixels")
         n = int((~np.isnan(table[:, k])).sum())
         ax.set_title(
-            f"{element}: {statistic} per {layers.unit} ({n} of {len(table)} {layers.unit}s with data)"
+            f"{element}: {statistic} per {layers.unit}\n{n} of {len(table)} {layers.unit}s with data",
+            fontsize=10,
         )
     fig.legend(handles=key_handles(no_data), loc="outside lower center", ncols=2, frameon=False)
     return fig
@@ -200,7 +235,14 @@ def core_area_maps(
                 axes[r, k].set_title(element, fontweight="bold")
         axes[r, 0].set_ylabel(name)
     for k, collection in enumerate(columns):
-        fig.colorbar(collection, ax=axes[:, k], location="bottom", shrink=0.8, label=f"{statistic} share")
+        fig.colorbar(
+            collection,
+            ax=axes[:, k],
+            location="bottom",
+            shrink=0.8,
+            extend="both",
+            label=f"{statistic} share",
+        )
     fig.suptitle(
         f"Core areas close up: {statistic} per {layers.unit}, on the same colour scales as the city map"
     )

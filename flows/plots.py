@@ -120,7 +120,8 @@ def parse_formats(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     parts = [p for p in parts if p]
     bad = [p for p in parts if p not in FORMATS]
     if bad or not parts:
-        raise InputError(f"--format {','.join(parts) or text!r}: expected png, svg or png,svg")
+        given = text if isinstance(text, str) else ",".join(text)
+        raise InputError(f"--format {given or '(empty)'}: expected png, svg or png,svg")
     return tuple(dict.fromkeys(parts))
 
 
@@ -135,6 +136,9 @@ def save(fig, folder: Path, stem: str, formats: tuple[str, ...]) -> list[str]:
             name = f"{stem}.{fmt}"
             fig.savefig(folder / name, dpi=130, metadata={"Date": None} if fmt == "svg" else None)
             names.append(name)
+            # The layout is solved by the first save; solving it again for the next format
+            # would only cost the same seconds for the same positions.
+            fig.set_layout_engine("none")
     plt.close(fig)
     return names
 
@@ -162,9 +166,8 @@ def plot_stats(
 
 def core_groups(data: PlotData) -> list[Group]:
     """All cores together, then each core area: the comparisons of api.area_comparison."""
-    from streetaudit.flows.stats import ALL_CORES
-
-    groups = [Group(None, ALL_CORES, data.in_core)]
+    pooled = [row["area_name"] for row in data.comparison if row["area_id"] is None]
+    groups = [Group(None, pooled[0] if pooled else "all core areas", data.in_core)]
     for area_id, name, kind, _geom in data.areas:
         if kind == "core":
             groups.append(
