@@ -199,7 +199,7 @@ def element_maps(layers: MapLayers, table: np.ndarray, norms: list[Normalize], s
     )
     for k, (ax, element) in enumerate(zip(axes.flat, ELEMENTS, strict=True)):
         collection = draw_values(ax, layers, table[:, k], norms[k], extent)
-        fig.colorbar(collection, ax=ax, shrink=0.75, extend="both", label=f"{statistic} share of pixels")
+        fig.colorbar(collection, ax=ax, shrink=0.75, extend="both", label=f"{statistic} of the share of pixels")
         n = int((~np.isnan(table[:, k])).sum())
         ax.set_title(
             f"{element}: {statistic} per {layers.unit}\n{n} of {len(table)} {layers.unit}s with data",
@@ -241,7 +241,7 @@ def core_area_maps(
             location="bottom",
             shrink=0.8,
             extend="both",
-            label=f"{statistic} share",
+            label=f"{statistic} of the share of pixels",
         )
     fig.suptitle(
         f"Core areas close up: {statistic} per {layers.unit}, on the same colour scales as the city map"

@@ -184,7 +184,7 @@ def draw_all(data: PlotData, folder: Path, formats: tuple[str, ...]) -> list[str
     names: list[str] = []
     for stem, table, statistic, no_data in (
         ("means", data.means, "mean", f"no data (no sample point with an image on the {data.unit})"),
-        ("stds", data.stds, "standard deviation of the", f"no data (fewer than 2 points on the {data.unit})"),
+        ("stds", data.stds, "standard deviation", f"no data (fewer than 2 points on the {data.unit})"),
     ):
         norms = shared_norms(table)
         names += save(
