@@ -19,7 +19,13 @@ from streetaudit.models.label_sets import ELEMENTS
 # p-value that underflowed): "p = 0" would claim certainty no test gives.
 P_FLOOR = 1e-300
 POINT_TESTS = ("welch_p", "mannwhitney_p")
-TEST_NAMES = {"welch_p": "Welch", "mannwhitney_p": "Mann–Whitney"}
+TEST_NAMES = {
+    "welch_p": "Welch",
+    "mannwhitney_p": "Mann–Whitney",
+    # The street-level tests (points on one street are not independent): the ones to report.
+    "permutation_p": "street permutation",
+    "cluster_p": "street-clustered OLS",
+}
 
 
 def format_p(p: float | None) -> str:
@@ -59,6 +65,9 @@ def stats_text(n_core: int, n_rest: int, row: dict | None, columns: list[tuple[s
     """The lines written on one panel: n, Cohen's d and each test's p."""
     lines = [f"n = {n_core} / {n_rest}"]
     row = row or {}
+    if row.get("n_clusters_core") is not None:
+        unit = row.get("cluster_unit") or "cluster"
+        lines.append(f"{unit}s = {row['n_clusters_core']} / {row.get('n_clusters_rest')}")
     lines.append(f"d = {_fmt(row.get('cohens_d'), '+.2f')}")
     lines += [f"{label} {format_p(row.get(column))}" for column, label in columns]
     return "\n".join(lines)
@@ -128,10 +137,12 @@ def box_figure(values: np.ndarray, groups: list[Group], rest: np.ndarray, compar
                 fontsize=7.5,
                 bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "#999999"},
             )
+    family = {row.get("holm_family") for row in comparison} - {None}
+    over = "every area × element" if family == {"all"} else "the six elements"
     fig.suptitle(
         "Sample points in heritage core areas vs the rest of the city\n"
         "box: quartiles, whiskers 1.5 IQR, ◇ mean; n = core / rest points; "
-        "d = Cohen's d (core − rest); p Holm-adjusted over the six elements",
+        f"d = Cohen's d (core − rest); Holm adjusts over {over}",
         fontsize=10,
     )
     return fig

@@ -199,7 +199,9 @@ def element_maps(layers: MapLayers, table: np.ndarray, norms: list[Normalize], s
     )
     for k, (ax, element) in enumerate(zip(axes.flat, ELEMENTS, strict=True)):
         collection = draw_values(ax, layers, table[:, k], norms[k], extent)
-        fig.colorbar(collection, ax=ax, shrink=0.75, extend="both", label=f"{statistic} of the share of pixels")
+        fig.colorbar(
+            collection, ax=ax, shrink=0.75, extend="both", label=f"{statistic} of the share of pixels"
+        )
         n = int((~np.isnan(table[:, k])).sum())
         ax.set_title(
             f"{element}: {statistic} per {layers.unit}\n{n} of {len(table)} {layers.unit}s with data",

@@ -41,25 +41,29 @@ class PlotData:
     comparison: list[dict]
 
 
-def available_units(conn: psycopg.Connection) -> list[str]:
-    """The units whose statistics view exists, streets first."""
-    return [
-        unit
-        for unit, view in UNITS.items()
-        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"api.{view}",)).fetchone()[0]
-    ]
+def available_units(conn: psycopg.Connection) -> dict[str, bool]:
+    """Each unit whose statistics view exists, streets first, and whether it has rows
+    (api.street_stats exists from the migration on, but is empty until `streets build`)."""
+    found = {}
+    for unit, view in UNITS.items():
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"api.{view}",)).fetchone()[0]:
+            query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier("api", view))
+            found[unit] = conn.execute(query).fetchone()[0]
+    return found
 
 
 def choose_unit(conn: psycopg.Connection, unit: str | None) -> str:
+    """The unit asked for; by default streets once they are built, else roads."""
+    if unit is not None and unit not in UNITS:
+        raise InputError(f"--unit {unit}: expected one of {', '.join(UNITS)}")
     units = available_units(conn)
     if unit is None:
-        if not units:
-            raise InputError("no statistics views in schema api; run `streetaudit db migrate` first")
-        return units[0]
-    if unit not in UNITS:
-        raise InputError(f"--unit {unit}: expected one of {', '.join(UNITS)}")
+        filled = [u for u, rows in units.items() if rows]
+        return (filled or list(units) or ["road"])[0]
     if unit not in units:
         raise InputError(f"--unit {unit}: api.{UNITS[unit]} does not exist in this database")
+    if not units[unit] and unit == "street":
+        raise InputError("--unit street: no streets yet; run `streetaudit streets build` first")
     return unit
 
 
@@ -83,9 +87,9 @@ def read_plot_data(url: str, unit: str | None = None) -> PlotData:
         srid = utm_srid(conn, view)
         cols = sql.SQL(", ").join(sql.Identifier(f"{e}_{s}") for s in ("mean", "std") for e in ELEMENTS)
         rows = conn.execute(
-            sql.SQL("SELECT ST_AsBinary(ST_Transform(geom, %s)), {} FROM {} ORDER BY 1").format(
-                cols, sql.Identifier("api", view)
-            ),
+            sql.SQL(
+                "SELECT ST_AsBinary(ST_Transform(geom, %s)), {} FROM {} WHERE geom IS NOT NULL ORDER BY 1"
+            ).format(cols, sql.Identifier("api", view)),
             (srid,),
         ).fetchall()
         areas = conn.execute(

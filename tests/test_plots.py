@@ -20,7 +20,7 @@ from statsmodels.stats.multitest import multipletests
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.plot_boxes import Group, box_figure, format_p, p_columns
 from streetaudit.flows.plot_maps import MapLayers, core_area_maps, element_maps, scale_length, shared_norms
-from streetaudit.flows.plots import parse_formats, plot_stats, read_plot_data, save, utm_srid
+from streetaudit.flows.plots import choose_unit, parse_formats, plot_stats, read_plot_data, save, utm_srid
 from streetaudit.models.label_sets import ELEMENTS
 from streetaudit.testing.seeded_results import synthetic_models
 
@@ -66,15 +66,17 @@ def test_p_columns_take_the_holm_adjusted_value_and_any_further_test():
         "welch_p",
         "welch_p_holm",
         "mannwhitney_p",
-        "street_permutation_p",
+        "permutation_p",
         "cluster_p",
         "cluster_p_holm",
+        "bootstrap_p",
     ]
     assert p_columns(columns) == [
         ("welch_p_holm", "p Welch (Holm)"),
         ("mannwhitney_p", "p Mann–Whitney"),
-        ("street_permutation_p", "p street permutation"),
-        ("cluster_p_holm", "p cluster (Holm)"),
+        ("permutation_p", "p street permutation"),
+        ("cluster_p_holm", "p street-clustered OLS (Holm)"),
+        ("bootstrap_p", "p bootstrap"),  # a test added later shows up under its own name
     ]
 
 
@@ -216,7 +218,12 @@ def test_an_underflowed_p_and_a_street_level_test_appear_on_the_box_plot(tmp_pat
             "mannwhitney_p_holm": 3e-7,
             "welch_p": 0.0,
             "mannwhitney_p": 1e-7,
-            "street_permutation_p": 0.0312,
+            "permutation_p": 0.04,
+            "permutation_p_holm": 0.0312,
+            "cluster_unit": "street",
+            "n_clusters_core": 4,
+            "n_clusters_rest": 9,
+            "holm_family": "all",
         }
         for e in ELEMENTS
     ]
@@ -225,23 +232,36 @@ def test_an_underflowed_p_and_a_street_level_test_appear_on_the_box_plot(tmp_pat
     )
     text = svg_text(tmp_path / names[0])
     assert text.count("p Welch (Holm) < 1e-300") == 6 and "= 0.000" not in text
-    assert text.count("p street permutation = 0.031") == 6 and "n = 20 / 40" in text and "d = +1.50" in text
+    assert (
+        text.count("p street permutation (Holm) = 0.031") == 6
+        and "n = 20 / 40" in text
+        and "d = +1.50" in text
+    )
+    assert text.count("streets = 4 / 9") == 6 and "Holm adjusts over every area × element" in text
 
 
-def test_the_street_view_is_the_default_unit_when_it_exists(refreshed, tmp_path):
-    with psycopg.connect(refreshed, autocommit=True) as conn:
+def test_streets_are_the_default_unit_once_built(refreshed):
+    # In one transaction, rolled back: whatever api.street_stats the database has is set
+    # aside, and stand-ins (empty: streets not built; filled) take its place.
+    with psycopg.connect(refreshed) as conn:
+        conn.execute("ALTER TABLE IF EXISTS api.street_stats RENAME TO street_stats_set_aside")
+        assert choose_unit(conn, None) == "road"
+        with pytest.raises(InputError, match=r"api\.street_stats does not exist"):
+            choose_unit(conn, "street")
         conn.execute(
-            "CREATE VIEW api.street_stats AS SELECT road_id AS street_id, * FROM api.road_stats WHERE road_id % 2 = 0"
+            "CREATE VIEW api.street_stats AS SELECT road_id AS street_id, * FROM api.road_stats WHERE false"
         )
-        try:
-            assert read_plot_data(refreshed).unit == "street"
-            with pytest.raises(InputError, match="--unit lane"):
-                read_plot_data(refreshed, "lane")
-        finally:
-            conn.execute("DROP VIEW api.street_stats")
-    assert read_plot_data(refreshed).unit == "road"
-    with pytest.raises(InputError, match=r"api\.street_stats does not exist"):
-        read_plot_data(refreshed, "street")
+        assert choose_unit(conn, None) == "road"  # the view is there, the streets are not
+        with pytest.raises(InputError, match="no streets yet"):
+            choose_unit(conn, "street")
+        conn.execute(
+            "CREATE OR REPLACE VIEW api.street_stats AS "
+            "SELECT road_id AS street_id, * FROM api.road_stats WHERE road_id % 2 = 0"
+        )
+        assert choose_unit(conn, None) == "street" and choose_unit(conn, "road") == "road"
+        with pytest.raises(InputError, match="--unit lane: expected one of street, road"):
+            choose_unit(conn, "lane")
+        conn.rollback()
 
 
 def test_formats_are_checked_before_anything_is_drawn():
