@@ -51,7 +51,8 @@ def stats_plot(
     unit: str = typer.Option(
         None,
         "--unit",
-        help="Map unit: street (api.street_stats) or road (api.road_stats); default street where it exists.",
+        help="Map unit: street (api.street_stats) or road (api.road_stats); default street once "
+        "`streets build` made streets, else road.",
     ),
     format: str = typer.Option(
         "png,svg", "--format", help="png, svg or png,svg (each figure in each format)."
@@ -62,7 +63,11 @@ def stats_plot(
     plots per core area and for all cores vs the rest with n, Cohen's d and Holm-adjusted p."""
     from streetaudit.flows.plots import plot_stats
 
-    for path in plot_stats(ready_url(), out, unit=unit, formats=format):
+    with console.status("drawing the figures…") as status:
+        paths = plot_stats(
+            ready_url(), out, unit=unit, formats=format, report=lambda name: status.update(f"drew {name}…")
+        )
+    for path in paths:
         console.print(f"wrote {path}")
 
 

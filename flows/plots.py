@@ -9,6 +9,7 @@ the road as loaded; `unit` chooses. Every figure is written in each format asked
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,9 +149,16 @@ def save(fig, folder: Path, stem: str, formats: tuple[str, ...]) -> list[str]:
 
 
 def plot_stats(
-    url: str, out: Path, *, unit: str | None = None, formats: str | tuple[str, ...] = FORMATS
+    url: str,
+    out: Path,
+    *,
+    unit: str | None = None,
+    formats: str | tuple[str, ...] = FORMATS,
+    report: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """Write the maps, the heritage areas and the box plots into `out`; returns the files."""
+    """Write the maps, the heritage areas and the box plots into `out`; returns the files.
+
+    `report` hears each figure's name once it is written (drawing all takes seconds)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never needs a display
@@ -159,7 +167,7 @@ def plot_stats(
     # Staged (output_files): an unwritable --out is refused before the queries, and a
     # failure halfway leaves no half set of figures.
     with staged_folder(out) as stage:
-        names = draw_all(read_plot_data(url, unit), stage, formats)
+        names = draw_all(read_plot_data(url, unit), stage, formats, report or (lambda _name: None))
         from streetaudit.flows.heat_plots import heat_panel  # the heat-map panel, once `explain` ran
 
         panel = heat_panel(url, stage)
@@ -180,30 +188,27 @@ def core_groups(data: PlotData) -> list[Group]:
     return groups
 
 
-def draw_all(data: PlotData, folder: Path, formats: tuple[str, ...]) -> list[str]:
+def draw_all(
+    data: PlotData, folder: Path, formats: tuple[str, ...], report: Callable[[str], None] = lambda _name: None
+) -> list[str]:
     from streetaudit.flows.plot_boxes import box_figure
     from streetaudit.flows.plot_maps import MapLayers, areas_map, core_area_maps, element_maps, shared_norms
 
     layers = MapLayers.from_geometries(data.unit, data.geoms, data.areas)
     names: list[str] = []
+
+    def write(fig, stem: str) -> None:
+        names.extend(save(fig, folder, stem, formats))
+        report(stem)
+
     for stem, table, statistic, no_data in (
         ("means", data.means, "mean", f"no data (no sample point with an image on the {data.unit})"),
         ("stds", data.stds, "standard deviation", f"no data (fewer than 2 points on the {data.unit})"),
     ):
         norms = shared_norms(table)
-        names += save(
-            element_maps(layers, table, norms, statistic, no_data), folder, f"{data.unit}_{stem}", formats
-        )
+        write(element_maps(layers, table, norms, statistic, no_data), f"{data.unit}_{stem}")
         if stem == "means" and any(kind == "core" for _a, _n, kind, _g in data.areas):
-            names += save(
-                core_area_maps(layers, table, norms, statistic, no_data),
-                folder,
-                f"core_areas_{data.unit}_{stem}",
-                formats,
-            )
-    names += save(areas_map(layers), folder, "heritage_areas", formats)
-    rest = ~data.in_core
-    names += save(
-        box_figure(data.values, core_groups(data), rest, data.comparison), folder, "core_vs_rest", formats
-    )
+            write(core_area_maps(layers, table, norms, statistic, no_data), f"core_areas_{data.unit}_{stem}")
+    write(areas_map(layers), "heritage_areas")
+    write(box_figure(data.values, core_groups(data), ~data.in_core, data.comparison), "core_vs_rest")
     return names

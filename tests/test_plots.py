@@ -40,11 +40,18 @@ def refreshed(db_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def figures(refreshed: str, tmp_path_factory) -> Path:
-    """One full set of figures per module (drawing them costs seconds); STREETAUDIT_PLOTS keeps them."""
+def drawn(refreshed: str, tmp_path_factory) -> tuple[Path, list[str]]:
+    """One full set of figures per module (drawing them costs seconds), and what `report`
+    heard while they were drawn; STREETAUDIT_PLOTS keeps them."""
     out = Path(os.environ.get("STREETAUDIT_PLOTS") or tmp_path_factory.mktemp("plots") / "plots")
-    plot_stats(refreshed, out, unit="road")
-    return out
+    heard: list[str] = []
+    plot_stats(refreshed, out, unit="road", report=heard.append)
+    return out, heard
+
+
+@pytest.fixture(scope="module")
+def figures(drawn) -> Path:
+    return drawn[0]
 
 
 def svg_text(path: Path) -> str:
@@ -139,8 +146,9 @@ def test_maps_are_in_metres_of_the_citys_utm_zone(refreshed):
 
 
 @pytest.mark.slow
-def test_every_figure_is_written_as_png_and_svg(figures):
+def test_every_figure_is_written_as_png_and_svg(figures, drawn):
     stems = {"road_means", "road_stds", "core_areas_road_means", "heritage_areas", "core_vs_rest"}
+    assert sorted(drawn[1]) == sorted(stems)  # progress: each figure reported once
     assert {p.name for p in figures.iterdir()} == {f"{s}.{f}" for s in stems for f in ("png", "svg")}
     for stem in stems:
         with Image.open(figures / f"{stem}.png") as image:
