@@ -121,6 +121,9 @@ def box_figure(values: np.ndarray, groups: list[Group], rest: np.ndarray, compar
             )
             for patch, colour in zip(boxes["boxes"], (CORE_COLOUR, REST_COLOUR), strict=True):
                 patch.set_facecolor(colour)
+            for position, group_values in enumerate(data, start=1):
+                if not len(group_values):  # an area no sample point reaches: say so, not a blank
+                    ax.text(position, top[k] * 0.05, "no points", ha="center", fontsize=8, color="#666666")
             ax.set_ylim(0, top[k])
             ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
             ax.set_title(element, fontsize=10)

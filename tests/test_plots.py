@@ -235,9 +235,8 @@ def test_an_underflowed_p_and_a_street_level_test_appear_on_the_box_plot(tmp_pat
         }
         for e in ELEMENTS
     ]
-    names = save(
-        box_figure(values, [Group(None, "all core areas", core)], ~core, comparison), tmp_path, "b", ("svg",)
-    )
+    groups = [Group(None, "all core areas", core), Group(7, "Unreached", np.zeros(60, dtype=bool))]
+    names = save(box_figure(values, groups, ~core, comparison), tmp_path, "b", ("svg",))
     text = svg_text(tmp_path / names[0])
     assert text.count("p Welch (Holm) < 1e-300") == 6 and "= 0.000" not in text
     assert (
@@ -245,6 +244,7 @@ def test_an_underflowed_p_and_a_street_level_test_appear_on_the_box_plot(tmp_pat
         and "n = 20 / 40" in text
         and "d = +1.50" in text
     )
+    assert text.count("no points") == 6 and text.count("n = 0 / 40") == 6  # the area no point reaches
     assert text.count("streets = 4 / 9") == 6 and "Holm adjusts over every area × element" in text
 
 
