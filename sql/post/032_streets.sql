@@ -56,7 +56,7 @@ COMMENT ON VIEW streetaudit.point_street IS
 --      no longer than it; each part's pieces are stretches of its roads.
 -- Streets whose road stretches are unchanged keep their ids (street.key).
 CREATE OR REPLACE FUNCTION streetaudit.build_streets(
-    split_by text DEFAULT 'junction',
+    split_by text DEFAULT 'name',
     max_length_m double precision DEFAULT 500
 )
 RETURNS TABLE (streets bigint, kept bigint, added bigint, removed bigint, pieces bigint)

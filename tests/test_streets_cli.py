@@ -1,0 +1,55 @@
+"""`streetaudit streets build` on central Helsinki's real OSM roads: what it prints is what
+the table holds, and the defaults give streets of a few hundred metres."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import psycopg
+import pytest
+
+
+@pytest.fixture(scope="module")
+def db_url(helsinki_db_url: str) -> str:
+    return helsinki_db_url
+
+
+def figures(output: str) -> dict[str, float]:
+    found = re.search(
+        r"(\d+) streets from (\d+) roads.*median (\d+) m, 90th percentile (\d+) m, longest (\d+) m; "
+        r"half of all street length is in streets of (\d+) m",
+        " ".join(output.split()),
+    )
+    assert found, output
+    keys = ("streets", "roads", "median", "p90", "longest", "weighted")
+    return dict(zip(keys, map(float, found.groups()), strict=True))
+
+
+def test_streets_build_reports_the_length_distribution_of_what_it_built(cli, db_url):
+    result = cli("streets", "build")
+    assert result.exit_code == 0, result.output
+    got = figures(result.output)
+    with psycopg.connect(db_url) as conn:
+        lengths = np.array([r[0] for r in conn.execute("SELECT length_m FROM streetaudit.street")])
+        roads = conn.execute("SELECT count(*) FROM streetaudit.road").fetchone()[0]
+        by = conn.execute("SELECT split_by, max_length_m FROM streetaudit.street_build").fetchone()
+    assert by == ("name", 500.0)
+    assert (got["streets"], got["roads"]) == (len(lengths), roads)
+    assert got["median"] == pytest.approx(np.median(lengths), abs=0.5)
+    assert got["p90"] == pytest.approx(np.percentile(lengths, 90), abs=0.5)
+    assert got["longest"] == pytest.approx(lengths.max(), abs=0.5) and lengths.max() <= 500 + 1e-6
+    ordered = np.sort(lengths)
+    weighted = ordered[np.searchsorted(np.cumsum(ordered), ordered.sum() / 2)]
+    assert got["weighted"] == pytest.approx(weighted, abs=0.5)
+    # Fewer, longer units than the input's lines: half the length in streets of 150 m or more
+    # (the roads: 56 m), on an extract that cuts every street at its 1 x 1.7 km edge.
+    assert len(lengths) < roads / 2 and weighted >= 150
+
+
+def test_streets_build_names_a_bad_option(cli):
+    result = cli("streets", "build", "--by", "block")
+    assert result.exit_code == 2
+    assert "--by must be junction or name, got block" in result.output
+    result = cli("streets", "build", "--max-length", "5")
+    assert result.exit_code == 2 and "--max-length must be a number of metres" in result.output
