@@ -67,8 +67,11 @@ CREATE VIEW streetaudit.tile_source (
     ('api.points', 'streetaudit.point_features'::regclass, 'point_id', 'point', 14, 22, 20000, 'n_images', NULL),
     ('api.areas', 'streetaudit.area_features'::regclass, 'area_id', 'polygon', 0, 22, 5000, 'n_points', 14),
     ('api.ratings', 'streetaudit.rating_features'::regclass, 'image_id', 'point', 0, 22, 20000, 'elo', NULL),
-    -- Defined by post/032_streets.sql, after this file: looked up when read, not now.
-    ('api.streets', to_regclass('streetaudit.street_features'), 'street_id', 'line', 0, 22, 50000, 'length_m', 14);
+    -- Defined by post/032_streets.sql, after this file: looked up in the catalog when read
+    -- (readable by any role, unlike to_regclass's schema lookup), not now.
+    ('api.streets', (SELECT c.oid::regclass FROM pg_catalog.pg_class AS c
+                     WHERE c.relname = 'street_features' AND c.relnamespace = 'streetaudit'::regnamespace),
+     'street_id', 'line', 0, 22, 50000, 'length_m', 14);
 
 -- A layer's attributes in column order: every column of its tile table but the feature id
 -- and the geometries.
