@@ -46,11 +46,18 @@ def stats_refresh(
 
 
 @stats_app.command("plot")
-def stats_plot(out: Path = typer.Option(Path("plots"), help="Folder for the PNG files.")) -> None:
-    """Write PNGs: segment means and std per element, heritage areas, box plots core vs rest."""
+def stats_plot(
+    out: Path = typer.Option(Path("plots"), help="Folder for the PNG files."),
+    unit: str = typer.Option(
+        None,
+        "--unit",
+        help="street or road: what the maps draw a line per (default: street once built, else road).",
+    ),
+) -> None:
+    """Write PNGs: means and std per element per street (or road), heritage areas, box plots core vs rest."""
     from streetaudit.flows.plots import plot_stats
 
-    for path in plot_stats(ready_url(), out):
+    for path in plot_stats(ready_url(), out, unit):
         console.print(f"wrote {path}")
 
 
@@ -61,7 +68,7 @@ def stats_export(
     ),
     out: Path = typer.Option(..., help="Output .gpkg file, or folder for parquet/csv."),
 ) -> None:
-    """Export api.road_stats, area_stats, point_elements and area_comparison."""
+    """Export api.street_stats, road_stats, area_stats, point_elements and area_comparison."""
     from streetaudit.flows.export import export_stats
 
     report = export_stats(ready_url(), format, out)

@@ -25,11 +25,29 @@ def _lines(geoms: list) -> list[np.ndarray]:
     return [np.asarray(g.coords) for g in geoms]
 
 
-def _read(url: str):
+# What the maps draw a line per: its statistics view and id column (fixed identifiers).
+UNITS = {"street": ("street_stats", "street_id"), "road": ("road_stats", "road_id")}
+
+
+def plot_unit(conn: psycopg.Connection, unit: str | None) -> str:
+    """The unit asked for; by default streets once `streets build` made them, else roads."""
+    if unit is not None and unit not in UNITS:
+        raise InputError(f"--unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    built = conn.execute("SELECT EXISTS (SELECT 1 FROM streetaudit.street)").fetchone()[0]
+    if unit == "street" and not built:
+        raise InputError("--unit street: no streets yet; run `streetaudit streets build` first")
+    return unit or ("street" if built else "road")
+
+
+def _read(url: str, unit: str | None = None):
     with psycopg.connect(url) as conn:
+        unit = plot_unit(conn, unit)
+        view, key = UNITS[unit]
         cols = ", ".join(f"{e}_mean, {e}_std" for e in ELEMENTS)
         segments = conn.execute(
-            f"SELECT ST_AsBinary(geom), n_points, {cols} FROM api.road_stats ORDER BY road_id"
+            psycopg.sql.SQL("SELECT ST_AsBinary(geom), n_points, {} FROM {} ORDER BY {}").format(
+                psycopg.sql.SQL(cols), psycopg.sql.Identifier("api", view), psycopg.sql.Identifier(key)
+            )
         ).fetchall()
         areas = conn.execute(
             "SELECT area_name, ST_AsBinary(geom) FROM api.area_stats WHERE area_id IS NOT NULL ORDER BY area_id"
@@ -39,7 +57,7 @@ def _read(url: str):
                        pe.in_core
                 FROM api.point_elements AS pe"""
         ).fetchall()
-    return segments, areas, values
+    return unit, segments, areas, values
 
 
 def _map_axes(ax, lines, extent) -> None:
@@ -51,7 +69,7 @@ def _map_axes(ax, lines, extent) -> None:
     ax.add_collection(LineCollection(lines, colors="#cccccc", linewidths=0.6, zorder=1))
 
 
-def _road_figure(path: Path, lines, data: np.ndarray, extent, statistic: str, column: int) -> None:
+def _road_figure(path: Path, lines, data: np.ndarray, extent, statistic: str, column: int, unit: str) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(15, 9), constrained_layout=True)
     for k, (ax, element) in enumerate(zip(axes.flat, ELEMENTS, strict=True)):
         _map_axes(ax, lines, extent)
@@ -66,24 +84,25 @@ def _road_figure(path: Path, lines, data: np.ndarray, extent, statistic: str, co
         collection.set_array(values[present])
         ax.add_collection(collection)
         fig.colorbar(collection, ax=ax, shrink=0.7)
-        ax.set_title(f"{element}: {statistic} share per road")
+        ax.set_title(f"{element}: {statistic} share per {unit}")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_stats(url: str, out: Path) -> list[Path]:
-    """Writes road_means.png, road_stds.png, heritage_areas.png and core_vs_rest.png."""
+def plot_stats(url: str, out: Path, unit: str | None = None) -> list[Path]:
+    """Writes {unit}_means.png, {unit}_stds.png (unit: street or road, see plot_unit),
+    heritage_areas.png and core_vs_rest.png."""
     matplotlib.use("Agg")  # files only: never needs a display
     out = Path(out)
     # Staged (output_files): an unwritable --out is refused before the queries, and a
     # failure halfway leaves no half set of figures.
     with staged_folder(out) as stage:
-        names = _draw(url, stage)
+        names = _draw(url, stage, unit)
     return [out / name for name in names]
 
 
-def _draw(url: str, out: Path) -> list[str]:
-    segments, areas, values = _read(url)
+def _draw(url: str, out: Path, unit: str | None = None) -> list[str]:
+    unit, segments, areas, values = _read(url, unit)
     if not segments:
         raise InputError("no road segments to plot; load roads and run `streetaudit stats refresh` first")
     geoms = shapely.from_wkb([bytes(s[0]) for s in segments])
@@ -92,9 +111,9 @@ def _draw(url: str, out: Path) -> list[str]:
     minx, miny, maxx, maxy = shapely.total_bounds(geoms)
     pad = 0.03 * max(maxx - minx, maxy - miny)
     extent = (minx - pad, miny - pad, maxx + pad, maxy + pad)
-    written = [out / "road_means.png", out / "road_stds.png"]
-    _road_figure(written[0], lines, data, extent, "mean", 0)
-    _road_figure(written[1], lines, data, extent, "standard deviation of the", 1)
+    written = [out / f"{unit}_means.png", out / f"{unit}_stds.png"]
+    _road_figure(written[0], lines, data, extent, "mean", 0, unit)
+    _road_figure(written[1], lines, data, extent, "standard deviation of the", 1, unit)
 
     fig, ax = plt.subplots(figsize=(8, 8), constrained_layout=True)
     _map_axes(ax, lines, extent)

@@ -53,3 +53,28 @@ def test_streets_build_names_a_bad_option(cli):
     assert "--by must be junction or name, got block" in result.output
     result = cli("streets", "build", "--max-length", "5")
     assert result.exit_code == 2 and "--max-length must be a number of metres" in result.output
+
+
+def test_plots_and_exports_default_to_streets_once_built(cli, db_url, tmp_path):
+    from streetaudit.testing.seeded_results import synthetic_models
+
+    synthetic_models(db_url, seeds=(41,))
+    assert cli("streets", "build").exit_code == 0
+    assert cli("stats", "refresh", "--quiet").exit_code == 0
+    result = cli("stats", "plot", "--out", tmp_path / "plots")
+    assert result.exit_code == 0, result.output
+    assert {"street_means.png", "street_stds.png"} <= {p.name for p in (tmp_path / "plots").iterdir()}
+    result = cli("stats", "plot", "--unit", "road", "--out", tmp_path / "roads")
+    assert {"road_means.png", "road_stds.png"} <= {p.name for p in (tmp_path / "roads").iterdir()}
+    assert cli("stats", "plot", "--unit", "block", "--out", tmp_path / "x").exit_code == 2
+
+    result = cli("stats", "export", "--format", "gpkg", "--out", tmp_path / "stats.gpkg")
+    assert result.exit_code == 0, result.output
+    import pyogrio
+
+    frame = pyogrio.read_dataframe(tmp_path / "stats.gpkg", layer="street_stats")
+    with psycopg.connect(db_url) as conn:
+        rows = dict(conn.execute("SELECT street_id, road_ids FROM api.street_stats"))
+        with_data = conn.execute("SELECT count(*) FROM api.street_stats WHERE n_points >= 5").fetchone()[0]
+    assert len(frame) == len(rows) and with_data > 0
+    assert {r.street_id: [int(v) for v in r.road_ids.split(",")] for r in frame.itertuples()} == rows
