@@ -11,6 +11,7 @@ from streetaudit.api.factory import create_app
 from streetaudit.api.map import maplibre_ready
 from streetaudit.api.settings import ApiSettings
 from streetaudit.flows.stats import refresh_stats
+from streetaudit.flows.streets import build_streets
 from streetaudit.testing.browser import CHROMIUM, CHROMIUM_ARGS
 from streetaudit.testing.http_server import serving
 from streetaudit.testing.seeded_results import synthetic_models
@@ -28,6 +29,7 @@ def server(db_url: str, reader_db_url: str) -> Iterator[str]:
     if not maplibre_ready(settings.maplibre_dir):
         pytest.fail(f"maplibre-gl is not installed under {settings.maplibre_dir}; run `npm ci` (make setup)")
     synthetic_models(db_url, seeds=(61,))
+    build_streets(db_url)
     refresh_stats(db_url)
     with serving(create_app(reader_db_url, settings), startup_s=30) as base:
         yield base
@@ -61,7 +63,8 @@ def test_map_page_loads_tiles_and_draws_features_without_errors(server):
             """() => {
                 const m = window.streetauditMap;
                 const n = (layer) => m.queryRenderedFeatures({layers: [layer]}).length;
-                return {roads: n('roads'), areas: n('areas-fill'), points: n('points'), zoom: m.getZoom()};
+                return {roads: n('roads'), streets: n('streets'), areas: n('areas-fill'), points: n('points'),
+                        zoom: m.getZoom()};
             }"""
         )
         page.select_option("#element", "sky")
@@ -77,6 +80,7 @@ def test_map_page_loads_tiles_and_draws_features_without_errors(server):
     assert not foreign, foreign  # no CDN, no basemap from elsewhere
     assert any("/api.roads/" in t for t in tiles) and any("/api.points/" in t for t in tiles)
     assert counts["roads"] > 50 and counts["areas"] > 0 and counts["points"] > 50, counts
+    assert any("/api.streets/" in t for t in tiles) and counts["streets"] > 20, counts  # drawn over the roads
     assert "sky" in legend and "sky_mean" in paint
     # the rated images are offered too, coloured by ELO with a legend
     assert any("/api.ratings/" in t for t in tiles), tiles

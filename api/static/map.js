@@ -50,7 +50,7 @@ function renderLegend(element, statistic) {
   const max = rampMax(element, statistic);
   const ticks = [0, max / 2, max].map((v) => `<span>${v.toFixed(2)}</span>`).join("");
   document.getElementById("legend").innerHTML =
-    `<div>${element} share, ${statistic === "std" ? "std. deviation" : "mean"} per road</div>` +
+    `<div>${element} share, ${statistic === "std" ? "std. deviation" : "mean"} per street (or road)</div>` +
     `<div class="bar" style="background: linear-gradient(to right, ${COLOURS.join(",")})"></div>` +
     `<div class="ticks">${ticks}</div>` +
     `<div class="row"><span class="swatch" style="background:#bbbbbb"></span>no data</div>` +
@@ -71,6 +71,7 @@ const map = new maplibregl.Map({
     version: 8,
     sources: {
       roads: { type: "vector", url: tileJson("api.roads") },
+      streets: { type: "vector", url: tileJson("api.streets") },
       areas: { type: "vector", url: tileJson("api.areas") },
       points: { type: "vector", url: tileJson("api.points") },
       ratings: { type: "vector", url: tileJson("api.ratings") },
@@ -82,6 +83,12 @@ const map = new maplibregl.Map({
       { id: "areas-line", type: "line", source: "areas", "source-layer": "api.areas",
         paint: { "line-color": "#d9480f", "line-width": 2 } },
       { id: "roads", type: "line", source: "roads", "source-layer": "api.roads",
+        layout: { "line-cap": "round", "line-join": "round" },
+        paint: { "line-color": colourRamp("greenery_mean", 0.6),
+                 "line-width": ["interpolate", ["linear"], ["zoom"], 10, 1, 16, 5] } },
+      // Streets (`streetaudit streets build`) over the roads they are made of: where they
+      // are built the map shows them; where not, the roads show through.
+      { id: "streets", type: "line", source: "streets", "source-layer": "api.streets",
         layout: { "line-cap": "round", "line-join": "round" },
         paint: { "line-color": colourRamp("greenery_mean", 0.6),
                  "line-width": ["interpolate", ["linear"], ["zoom"], 10, 1, 16, 5] } },
@@ -103,6 +110,7 @@ function applyElement() {
   const element = elementSelect.value;
   const statistic = statisticSelect.value;
   map.setPaintProperty("roads", "line-color", colourRamp(`${element}_${statistic}`, rampMax(element, statistic)));
+  map.setPaintProperty("streets", "line-color", colourRamp(`${element}_${statistic}`, rampMax(element, statistic)));
   map.setPaintProperty("points", "circle-color", colourRamp(element, rampMax(element, "mean")));
   renderLegend(element, statistic);
 }
@@ -121,7 +129,7 @@ map.once("sourcedata", () => {
 });
 
 map.on("click", (event) => {
-  const hit = map.queryRenderedFeatures(event.point, { layers: ["ratings", "points", "roads", "areas-fill"] })[0];
+  const hit = map.queryRenderedFeatures(event.point, { layers: ["ratings", "points", "streets", "roads", "areas-fill"] })[0];
   document.getElementById("info").textContent = hit
     ? Object.entries(hit.properties)
         .map(([k, v]) => `${k}: ${typeof v === "number" ? Number(v.toFixed(3)) : v}`)
