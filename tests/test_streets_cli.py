@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import re
 
+import mapbox_vector_tile
 import numpy as np
 import psycopg
 import pytest
+
+from streetaudit.flows.stats import refresh_stats
+from streetaudit.flows.streets import build_streets
+from streetaudit.testing.sample_rows import tile_of
+from streetaudit.testing.seeded_results import synthetic_models
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +61,19 @@ def test_streets_build_names_a_bad_option(cli):
     assert result.exit_code == 2 and "--max-length must be a number of metres" in result.output
 
 
-def test_plots_and_exports_default_to_streets_once_built(cli, db_url, tmp_path):
-    from streetaudit.testing.seeded_results import synthetic_models
-
+@pytest.fixture(scope="module")
+def published(db_url: str) -> None:
+    """Streets built and statistics published from one synthetic model."""
     synthetic_models(db_url, seeds=(41,))
-    assert cli("streets", "build").exit_code == 0
-    assert cli("stats", "refresh", "--quiet").exit_code == 0
+    build_streets(db_url)
+    refresh_stats(db_url)
+
+
+@pytest.mark.slow
+def test_plots_and_exports_default_to_streets_once_built(cli, db_url, published, tmp_path):
     result = cli("stats", "plot", "--out", tmp_path / "plots")
     assert result.exit_code == 0, result.output
     assert {"street_means.png", "street_stds.png"} <= {p.name for p in (tmp_path / "plots").iterdir()}
-    result = cli("stats", "plot", "--unit", "road", "--out", tmp_path / "roads")
-    assert {"road_means.png", "road_stds.png"} <= {p.name for p in (tmp_path / "roads").iterdir()}
     assert cli("stats", "plot", "--unit", "block", "--out", tmp_path / "x").exit_code == 2
 
     result = cli("stats", "export", "--format", "gpkg", "--out", tmp_path / "stats.gpkg")
@@ -78,3 +86,25 @@ def test_plots_and_exports_default_to_streets_once_built(cli, db_url, tmp_path):
         with_data = conn.execute("SELECT count(*) FROM api.street_stats WHERE n_points >= 5").fetchone()[0]
     assert len(frame) == len(rows) and with_data > 0
     assert {r.street_id: [int(v) for v in r.road_ids.split(",")] for r in frame.itertuples()} == rows
+
+
+def test_the_streets_tile_holds_every_street_crossing_it_with_its_statistics(db_url, published):
+    z, x, y = tile_of(24.945, 60.17, 15)
+    with psycopg.connect(db_url) as conn:
+        tile = bytes(conn.execute("SELECT api.streets(%s, %s, %s)", (z, x, y)).fetchone()[0])
+        expected = dict(
+            conn.execute(
+                "SELECT street_id, n_points FROM api.street_stats "
+                "WHERE ST_Intersects(ST_Transform(geom, 3857), ST_TileEnvelope(%s, %s, %s))",
+                (z, x, y),
+            )
+        )
+        prebuilt = conn.execute(
+            "SELECT count(*) FROM streetaudit.prebuilt_tile WHERE layer = 'api.streets'"
+        ).fetchone()
+        layers = conn.execute("SELECT properties FROM api.tile_layers WHERE id = 'api.streets'").fetchone()
+    features = mapbox_vector_tile.decode(tile)["api.streets"]["features"]
+    got = {f["id"]: f["properties"]["n_points"] for f in features}
+    assert set(expected) <= set(got) and all(got[k] == n for k, n in expected.items())
+    assert len(expected) > 10 and prebuilt[0] > 0
+    assert "greenery_std" in layers[0] and "road_ids" not in layers[0]
