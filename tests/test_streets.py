@@ -276,6 +276,7 @@ def test_rebuild_keeps_points_images_and_street_ids(conn, fresh_db_url):
         == first
     )
     assert point_streets(conn) == mapping and len(mapping) == before[0]
+    assert dict(conn.execute("SELECT point_id, street_id FROM api.point_streets")) == mapping  # none retired
     build(conn, "name", None)  # other streets, then back
     assert conn.execute(counts).fetchone() == before
     build(conn, "junction", 100)

@@ -108,3 +108,32 @@ def test_the_streets_tile_holds_every_street_crossing_it_with_its_statistics(db_
     assert set(expected) <= set(got) and all(got[k] == n for k, n in expected.items())
     assert len(expected) > 10 and prebuilt[0] > 0
     assert "greenery_std" in layers[0] and "road_ids" not in layers[0]
+
+
+def test_stats_streets_serves_the_view_as_json_and_csv_within_a_bbox(db_url, reader_db_url, published):
+    import csv
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from streetaudit.api.factory import create_app
+    from streetaudit.api.settings import ApiSettings
+
+    box = (24.940, 60.165, 24.948, 60.170)
+    with psycopg.connect(db_url) as conn:
+        inside = [
+            r[0]
+            for r in conn.execute(
+                "SELECT street_id FROM api.street_stats WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) "
+                "ORDER BY street_id",
+                box,
+            )
+        ]
+        members = dict(conn.execute("SELECT street_id, road_ids FROM api.street_stats"))
+    with TestClient(create_app(reader_db_url, ApiSettings(version_ttl=0, ogc=False))) as client:
+        got = client.get("/stats/streets", params={"bbox": ",".join(map(str, box))}).json()
+        text = client.get("/stats/streets", params={"format": "csv", "limit": 5000}).text
+    assert [r["street_id"] for r in got] == inside and len(inside) > 10
+    assert all(r["road_ids"] == members[r["street_id"]] and "geom" not in r for r in got)
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert {int(r["street_id"]): [int(v) for v in r["road_ids"].split(",")] for r in table} == members

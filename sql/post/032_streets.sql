@@ -92,6 +92,8 @@ BEGIN
         ) AS r,
         LATERAL ST_DumpPoints(r.line) AS d
     ) AS v;
+    CREATE INDEX ON street_vertex (road_id, idx);
+    ANALYZE street_vertex;
 
     -- 2. node degrees
     DROP TABLE IF EXISTS pg_temp.street_node;
@@ -156,6 +158,7 @@ BEGIN
         SELECT reach.origin, l.b FROM reach JOIN street_link AS l ON l.a = reach.piece
     )
     SELECT piece, min(origin) AS component FROM reach GROUP BY piece;
+    ANALYZE street_part_of_road, street_component;
 
     -- A component's merge is one line, but for a street that passes one junction twice;
     -- each piece then goes with the merged line that holds its middle.
@@ -311,6 +314,15 @@ CREATE UNIQUE INDEX IF NOT EXISTS street_stats_street_idx ON api.street_stats (s
 CREATE INDEX IF NOT EXISTS street_stats_geom_idx ON api.street_stats USING gist (geom);
 COMMENT ON MATERIALIZED VIEW api.street_stats IS
     'Per street (streetaudit build_streets): n_points (points with >= 1 ok segmented image), mean and sample std (n-1) of each element over its points; road_ids: its member roads.';
+
+-- For analysts (and tests on streets as clusters): the street of each active sample point.
+CREATE VIEW api.point_streets AS
+    SELECT ps.point_id, ps.street_id
+    FROM streetaudit.point_street AS ps
+    JOIN streetaudit.sample_point AS p ON p.id = ps.point_id
+    WHERE p.retired_at IS NULL;
+COMMENT ON VIEW api.point_streets IS
+    'The street (api.street_stats.street_id) of each active sample point, after `streetaudit streets build`.';
 
 -- The tile table of api.streets, as road_features is of api.roads.
 CREATE MATERIALIZED VIEW streetaudit.street_features AS
