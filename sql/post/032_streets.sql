@@ -62,6 +62,7 @@ CREATE OR REPLACE FUNCTION streetaudit.build_streets(
 RETURNS TABLE (streets bigint, kept bigint, added bigint, removed bigint, pieces bigint)
 LANGUAGE plpgsql VOLATILE
 SET jit = off
+SET client_min_messages = warning  -- not a notice per scratch table dropped
 AS $$
 DECLARE
     bad record;
@@ -158,6 +159,8 @@ BEGIN
         SELECT reach.origin, l.b FROM reach JOIN street_link AS l ON l.a = reach.piece
     )
     SELECT piece, min(origin) AS component FROM reach GROUP BY piece;
+    CREATE INDEX ON street_part_of_road (piece);
+    CREATE INDEX ON street_component (component);
     ANALYZE street_part_of_road, street_component;
 
     -- A component's merge is one line, but for a street that passes one junction twice;
@@ -173,6 +176,14 @@ BEGIN
         GROUP BY c.component
     ) AS m,
     LATERAL ST_Dump(m.merged) AS d;
+    -- Each line in its metric CRS, once: what the parts are measured along.
+    ALTER TABLE street_line ADD COLUMN mgeom geometry, ADD COLUMN len double precision, ADD COLUMN parts integer;
+    UPDATE street_line SET mgeom = ST_Transform(geom, srid);
+    UPDATE street_line
+    SET len = ST_Length(mgeom),
+        parts = CASE WHEN max_length_m IS NULL THEN 1 ELSE greatest(1, ceil(ST_Length(mgeom) / max_length_m))::integer END;
+    CREATE INDEX ON street_line (component, line_no);
+    ANALYZE street_line;
 
     DROP TABLE IF EXISTS pg_temp.street_piece_line;
     CREATE TEMP TABLE street_piece_line ON COMMIT DROP AS
@@ -186,14 +197,7 @@ BEGIN
     -- or reversed), and which stretch of its road falls in each of the line's equal parts
     DROP TABLE IF EXISTS pg_temp.street_new_piece;
     CREATE TEMP TABLE street_new_piece ON COMMIT DROP AS
-    WITH line AS (
-        SELECT l.component, l.line_no, l.geom, l.srid, m.mgeom, ST_Length(m.mgeom) AS len,
-               CASE WHEN max_length_m IS NULL THEN 1
-                    ELSE greatest(1, ceil(ST_Length(m.mgeom) / max_length_m))::integer END AS parts
-        FROM street_line AS l,
-             LATERAL (SELECT ST_Transform(l.geom, l.srid) AS mgeom) AS m
-    ),
-    placed AS (
+    WITH placed AS (
         SELECT p.piece, p.road_id, p.name, p.kind, p.from_m, p.to_m, l.component, l.line_no, l.len, l.parts,
                ST_Length(pm.g) AS plen,
                ST_LineLocatePoint(l.mgeom, ST_LineInterpolatePoint(pm.g, 0.5)) * l.len - ST_Length(pm.g) / 2 AS at,
@@ -201,7 +205,7 @@ BEGIN
                    <= ST_LineLocatePoint(l.mgeom, ST_LineInterpolatePoint(pm.g, 0.75)) AS forward
         FROM street_part_of_road AS p
         JOIN street_piece_line AS pl ON pl.piece = p.piece
-        JOIN line AS l ON l.component = pl.component AND l.line_no = pl.line_no
+        JOIN street_line AS l ON l.component = pl.component AND l.line_no = pl.line_no
         CROSS JOIN LATERAL (SELECT ST_Transform(p.geom, l.srid) AS g) AS pm
     ),
     cut AS (
@@ -240,13 +244,10 @@ BEGIN
                                                    (np.part + 1)::double precision / l.parts), 4326)
            END::geometry(LineString, 4326) AS geom
     FROM street_new_piece AS np
-    JOIN (
-        SELECT sl.component, sl.line_no, sl.geom, ST_Transform(sl.geom, sl.srid) AS mgeom,
-               CASE WHEN max_length_m IS NULL THEN 1
-                    ELSE greatest(1, ceil(ST_Length(ST_Transform(sl.geom, sl.srid)) / max_length_m))::integer END AS parts
-        FROM street_line AS sl
-    ) AS l ON l.component = np.component AND l.line_no = np.line_no
+    JOIN street_line AS l ON l.component = np.component AND l.line_no = np.line_no
     GROUP BY np.component, np.line_no, np.part, l.parts, l.geom, l.mgeom;
+    CREATE INDEX ON street_new (component, line_no, part);
+    ANALYZE street_new, street_new_piece;
 
     -- Replace: same road stretches keep their street (and id), the rest go and come.
     DELETE FROM streetaudit.street AS s WHERE NOT EXISTS (SELECT 1 FROM street_new AS n WHERE n.key = s.key);
