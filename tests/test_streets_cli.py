@@ -61,6 +61,25 @@ def test_streets_build_names_a_bad_option(cli):
     assert result.exit_code == 2 and "--max-length must be a number of metres" in result.output
 
 
+def test_streets_build_by_junction_without_a_length_cut(cli, db_url):
+    result = cli("streets", "build", "--by", "junction", "--max-length", "0")
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT split_by, max_length_m FROM streetaudit.street_build").fetchone() == (
+            "junction",
+            None,
+        )
+        # every road has a stretch from 0 m, so each of its points is on a street
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM streetaudit.road AS r WHERE NOT EXISTS "
+                "(SELECT 1 FROM streetaudit.street_piece AS p WHERE p.road_id = r.id AND p.from_m = 0)"
+            ).fetchone()[0]
+            == 0
+        )
+    assert figures(result.output)["streets"] > figures(cli("streets", "build").output)["streets"]
+
+
 @pytest.fixture(scope="module")
 def published(db_url: str) -> None:
     """Streets built and statistics published from one synthetic model."""
