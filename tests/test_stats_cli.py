@@ -68,7 +68,7 @@ def test_stats_export_writes_every_view(cli, db_url, refreshed, tmp_path, fmt):
     with psycopg.connect(db_url) as conn:
         counts = {
             v: conn.execute(f"SELECT count(*) FROM api.{v}").fetchone()[0]
-            for v in ("road_stats", "area_stats", "point_elements", "area_comparison")
+            for v in ("street_stats", "road_stats", "area_stats", "point_elements", "area_comparison")
         }
     for view, n in counts.items():
         if fmt == "gpkg":
