@@ -166,7 +166,7 @@ def test_map_page_controls_ranges_points_and_photo_panel(site, db_url, shots, wi
 
     assert not errors, errors
     assert not foreign, foreign  # no CDN, no basemap unless configured
-    for layer in ("api.roads", "api.areas", "api.points", "api.ratings"):
+    for layer in ("api.roads", "api.streets", "api.areas", "api.points", "api.ratings"):
         assert any(f"/{layer}/" in t for t in tiles), (layer, tiles)
     assert '"elo"' in rating_paint and "ELO" in initial_legends[0]
     # colour range: the data's percentiles, in the very first paint and every legend
@@ -175,8 +175,8 @@ def test_map_page_controls_ranges_points_and_photo_panel(site, db_url, shots, wi
     assert (stops[0], stops[-2]) == pytest.approx((mean["low"], mean["high"]))
     assert len(set(initial_legends)) == 1, initial_legends  # never re-drawn with another range
     assert f"{mean['high']:.2f}" in initial_legends[0] and "no data" in initial_legends[0]
-    assert "greenery share, mean per road" in initial_legends[0]
-    assert '"n_points"' in n_paint and "points per road" in n_legend and "no data" in n_legend
+    assert "greenery share, mean per street or road" in initial_legends[0]
+    assert '"n_points"' in n_paint and "points per street or road" in n_legend and "no data" in n_legend
     assert '"car_std"' in std_paint and "car share, std. deviation" in std_legend
     # points only from zoom 15
     assert drawn_features["roads"] > 50 and drawn_features["areas"] > 0, drawn_features
