@@ -29,7 +29,8 @@ from streetaudit.flows.stage_options import (
 )
 
 # Options only a person at a terminal needs (a progress bar, printing a table): not stage options.
-CLI_ONLY = {"progress", "show"}
+# `--processes N` only starts N copies of the command (cli/processes.py): the stage never sees it.
+CLI_ONLY = {"progress", "show", "processes"}
 # Objects a caller may hand a stage function instead of the default it builds (tests pass an
 # image store of their own): not options either.
 INJECTED = {"store"}
