@@ -276,6 +276,9 @@ def pipeline_flow(
 ) -> list[str]:
     """The chosen stages (default: all but predict and explain) with each stage's options; a
     stage not given options runs with its defaults."""
+    from streetaudit.flows.deployments import refuse_empty_variables
+
+    refuse_empty_variables()  # a deployment's parameter that prefect.yaml left empty
     given: dict[str, Any] = {"roads": roads, "areas": areas, "points": points, "collect": collect}
     given |= {"clean": clean, "segment": segment, "predict": predict, "explain": explain, "stats": stats}
     options = PipelineOptions(
