@@ -76,7 +76,11 @@ def download(repo_id: str, cache_dir: str | None = None, revision: str | None = 
 
     try:
         folder = snapshot_download(
-            repo_id, cache_dir=cache_dir, revision=revision, allow_patterns=list(CHECKPOINT_FILES)
+            repo_id,
+            cache_dir=cache_dir,
+            revision=revision,
+            allow_patterns=list(CHECKPOINT_FILES),
+            endpoint=endpoint(),
         )
     except (RepositoryNotFoundError, RevisionNotFoundError) as error:
         raise WeightsUnavailable(f"{repo_id}: no such model (or revision) on {endpoint()}") from error

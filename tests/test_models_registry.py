@@ -115,3 +115,50 @@ def test_models_download_refuses_what_it_cannot_fetch_in_one_line(no_hub, tmp_pa
     assert result.exit_code == 0, result.output
     snapshot = cached / ("models--" + B2.replace("/", "--")) / "snapshots" / COMMIT
     assert f"{B2} is in {snapshot}" in result.output
+
+
+def test_models_download_fetches_a_checkpoint_from_the_hub_api_into_the_cache(tmp_path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    from streetaudit.models.hf_segmentation import HFBackend
+    from streetaudit.testing.hub_server import COMMIT as SERVED
+    from streetaudit.testing.hub_server import serving_repo
+
+    repo_id = "nvidia/segformer-b1-finetuned-cityscapes-1024-1024"
+    source = tiny_segformer(tmp_path / "published")
+    (source / "tf_model.h5").write_bytes(b"TensorFlow weights: not needed")
+    cache = tmp_path / "cache"
+    runner = CliRunner()
+    with serving_repo(repo_id, source) as (url, requested):
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", url)
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
+        hub.reachable.cache_clear()
+        result = runner.invoke(
+            app, ["models", "download", "segformer-b1-cityscapes", "--cache-dir", str(cache)]
+        )
+        assert result.exit_code == 0, result.output
+        fetched = [r for r in requested if r.startswith("GET ") and "/resolve/" in r]
+        again = runner.invoke(
+            app, ["models", "download", "segformer-b1-cityscapes", "--cache-dir", str(cache)]
+        )
+        assert again.exit_code == 0, again.output
+        refetched = [r for r in requested if r.startswith("GET ") and "/resolve/" in r]
+    hub.reachable.cache_clear()
+    snapshot = cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / SERVED
+    wanted = {"config.json", "preprocessor_config.json", "model.safetensors"}
+    assert {p.name for p in snapshot.iterdir()} == wanted  # not the TensorFlow file
+    for name in wanted:
+        assert (snapshot / name).read_bytes() == (source / name).read_bytes(), name
+    assert len(fetched) == 3 and refetched == fetched  # cached files are not fetched again
+    assert f"{repo_id} is in {snapshot}" in result.output
+    # Now without the hub: the listing says cached, and the model loads from the cache.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("COLUMNS", "400")
+    listing = runner.invoke(app, ["models", "list", "--cache-dir", str(cache)])
+    (row,) = [line for line in listing.output.splitlines() if "segformer-b1-cityscapes" in line]
+    assert "│ yes " in row
+    backend = HFBackend(repo_id, torch.device("cpu"), cache_dir=str(cache))
+    assert backend.label_set.name == "cityscapes"
