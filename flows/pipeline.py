@@ -8,7 +8,8 @@ flow's parameters and `run pipeline` at once. `run_pipeline` is the plain functi
 call it); `pipeline_flow` runs the same stages as Prefect tasks, with retries where failures
 are usually transient (network collection). Every stage is idempotent and resumable, so a
 rerun after a failure redoes only what is missing. Stage modules are imported when their
-stage runs.
+stage runs. Each stage tells its run what it did (`told`: the summary its own command prints,
+in the run's log, and a table artifact), since a deployment's run is read in the Prefect UI.
 """
 
 from __future__ import annotations
