@@ -10,11 +10,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from streetaudit.api import health, label, rating, stats, tiles
+from streetaudit.api import health, label, photos, rating, stats, tiles
 from streetaudit.api import map as map_page
 from streetaudit.api.catalog import load_layers
 from streetaudit.api.database import Database
 from streetaudit.api.errors import add_exception_handlers
+from streetaudit.api.photo_settings import PhotoSettings
 from streetaudit.api.role_check import ensure_read_only
 from streetaudit.api.settings import ApiSettings
 from streetaudit.api.tilecache import TileCache
@@ -87,6 +88,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.photo_settings = PhotoSettings()
     app.state.db = db
     app.state.rater_db = rater_db
     app.state.layers = {}
@@ -110,6 +112,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(map_page.router)
     app.include_router(rating.router)
     app.include_router(label.router)
+    app.include_router(photos.router)
     app.mount("/static/app", StaticFiles(directory=map_page.STATIC_DIR), name="static-app")
     app.mount(
         "/static/maplibre", StaticFiles(directory=settings.maplibre_dir, check_dir=False), name="maplibre"

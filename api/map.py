@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from streetaudit.api.errors import Unavailable
+from streetaudit.api.photo_models import MapConfig
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Below this a city's points are a smear over the roads that already carry their means.
+POINTS_MINZOOM = 15
 
 router = APIRouter(tags=["map"])
 
@@ -27,3 +30,21 @@ async def map_page(request: Request) -> FileResponse:
             "(or set STREETAUDIT_API_MAPLIBRE_DIR)"
         )
     return FileResponse(STATIC_DIR / "map.html", media_type="text/html")
+
+
+@router.get("/map/config", summary="What the map page needs before its first paint", response_model=MapConfig)
+async def map_config(request: Request) -> JSONResponse:
+    """Colour ranges (api.map_ranges: 2nd-98th percentiles), the optional basemap, and whether
+    photos are served: fetched before the map is built, so the legend never changes under the user."""
+    async with request.app.state.db.pool.connection() as conn:
+        row = await (await conn.execute("SELECT api.map_ranges()")).fetchone()
+    photos = request.app.state.photo_settings
+    return JSONResponse(
+        {
+            "ranges": row[0] if row else {},
+            "basemap": photos.basemap,
+            "images_served": photos.any,
+            "points_minzoom": POINTS_MINZOOM,
+        },
+        headers={"Cache-Control": "no-cache"},
+    )

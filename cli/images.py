@@ -14,6 +14,7 @@ from streetaudit.cli.app import (
     ready_url,
 )
 from streetaudit.cli.options import model_options
+from streetaudit.cli.processes import processes_option, run_copies
 from streetaudit.flows.stage_options import CleanOptions, CollectOptions
 
 
@@ -22,6 +23,7 @@ from streetaudit.flows.stage_options import CleanOptions, CollectOptions
 def collect_cmd(
     collect: CollectOptions,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    processes: int = processes_option(),
 ) -> None:
     """Fetch street-view images for the sample points; resumable (stored views are never refetched).
 
@@ -29,6 +31,9 @@ def collect_cmd(
     2 bad input, or the run stopped on a key, quota or unreachable host (those views are not
     recorded, so the rerun asks again); 3 the database went away (rerun after `db up`).
     """
+    if processes > 1:
+        run_copies(processes)
+        return
     from streetaudit.flows.collect import collect as run_collect
     from streetaudit.flows.collect import only_errors_message
 

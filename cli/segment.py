@@ -6,6 +6,7 @@ import typer
 
 from streetaudit.cli.app import app, console, exit_on_database_loss, ready_url
 from streetaudit.cli.options import model_options
+from streetaudit.cli.processes import processes_option, run_copies
 from streetaudit.flows.stage_options import SegmentOptions
 
 
@@ -14,12 +15,16 @@ from streetaudit.flows.stage_options import SegmentOptions
 def segment_cmd(
     segment: SegmentOptions,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    processes: int = processes_option(),
 ) -> None:
     """Segment collected images into building/road/sky/greenery/sidewalk/car shares. Idempotent.
 
     Exit status: 0 done; 2 bad input (nothing written); 3 the database went away (rows written
     are kept; rerun after `db up` to resume).
     """
+    if processes > 1:
+        run_copies(processes)
+        return
     from streetaudit.flows.segment import segment as run_segment
     from streetaudit.flows.segment import summary_lines
 

@@ -48,6 +48,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.image_store import ImageStore, sidecar_key, view_key
+from streetaudit.flows.leases import Leases
 from streetaudit.flows.providers import open_provider
 from streetaudit.flows.providers.base import (
     Http,
@@ -279,6 +280,9 @@ class _Collector:
         self.progress = progress
         self.stop_reason: str | None = None
         self.https: list[Http] = []
+        self.leases = Leases(url, "collect", provider.name)
+        self.queued: set[int] = set()  # points this run claimed and queued
+        self.pending: dict[int, int] = {}  # point id -> its views queued but not yet written
 
     # -- the points and views still to fetch ----------------------------------------------
     async def _chosen_ids(self, conn: psycopg.AsyncConnection) -> list[int] | None:
@@ -309,7 +313,30 @@ class _Collector:
         return min(total, self.limit) if self.limit else total
 
     async def pages(self) -> AsyncIterator[list[tuple[SamplePoint, set[float], set[float]]]]:
-        """Pages of (point, headings not to fetch, headings that failed before)."""
+        """Pages of (point, headings not to fetch, headings that failed before) for the points
+        this worker holds a lease on (flows/leases.py), and on the first pass those with
+        nothing left to fetch (counted as skipped). Once the points run out it looks again
+        while other workers hold leases, taking over the points of any that died."""
+        wanted = {view.heading for view in self.views}
+        first = True
+        while True:
+            async for rows in self._scan():
+                open_ids = [p.id for p, done, _ in rows if wanted - done and p.id not in self.queued]
+                claimed = await asyncio.to_thread(self.leases.claim, open_ids)
+                self.queued.update(claimed)
+                page = [r for r in rows if r[0].id in claimed or (first and not wanted - r[1])]
+                if page:
+                    yield page
+                if self.stop_reason:
+                    return
+            first = False
+            wait = await asyncio.to_thread(self.leases.wait_for_others)
+            if wait is None or self.stop_reason:
+                return
+            await asyncio.sleep(wait)
+
+    async def _scan(self) -> AsyncIterator[list[tuple[SamplePoint, set[float], set[float]]]]:
+        """One pass over the chosen points in id order, a page at a time."""
         page = self.settings.page
         async with await psycopg.AsyncConnection.connect(
             self.url, autocommit=True, **CONNECT_OPTIONS
@@ -344,6 +371,8 @@ class _Collector:
         async for page in self.pages():
             for point, done, failed in page:
                 self.report.points += 1
+                todo = [view for view in self.views if view.heading not in done]
+                self.pending[point.id] = len(todo)
                 for view in self.views:
                     if self.stop_reason:
                         return
@@ -506,6 +535,17 @@ class _Collector:
                 rows = [r for r in batch if r is not None]
                 if rows:
                     on_written(await self._upsert(conn, rows))
+                    await asyncio.to_thread(self.leases.release, self._finished_points(rows))
+
+    def _finished_points(self, rows: list[_Row]) -> list[int]:
+        """Points all of whose queued views are now written (or dropped): their leases can go."""
+        finished = []
+        for row in rows:
+            self.pending[row.point.id] -= 1
+            if self.pending[row.point.id] == 0:
+                del self.pending[row.point.id]
+                finished.append(row.point.id)
+        return finished
 
     def count(self, rows: list[_Row]) -> None:
         for row in rows:
@@ -562,6 +602,7 @@ class _Collector:
                 refresh(len(rows))
 
             async with contextlib.AsyncExitStack() as stack:
+                stack.enter_context(self.leases)
                 https = [Http(await stack.enter_async_context(c), self.bucket) for c in self.clients()]
                 self.https = https
                 await _first_failure_raised(self._stages(https, queue, results, on_skip, on_written))

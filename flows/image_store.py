@@ -19,20 +19,24 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fsspec
-from pydantic import field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streetaudit.flows.errors import InputError
 
 
 class ImageSettings(BaseSettings):
-    """`STREETAUDIT_IMAGES_URL` (a path or fsspec URL such as `s3://bucket/images`) overrides
-    the default `$STREETAUDIT_DATA_DIR/images`."""
+    """`STREETAUDIT_IMAGE_STORE` (a path or fsspec URL such as `s3://bucket/prefix`; the older
+    name `STREETAUDIT_IMAGES_URL` still works) overrides the default `$STREETAUDIT_DATA_DIR/images`."""
 
-    model_config = SettingsConfigDict(env_prefix="STREETAUDIT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="STREETAUDIT_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     data_dir: Path = Path(".streetaudit")
-    images_url: str | None = None
+    images_url: str | None = Field(
+        None, validation_alias=AliasChoices("STREETAUDIT_IMAGE_STORE", "STREETAUDIT_IMAGES_URL", "images_url")
+    )
 
     @field_validator("images_url")
     @classmethod
@@ -43,6 +47,11 @@ class ImageSettings(BaseSettings):
         if self.images_url:
             return self.images_url
         return str(self.data_dir.expanduser().resolve() / "images")
+
+
+# Object stores whose PUT is atomic (a reader sees the whole object or none, and a killed upload
+# leaves nothing): there a temporary name and a rename would only add a copy and a delete.
+ATOMIC_PUT_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 
 
 def view_key(provider: str, point_id: int, heading: float, extension: str) -> str:
@@ -83,9 +92,14 @@ def _filesystem(root: str, setting: str) -> fsspec.AbstractFileSystem:
     return fs
 
 
+def _setting_name() -> str:
+    """The variable an error should name: the one the user set."""
+    return "STREETAUDIT_IMAGES_URL" if os.environ.get("STREETAUDIT_IMAGES_URL") else "STREETAUDIT_IMAGE_STORE"
+
+
 class ImageStore:
     def __init__(self, root: str | None = None):
-        setting = "image store root" if root else "STREETAUDIT_IMAGES_URL"
+        setting = "image store root" if root else _setting_name()
         root = root or ImageSettings().root()
         if root.startswith("file://"):
             root = root[len("file://") :]
@@ -98,6 +112,7 @@ class ImageStore:
             self.root = root.rstrip("/")
             self.fs = _filesystem(self.root, setting)
         self._tmp = f"{socket.gethostname()}-{os.getpid()}"
+        self.atomic_put = not self.local and self.root.split("://", 1)[0] in ATOMIC_PUT_SCHEMES
 
     def uri(self, key: str) -> str:
         return f"{self.root}/{key}" if not self.local else str(Path(self.root) / key)
@@ -112,6 +127,8 @@ class ImageStore:
             tmp = tmp_dir / uuid.uuid4().hex
             tmp.write_bytes(data)
             os.replace(tmp, final)
+        elif self.atomic_put:
+            self.fs.pipe_file(final, data)
         else:
             partial = f"{final}.tmp-{uuid.uuid4().hex}"
             self.fs.pipe_file(partial, data)

@@ -124,7 +124,8 @@ def _mtime(info: dict) -> float:
 
 
 def stored_files(store: ImageStore) -> Iterator[StoredFile]:
-    """Every file under the store, by the URI a row would hold; temporaries left out."""
+    """Every file under the store, by the URI a row would hold; local temporaries left out
+    (`ImageStore.sweep_stale_temps` removes those of dead processes)."""
     if store.local:
         root = Path(store.root)
         for folder, dirs, files in os.walk(root):
@@ -140,8 +141,9 @@ def stored_files(store: ImageStore) -> Iterator[StoredFile]:
         return
     for path, info in store.fs.find(bare_root, detail=True).items():
         key = path[len(bare_root) :].lstrip("/")
-        if ".tmp-" in key.rsplit("/", 1)[-1]:
-            continue
+        # A remote `<name>.tmp-<uuid>` is the temporary of a writer that died between its upload
+        # and its rename (stores without atomic PUT): no row names it, so it is listed as an
+        # orphan, and --delete's age limit keeps a live writer's temporary.
         yield StoredFile(f"{store.root}/{key}", int(info.get("size") or 0), _mtime(info))
 
 

@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.leases import Leases
 from streetaudit.flows.run_reports import RunProgress
 from streetaudit.models.backend import (
     BackendError,
@@ -40,6 +41,7 @@ from streetaudit.models.backend import (
     resolve_device,
 )
 from streetaudit.models.inputs import Batch, make_loader
+from streetaudit.models.label_palette import paletted_mask
 from streetaudit.models.label_sets import ELEMENTS, LabelSetError
 from streetaudit.sql.rows import one, scalar
 from streetaudit.sql.settings import DatabaseSettings
@@ -154,11 +156,26 @@ def _segment(url, runner, target, batch_size, limit, save_masks, progress, pipel
         masks_dir.mkdir(parents=True, exist_ok=True)
     workers = pipeline.get("workers")
     workers = default_workers(target) if workers is None else int(workers)
-    loader = make_loader(
-        todo, runner.reader(), batch_size=batch_size, workers=workers, pin_memory=runner.cuda
-    )
     start = time.perf_counter()
-    run_batches(url, runner, model_id, loader, len(todo), report, masks_dir, progress)
+    # Other `segment` processes (here or on other machines) may work on the same model: each
+    # takes a leased batch at a time (flows/leases.py) until none is left and no other holds one.
+    leases = Leases(url, "segment", str(model_id), background=False)
+    left = limit
+    with leases:
+        while left is None or left > 0:
+            chunk = claim_images(url, leases, model_id, left)
+            if not chunk:
+                wait = leases.wait_for_others()
+                if wait is None:
+                    break
+                time.sleep(wait)
+                continue
+            loader = make_loader(
+                chunk, runner.reader(), batch_size=batch_size, workers=workers, pin_memory=runner.cuda
+            )
+            run_batches(url, runner, model_id, loader, len(todo), report, masks_dir, progress, leases)
+            leases.release([image_id for image_id, _ in chunk])
+            left = None if left is None else left - len(chunk)
     report.seconds = time.perf_counter() - start
     report.images_per_s = (report.done + report.failed) / report.seconds if report.seconds else 0.0
     return report
@@ -219,6 +236,25 @@ def pending_images(conn: psycopg.Connection, model_id: int, limit: int | None) -
     return skipped, todo
 
 
+def claim_images(url: str, leases: Leases, model_id: int, limit: int | None) -> list[tuple[int, str]]:
+    """The next batch of images without a row for this model that this worker now leases."""
+    size = leases.settings.batch if limit is None else min(limit, leases.settings.batch)
+    with psycopg.connect(url, autocommit=True, **CONNECT_OPTIONS) as conn:
+        candidates = conn.execute(
+            """SELECT i.id, i.uri FROM streetaudit.image AS i
+               WHERE i.status = 'ok' AND i.uri IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM streetaudit.segmentation AS s
+                                 WHERE s.image_id = i.id AND s.model_id = %(model)s)
+                 AND NOT EXISTS (SELECT 1 FROM streetaudit.work_lease AS l
+                                 WHERE l.stage = 'segment' AND l.scope = %(scope)s AND l.item = i.id
+                                   AND l.worker <> %(me)s AND l.expires_at > clock_timestamp())
+               ORDER BY i.id LIMIT %(size)s""",
+            {"model": model_id, "scope": str(model_id), "me": leases.worker, "size": size},
+        ).fetchall()
+    claimed = leases.claim([image_id for image_id, _ in candidates])
+    return [(image_id, uri) for image_id, uri in candidates if image_id in claimed]
+
+
 def run_batches(
     url: str,
     runner: SegmentationBackend,
@@ -228,6 +264,7 @@ def run_batches(
     report: SegmentReport,
     masks_dir: Path | None,
     progress: bool,
+    leases: Leases | None = None,
 ) -> None:
     classes = len(runner.label_set)
     # Start the workers (fork) before any thread of ours exists.
@@ -244,15 +281,18 @@ def run_batches(
     started = time.perf_counter()
     writer = RowWriter(url, model_id, runner.label_set, masks_dir, imported=runner.name == "masks")
     with bar, writer:
-        task = bar.add_task("segment", total=total, speed=0.0)
+        before = report.done + report.failed  # images of earlier leased batches
+        task = bar.add_task("segment", total=max(total, before), completed=before, speed=0.0)
         for batch in batches:
+            if leases is not None:
+                leases.keep_alive()
             results = predict_batch(runner, batch, classes, keep_maps=masks_dir is not None)
             writer.put(batch, results)
             report.done += sum(len(r[0]) for r in results)
             report.failed += len(batch.errors)
             report.errors.extend(list(batch.errors.items())[: max(0, 20 - len(report.errors))])
             elapsed = time.perf_counter() - started
-            bar.update(task, advance=len(batch.ids), speed=(report.done + report.failed) / elapsed)
+            bar.update(task, advance=len(batch.ids), speed=(report.done + report.failed - before) / elapsed)
     # Counted when predicted; those whose image was deleted meanwhile were not stored.
     report.done -= writer.vanished_done
     report.failed -= writer.vanished - writer.vanished_done
@@ -366,11 +406,9 @@ class RowWriter:
         return rows
 
     def save_mask(self, image_id: int, labels: np.ndarray) -> str:
-        from PIL import Image
-
         assert self.masks_dir is not None
         path = self.masks_dir / f"{image_id}.png"
-        image = Image.fromarray(labels if labels.dtype == np.uint8 else labels.astype(np.uint16))
+        image = paletted_mask(labels, self.label_set)
         tmp = path.with_suffix(".tmp.png")
         image.save(tmp, compress_level=1)
         tmp.replace(path)

@@ -159,7 +159,8 @@ class SegmentOptions(StageOptions):
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N.")
     limit: int | None = Field(None, description="Segment at most N images in this run.")
     save_masks: bool = Field(
-        False, description="Store each predicted label map as a PNG of class ids (mask_uri)."
+        False,
+        description="Store each predicted label map as a PNG of class ids coloured by the label set's palette (mask_uri; the map's overlay).",
     )
     terrain: bool = Field(
         False, description="Count terrain (ground vegetation: grass, soil) as greenery; a separate model row."

@@ -13,6 +13,8 @@ NOT_JSON = {
     "/rate/image/{image_id}",
     "/label",
     "/label/api/images/{image_id}",
+    "/images/{image_id}.jpg",
+    "/images/{image_id}/mask.png",
 }
 
 

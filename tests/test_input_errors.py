@@ -149,9 +149,13 @@ def test_unknown_or_missing_image_store_backends_name_the_variable(run, point_id
     monkeypatch.setenv("STREETAUDIT_IMAGES_URL", "nosuch://bucket/images")
     result = run("collect", "--provider", "synthetic", "--no-progress")
     assert_refused(result, "STREETAUDIT_IMAGES_URL: unknown storage scheme 'nosuch'")
-    monkeypatch.setenv("STREETAUDIT_IMAGES_URL", "s3://bucket/images")
+    # gcsfs is not installed here (s3fs is: tests/test_image_store_s3.py)
+    monkeypatch.delenv("STREETAUDIT_IMAGES_URL")
+    monkeypatch.setenv("STREETAUDIT_IMAGE_STORE", "gcs://bucket/images")
     result = run("collect", "--provider", "synthetic", "--no-progress")
-    assert_refused(result, "STREETAUDIT_IMAGES_URL: storing images at s3:// needs an fsspec backend", "s3fs")
+    assert_refused(
+        result, "STREETAUDIT_IMAGE_STORE: storing images at gcs:// needs an fsspec backend", "gcsfs"
+    )
     assert count(fresh_db_url, "image") == 0
 
 

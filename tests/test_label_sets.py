@@ -128,3 +128,15 @@ def test_class_histograms_equal_numpy_bincount_and_ignore_void():
     for image, row in zip(maps, counts, strict=True):
         expected = np.bincount(image[image < 19].ravel(), minlength=19)
         np.testing.assert_array_equal(row, expected)
+
+
+def test_palette_gives_each_element_one_colour_in_every_label_set():
+    from streetaudit.models.label_palette import CITYSCAPES_PALETTE, ELEMENT_COLOURS, palette
+
+    for name in ("cityscapes", "ade20k", "mapillary-vistas"):
+        label_set = builtin(name)
+        colours = palette(label_set)
+        assert colours.shape == (len(label_set.labels), 3)
+        for element, ids in label_set.elements.items():
+            assert {tuple(colours[i]) for i in ids} == {ELEMENT_COLOURS[element]}, (name, element)
+    assert [tuple(c) for c in palette(builtin("cityscapes"))] == list(CITYSCAPES_PALETTE)

@@ -19,7 +19,8 @@ from torchvision.io import decode_image
 
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.segment import segment, segment_flow
-from streetaudit.models.label_sets import CITYSCAPES, ELEMENTS
+from streetaudit.models.label_palette import palette
+from streetaudit.models.label_sets import CITYSCAPES, ELEMENTS, builtin
 from streetaudit.testing.sample_rows import add_images
 from streetaudit.testing.tiny_models import tiny_segformer
 
@@ -101,6 +102,9 @@ def test_hf_shares_equal_numpy_bincount_of_independently_predicted_maps(
             assert row[element] == pytest.approx(share, abs=1e-12), element
         saved = np.asarray(Image.open(row["mask_uri"]))
         np.testing.assert_array_equal(saved, label_map)
+        # coloured by the label set's palette, so a browser shows it as the map's overlay
+        coloured = np.asarray(Image.open(row["mask_uri"]).convert("RGB"))
+        np.testing.assert_array_equal(coloured, palette(builtin("cityscapes"))[label_map])
     with psycopg.connect(fresh_db_url) as conn:
         model_row = conn.execute(
             "SELECT task, backend, source, label_set, labels FROM streetaudit.model WHERE id = %s",
