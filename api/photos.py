@@ -83,10 +83,10 @@ def _jpeg(data: bytes, size: str) -> bytes:
     """The stored bytes when they are a JPEG already at full size, else re-encoded (thumbnail: 320 px wide)."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
-        if size == "full" and image.format == "JPEG":
+    with Image.open(io.BytesIO(data)) as opened:
+        if size == "full" and opened.format == "JPEG":
             return data
-        image = image.convert("RGB")
+        image = opened.convert("RGB")
         if size == "thumb":
             image.thumbnail((THUMB_PX, THUMB_PX * 4))
         out = io.BytesIO()

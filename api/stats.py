@@ -44,6 +44,12 @@ _COLUMNS_SQL = """SELECT attname FROM pg_attribute
     ORDER BY attnum"""
 _AREAS_SQL = "SELECT {columns} FROM api.area_stats ORDER BY area_id NULLS LAST"
 _COMPARISON_SQL = "SELECT * FROM api.area_comparison"
+_STREETS_SQL = (
+    "SELECT {columns} FROM api.street_stats "
+    "WHERE (%(bbox)s::float8[] IS NULL OR geom && ST_MakeEnvelope("
+    "(%(bbox)s::float8[])[1], (%(bbox)s::float8[])[2], (%(bbox)s::float8[])[3], (%(bbox)s::float8[])[4], 4326)) "
+    "ORDER BY street_id LIMIT %(limit)s"
+)
 _ROADS_SQL = (
     "SELECT {columns} FROM api.road_stats "
     "WHERE (%(bbox)s::float8[] IS NULL OR geom && ST_MakeEnvelope("
@@ -60,11 +66,13 @@ def _wants_csv(request: Request, fmt: str | None) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
-def _plain(value):
+def _plain(value, as_text: bool = False):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, list) and as_text:  # CSV has no lists: a street's road_ids as "3,7,12"
+        return ",".join(map(str, value))
     return value
 
 
@@ -74,7 +82,7 @@ def _respond(rows: list[dict], columns: list[str], as_csv: bool, name: str) -> R
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow(["" if row[c] is None else _plain(row[c]) for c in columns])
+            writer.writerow(["" if row[c] is None else _plain(row[c], as_text=True) for c in columns])
         return Response(
             out.getvalue(),
             media_type="text/csv; charset=utf-8",
@@ -145,3 +153,27 @@ async def roads(
         raise BadRequest(f"limit must be at most {cap}, got {limit}")
     rows, columns = await _fetch(request, _ROADS_SQL, {"bbox": box, "limit": limit}, view="api.road_stats")
     return _respond(rows, columns, as_csv, "road_stats")
+
+
+@router.get(
+    "/streets",
+    summary="Per street (api.street_stats, after `streetaudit streets build`), optionally within a bbox",
+    responses=_table(
+        "api.street_stats",
+        {"street_id": 3, "name": "Katu", "n_points": 12, "sky_mean": 0.2, "road_ids": [7, 9]},
+    ),
+)
+async def streets(
+    request: Request,
+    box: Annotated[list[float] | None, Depends(get_bbox)],
+    limit: int = Query(1000, ge=1, description="Most rows returned"),
+    format: str | None = Query(None, description="json or csv"),
+) -> Response:
+    as_csv = _wants_csv(request, format)
+    cap = request.app.state.settings.stats_row_limit
+    if limit > cap:
+        raise BadRequest(f"limit must be at most {cap}, got {limit}")
+    rows, columns = await _fetch(
+        request, _STREETS_SQL, {"bbox": box, "limit": limit}, view="api.street_stats"
+    )
+    return _respond(rows, columns, as_csv, "street_stats")

@@ -18,6 +18,7 @@ from streetaudit.cli import (  # noqa: F401  (register commands)
     ratings,
     segment,
     stats,
+    streets,
 )
 from streetaudit.cli.app import app
 

@@ -42,11 +42,28 @@ def stats_refresh(
 
 
 @stats_app.command("plot")
-def stats_plot(out: Path = typer.Option(Path("plots"), help="Folder for the PNG files.")) -> None:
-    """Write PNGs: segment means and std per element, heritage areas, box plots core vs rest."""
+def stats_plot(
+    out: Path = typer.Option(Path("plots"), help="Folder for the figures."),
+    unit: str = typer.Option(
+        None,
+        "--unit",
+        help="Map unit: street (api.street_stats) or road (api.road_stats); default street once "
+        "`streets build` made streets, else road.",
+    ),
+    format: str = typer.Option(
+        "png,svg", "--format", help="png, svg or png,svg (each figure in each format)."
+    ),
+) -> None:
+    """Write maps of each element's mean and std per street/road (heritage outlines, a no-data key,
+    a scale bar, one colour scale per element), core areas close up, the heritage areas, and box
+    plots per core area and for all cores vs the rest with n, Cohen's d and Holm-adjusted p."""
     from streetaudit.flows.plots import plot_stats
 
-    for path in plot_stats(ready_url(), out):
+    with console.status("drawing the figures…") as status:
+        paths = plot_stats(
+            ready_url(), out, unit=unit, formats=format, report=lambda name: status.update(f"drew {name}…")
+        )
+    for path in paths:
         console.print(f"wrote {path}")
 
 

@@ -20,6 +20,7 @@ from streetaudit.flows.output_files import staged_file, staged_folder
 FORMATS = ("gpkg", "parquet", "csv")
 # view -> whether it has a geometry column named geom
 VIEWS = {
+    "street_stats": True,
     "road_stats": True,
     "area_stats": True,
     "point_elements": True,
@@ -73,6 +74,13 @@ def export_stats(url: str, fmt: str, out: Path) -> ExportReport:
 
 
 def write_view(frame: pd.DataFrame, view: str, fmt: str, stage: Path) -> None:
+    if fmt != "parquet":
+        # GeoPackage and CSV have no list type: a street's member roads become "3,7,12".
+        for column in frame.columns:
+            if frame[column].map(lambda v: isinstance(v, list)).any():
+                frame[column] = frame[column].map(
+                    lambda v: ",".join(map(str, v)) if isinstance(v, list) else v
+                )
     if fmt == "gpkg":
         # A table without geometry becomes a GeoPackage attribute table.
         pyogrio.write_dataframe(frame, stage, layer=view, driver="GPKG")

@@ -313,6 +313,14 @@ class LocalCluster:
             "shared_buffers = '256MB'",
             "work_mem = '32MB'",
             "maintenance_work_mem = '256MB'",
+            # City scale (README "Running a whole city"): SSD-class storage, bulk COPY into the
+            # append-heavy tables without a checkpoint every few seconds, parallel index builds.
+            "random_page_cost = 1.1",
+            "effective_io_concurrency = 200",
+            "max_wal_size = '4GB'",
+            "checkpoint_timeout = '15min'",
+            "max_parallel_maintenance_workers = 2",
+            "autovacuum_naptime = '20s'",
         ]
         if self.fast_unsafe:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]

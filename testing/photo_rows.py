@@ -17,6 +17,7 @@ from PIL import Image
 
 from streetaudit.models.label_palette import paletted_mask
 from streetaudit.models.label_sets import LabelSet, builtin
+from streetaudit.sql.rows import one, scalar
 
 
 @dataclass
@@ -37,15 +38,17 @@ def give_photos(url: str, folder: Path, *, seed: int = 3, size: tuple[int, int] 
     rng = np.random.default_rng(seed)
     width, height = size
     with psycopg.connect(url) as conn:
-        point_id, lon, lat = conn.execute(
-            """SELECT p.id, ST_X(p.geom), ST_Y(p.geom) FROM streetaudit.sample_point AS p
+        point_id, lon, lat = one(
+            conn.execute(
+                """SELECT p.id, ST_X(p.geom), ST_Y(p.geom) FROM streetaudit.sample_point AS p
                WHERE EXISTS (SELECT 1 FROM streetaudit.point_area AS pa WHERE pa.point_id = p.id)
                  AND (SELECT count(*) FROM streetaudit.image AS i
                       WHERE i.point_id = p.id AND i.status = 'ok') >= 2
                  AND p.retired_at IS NULL
                ORDER BY p.id LIMIT 1"""
-        ).fetchone()
-        model_id = conn.execute("SELECT model_id FROM streetaudit.stats_state").fetchone()[0]
+            )
+        )
+        model_id = scalar(conn.execute("SELECT model_id FROM streetaudit.stats_state"))
         images = [
             r[0]
             for r in conn.execute(

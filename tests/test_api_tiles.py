@@ -13,7 +13,7 @@ from streetaudit.flows.stats import refresh_stats
 from streetaudit.testing.sample_rows import tile_of
 from streetaudit.testing.seeded_results import synthetic_models
 
-LAYERS = {"api.roads", "api.points", "api.areas", "api.ratings", "api.detections"}
+LAYERS = {"api.roads", "api.points", "api.areas", "api.ratings", "api.detections", "api.streets"}
 
 
 @pytest.fixture(scope="module")

@@ -46,11 +46,15 @@ def test_stats_refresh_with_unknown_model_fails_in_one_line(cli, models):
     assert "no such segmentation model" in result.output
 
 
-def test_stats_plot_writes_the_four_figures(cli, refreshed, tmp_path):
-    result = cli("stats", "plot", "--out", tmp_path / "plots")
+@pytest.mark.slow
+def test_stats_plot_writes_the_figures(cli, refreshed, tmp_path):
+    result = cli("stats", "plot", "--out", tmp_path / "plots", "--format", "png")
     assert result.exit_code == 0, result.output
-    names = {"road_means.png", "road_stds.png", "heritage_areas.png", "core_vs_rest.png"}
+    stems = {"road_means", "road_stds", "core_areas_road_means", "heritage_areas", "core_vs_rest"}
+    names = {f"{stem}.png" for stem in stems}
     assert {p.name for p in (tmp_path / "plots").iterdir()} == names
+    bad = cli("stats", "plot", "--out", tmp_path / "other", "--format", "png,tiff")
+    assert bad.exit_code == 2 and "--format png,tiff" in bad.output and not (tmp_path / "other").exists()
     for name in names:
         with Image.open(tmp_path / "plots" / name) as image:
             assert image.width > 500 and image.height > 500
@@ -64,7 +68,7 @@ def test_stats_export_writes_every_view(cli, db_url, refreshed, tmp_path, fmt):
     with psycopg.connect(db_url) as conn:
         counts = {
             v: conn.execute(f"SELECT count(*) FROM api.{v}").fetchone()[0]
-            for v in ("road_stats", "area_stats", "point_elements", "area_comparison")
+            for v in ("street_stats", "road_stats", "area_stats", "point_elements", "area_comparison")
         }
     for view, n in counts.items():
         if fmt == "gpkg":

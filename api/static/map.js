@@ -92,8 +92,8 @@ function tick(value, statistic) {
 function renderLegend(element, statistic) {
   const r = roadRange(element, statistic);
   const ticks = [r.low, (r.low + r.high) / 2, r.high].map((v) => `<span>${tick(v, statistic)}</span>`).join("");
-  const what = statistic === "n" ? "points per road (n)"
-    : `${element} share, ${statistic === "std" ? "std. deviation" : "mean"} per road`;
+  const what = statistic === "n" ? "points per street or road (n)"
+    : `${element} share, ${statistic === "std" ? "std. deviation" : "mean"} per street or road`;
   document.getElementById("legend").innerHTML =
     `<div>${what}</div>` +
     `<div class="bar" id="road-bar" style="background: linear-gradient(to right, ${COLOURS.join(",")})"></div>` +
@@ -115,6 +115,7 @@ function here(path) {
 function overlaySources() {
   return {
     roads: { type: "vector", url: here("api.roads/tilejson.json") },
+    streets: { type: "vector", url: here("api.streets/tilejson.json") },
     areas: { type: "vector", url: here("api.areas/tilejson.json") },
     points: { type: "vector", url: here("api.points/tilejson.json") },
     ratings: { type: "vector", url: here("api.ratings/tilejson.json") },
@@ -128,6 +129,12 @@ function overlayLayers(element, statistic) {
     { id: "areas-line", type: "line", source: "areas", "source-layer": "api.areas",
       paint: { "line-color": "#d9480f", "line-width": 2 } },
     { id: "roads", type: "line", source: "roads", "source-layer": "api.roads",
+      layout: { "line-cap": "round", "line-join": "round" },
+      paint: { "line-color": roadColour(element, statistic),
+               "line-width": ["interpolate", ["linear"], ["zoom"], 10, 1, 16, 5] } },
+    // Streets (`streetaudit streets build`) over the roads they are made of: where they are
+    // built the map shows them; where not, the roads show through. Same columns, same ramps.
+    { id: "streets", type: "line", source: "streets", "source-layer": "api.streets",
       layout: { "line-cap": "round", "line-join": "round" },
       paint: { "line-color": roadColour(element, statistic),
                "line-width": ["interpolate", ["linear"], ["zoom"], 10, 1, 16, 5] } },
@@ -267,6 +274,7 @@ function build() {
     const s = statisticSelect.value;
     if (!map.getLayer("roads")) return;
     map.setPaintProperty("roads", "line-color", roadColour(e, s));
+    if (map.getLayer("streets")) map.setPaintProperty("streets", "line-color", roadColour(e, s));
     map.setPaintProperty("points", "circle-color", pointColour(e));
     renderLegend(e, s);
   }
@@ -284,14 +292,14 @@ function build() {
   });
 
   map.on("click", (event) => {
-    const layers = ["ratings", "points", "roads", "areas-fill"].filter((l) => map.getLayer(l));
+    const layers = ["ratings", "points", "streets", "roads", "areas-fill"].filter((l) => map.getLayer(l));
     const hit = map.queryRenderedFeatures(event.point, { layers })[0];
     if (hit && hit.layer.id === "points" && hit.id !== undefined) {
       showPoint(hit.id);
     }
     document.getElementById("info").textContent = hit
       ? Object.entries(hit.properties).map(([k, v]) => `${k}: ${fmt(v)}`).join("\n")
-      : "Click a road, point, rated image or area.";
+      : "Click a street, road, point, rated image or area.";
   });
   map.on("idle", () => { window.streetauditIdle = true; });
 }

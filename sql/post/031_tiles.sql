@@ -66,7 +66,12 @@ CREATE VIEW streetaudit.tile_source (
     ('api.roads', 'streetaudit.road_features'::regclass, 'road_id', 'line', 0, 22, 50000, 'length_m', 14),
     ('api.points', 'streetaudit.point_features'::regclass, 'point_id', 'point', 14, 22, 20000, 'n_images', NULL),
     ('api.areas', 'streetaudit.area_features'::regclass, 'area_id', 'polygon', 0, 22, 5000, 'n_points', 14),
-    ('api.ratings', 'streetaudit.rating_features'::regclass, 'image_id', 'point', 0, 22, 20000, 'elo', NULL);
+    ('api.ratings', 'streetaudit.rating_features'::regclass, 'image_id', 'point', 0, 22, 20000, 'elo', NULL),
+    -- Defined by post/032_streets.sql, after this file: looked up in the catalog when read
+    -- (readable by any role, unlike to_regclass's schema lookup), not now.
+    ('api.streets', (SELECT c.oid::regclass FROM pg_catalog.pg_class AS c
+                     WHERE c.relname = 'street_features' AND c.relnamespace = 'streetaudit'::regnamespace),
+     'street_id', 'line', 0, 22, 50000, 'length_m', 14);
 
 -- A layer's attributes in column order: every column of its tile table but the feature id
 -- and the geometries.
@@ -255,7 +260,7 @@ DECLARE
     total bigint := 0;
 BEGIN
     DELETE FROM streetaudit.prebuilt_tile;
-    FOR src IN SELECT * FROM streetaudit.tile_source WHERE prebuilt_below IS NOT NULL LOOP
+    FOR src IN SELECT * FROM streetaudit.tile_source WHERE prebuilt_below IS NOT NULL AND source IS NOT NULL LOOP
         EXECUTE format('SELECT ST_Extent(geom) FROM %s', src.source) INTO b;
         CONTINUE WHEN b IS NULL;
         EXECUTE format(
@@ -309,9 +314,11 @@ BEGIN
     REFRESH MATERIALIZED VIEW api.point_elements;
     REFRESH MATERIALIZED VIEW api.road_stats;
     REFRESH MATERIALIZED VIEW api.area_stats;
+    REFRESH MATERIALIZED VIEW api.street_stats;
     REFRESH MATERIALIZED VIEW streetaudit.road_features;
     REFRESH MATERIALIZED VIEW streetaudit.point_features;
     REFRESH MATERIALIZED VIEW streetaudit.area_features;
+    REFRESH MATERIALIZED VIEW streetaudit.street_features;
     PERFORM streetaudit.prebuild_tiles();
     RETURN new_version;
 END
