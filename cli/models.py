@@ -31,7 +31,13 @@ def models_list(
     from streetaudit.models.label_sets import builtin
     from streetaudit.models.registry import CHECKPOINTS, DEFAULT_CHECKPOINT
 
-    table = Table("name", "backend", "label set", "classes", "model (hub id)", "cached", "note")
+    table = Table()
+    # The name and hub id are what people copy: never cut. The notes go below a narrow table.
+    for column in ("name", "backend", "label set", "classes", "model (hub id)", "cached"):
+        table.add_column(column, no_wrap=True)
+    notes_column = console.width >= 200
+    if notes_column:
+        table.add_column("note")
     for c in CHECKPOINTS:
         cached = "yes" if c.repo_id and cached_snapshot(c.repo_id, cache_dir) else "no"
         table.add_row(
@@ -41,9 +47,12 @@ def models_list(
             str(len(builtin(c.label_set))),
             c.repo_id or "(your .pth file)",
             cached if c.repo_id else "–",
-            c.note,
+            *([c.note] if notes_column else []),
         )
-    console.print(table, soft_wrap=True)
+    console.print(table)
+    if not notes_column:
+        for c in CHECKPOINTS:
+            console.print(f"  {c.name}: {escape(c.note)}", highlight=False)
     console.print("* the default of `streetaudit segment`", highlight=False)
 
 
