@@ -45,33 +45,22 @@ def collect_cmd(
 
 
 def print_collect_report(report) -> None:
-    from streetaudit.flows.collect import summary_line
+    from streetaudit.flows.collect import error_lines, summary_line
 
     console.print(escape(summary_line(report)), highlight=False)
-    for reason, n in sorted(report.errors.items(), key=lambda kv: -kv[1])[:10]:
-        console.print(f"  {n} x {escape(reason)}", highlight=False)
+    for line in error_lines(report):
+        console.print(escape(line), highlight=False)
 
 
 @images_app.command("clean")
 @model_options("clean", CleanOptions)
 def images_clean(clean: CleanOptions) -> None:
     """Mark unusable views excluded (winter, broken, tiny, duplicate placeholders), with the reason."""
-    from streetaudit.flows.clean import clean_images
+    from streetaudit.flows.clean import clean_images, summary_lines
 
     report = clean_images(ready_url(), **clean.model_dump())
-    undo, min_bytes = clean.undo, clean.min_bytes
-    if undo:
-        console.print(f"restored {report.restored} excluded views to ok")
-        return
-    console.print(
-        f"checked {report.checked} files; excluded {report.excluded}: {report.broken} missing/broken, "
-        f"{report.winter} in excluded months, {report.small} under {min_bytes} bytes, "
-        f"{report.duplicates} duplicates ({report.seconds:.1f} s)"
-    )
-    for point_id, provider, heading, detail in report.examples:
-        console.print(f"  point {point_id} {provider} heading {heading:g}: {detail}", highlight=False)
-    if report.excluded > len(report.examples):
-        console.print(f"  … and {report.excluded - len(report.examples)} more (see image.detail)")
+    for line in summary_lines(report, undo=clean.undo, min_bytes=clean.min_bytes):
+        console.print(escape(line), highlight=False)
 
 
 @images_app.command("orphans")

@@ -14,6 +14,7 @@ from streetaudit.cli import (  # noqa: F401  (register commands)
     detect_split,
     explain,
     images,
+    models,
     ratings,
     segment,
     stats,

@@ -26,18 +26,9 @@ def segment_cmd(
         run_copies(processes)
         return
     from streetaudit.flows.segment import segment as run_segment
+    from streetaudit.flows.segment import summary_lines
 
     with exit_on_database_loss("segment"):
         report = run_segment(ready_url(), **segment.model_dump(), progress=progress)
-    console.print(
-        f"model {report.model_id} ({report.model_name}, {report.label_set}) on {report.device}: "
-        f"{report.done} segmented, {report.skipped} already done, {report.failed} failed; "
-        f"{report.images_per_s:.1f} images/s",
-        highlight=False,
-    )
-    if report.vanished:
-        console.print(
-            f"  {report.vanished} images were deleted while segmenting (points re-densified?) and skipped"
-        )
-    for image_id, error in report.errors[:10]:
-        console.print(f"  image {image_id}: {error}", highlight=False)
+    for line in summary_lines(report):
+        console.print(line, highlight=False)

@@ -31,14 +31,10 @@ def stats_refresh(
     show: bool = typer.Option(True, "--show/--quiet", help="Print the core-vs-rest table."),
 ) -> None:
     """Recompute the api views from one model, compare cores with the rest, bump the data version."""
-    from streetaudit.flows.stats import refresh_stats
+    from streetaudit.flows.stats import refresh_stats, summary_line
 
     report = refresh_stats(ready_url(), **stats.model_dump())
-    console.print(
-        f"stats from model {report.model_id} ({report.model_name}): {report.points} points with data, "
-        f"{report.roads} roads, {report.areas} heritage areas; data version {report.version} "
-        f"({report.seconds:.2f} s)"
-    )
+    console.print(summary_line(report))
     if show:
         from streetaudit.flows.stats import comparison_table
 
@@ -196,22 +192,26 @@ def run_pipeline_cmd(
     Exit status: 0 done; 1 the collect stage produced nothing but errors; 2 bad input.
     """
     quiet_prefect()
+    from rich.markup import escape
+
     from streetaudit.flows.collect import CollectFailed
     from streetaudit.flows.pipeline import pipeline_flow
+    from streetaudit.flows.run_reports import echoing
 
     try:
-        pipeline_flow(
-            ready_url(),
-            stages=split_list(stages),
-            roads=roads,
-            areas=areas,
-            points=points,
-            collect=collect,
-            clean=clean,
-            segment=segment,
-            predict=predict,
-            explain=explain,
-            stats=stats,
-        )
+        with echoing(lambda text: console.print(escape(text), highlight=False, soft_wrap=True)):
+            pipeline_flow(
+                ready_url(),
+                stages=split_list(stages),
+                roads=roads,
+                areas=areas,
+                points=points,
+                collect=collect,
+                clean=clean,
+                segment=segment,
+                predict=predict,
+                explain=explain,
+                stats=stats,
+            )
     except CollectFailed as error:
         fail(str(error), 1)

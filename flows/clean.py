@@ -141,5 +141,23 @@ def clean_images(
     return report
 
 
+def summary_lines(report: CleanReport, *, undo: bool, min_bytes: int) -> list[str]:
+    """What `images clean` and the pipeline's clean stage print."""
+    if undo:
+        return [f"restored {report.restored} excluded views to ok"]
+    lines = [
+        f"checked {report.checked} files; excluded {report.excluded}: {report.broken} missing/broken, "
+        f"{report.winter} in excluded months, {report.small} under {min_bytes} bytes, "
+        f"{report.duplicates} duplicates ({report.seconds:.1f} s)"
+    ]
+    lines += [
+        f"  point {point_id} {provider} heading {heading:g}: {detail}"
+        for point_id, provider, heading, detail in report.examples
+    ]
+    if report.excluded > len(report.examples):
+        lines.append(f"  … and {report.excluded - len(report.examples)} more (see image.detail)")
+    return lines
+
+
 # The Prefect flow `clean`: the plain function, its parameters validated by Prefect.
 clean_flow = flow(name="clean", log_prints=True)(clean_images)

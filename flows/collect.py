@@ -61,6 +61,7 @@ from streetaudit.flows.providers.base import (
     View,
     redact,
 )
+from streetaudit.flows.run_reports import RunProgress
 from streetaudit.flows.settings_loading import load_settings
 from streetaudit.sql.errors import StreetauditError
 
@@ -633,13 +634,14 @@ async def _first_failure_raised(stages) -> None:
 
 
 def _progress(enabled: bool) -> Progress:
-    return Progress(
+    return RunProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
         disable=not enabled,
+        stage="collect",
     )
 
 
@@ -711,6 +713,12 @@ def summary_line(report: CollectReport) -> str:
         f"{report.bytes / 1e6:.1f} MB in {report.seconds:.1f} s"
     )
     return line + "".join(f"\n{note}" for note in summary_notes(report))
+
+
+def error_lines(report: CollectReport, limit: int = 10) -> list[str]:
+    """The most frequent failure reasons, as `collect` prints them under its summary."""
+    ranked = sorted(report.errors.items(), key=lambda kv: -kv[1])[:limit]
+    return [f"  {n} x {reason}" for reason, n in ranked]
 
 
 def only_errors_message(report: CollectReport) -> str:

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 import psycopg
 import torch
 from prefect import flow
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.detector_registry import resolve_detector
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.run_reports import RunProgress
 from streetaudit.flows.segment import default_workers
 from streetaudit.models.backend import BackendError, resolve_device
 from streetaudit.models.detectors import Detector, load_detector
@@ -201,13 +202,14 @@ def detect_batch(model: torch.nn.Module, batch: Batch, score_threshold: float) -
 
 def run_batches(detector, loader, writer, report, score_threshold, progress, total) -> None:
     batches = iter(loader)  # start the workers (fork) before the writer's thread is busy
-    bar = Progress(
+    bar = RunProgress(
         TextColumn("[bold]detect[/]"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[speed]:.1f} images/s"),
         TimeElapsedColumn(),
         disable=not progress,
+        stage="predict",
     )
     started = time.perf_counter()
     with bar:

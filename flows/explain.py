@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import psycopg
 from prefect import flow
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.detect_predict import _IN_AREA, area_filter, open_detector
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.image_store import ImageStore
+from streetaudit.flows.run_reports import RunProgress
 from streetaudit.models.gradcam import METHODS, TARGETS, explain_image, heat_statistics, overlay_png
 from streetaudit.models.inputs import ImageReader, read_bytes
 from streetaudit.models.label_sets import LabelSetError, from_labels
@@ -131,12 +132,13 @@ def explain(
             device=str(next(detector.model.parameters()).device),
         )
         reader = ImageReader()
-        bar = Progress(
+        bar = RunProgress(
             TextColumn("[bold]explain[/]"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             disable=not progress,
+            stage="explain",
         )
         start = time.perf_counter()
         with bar:

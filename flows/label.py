@@ -22,6 +22,9 @@ def import_and_merge(
 ) -> dict:
     """Import `path`, then merge into ground truth `name`; counts for the flow's result. Safe
     to schedule over a shared labelling folder: importing a file again replaces, never adds."""
+    from streetaudit.flows.deployments import refuse_empty_variables
+
+    refuse_empty_variables()  # in a deployment's run: $STREETAUDIT_LABELS_DIR was set
     if url is None:
         from streetaudit.sql.connect import ready_database
 

@@ -8,11 +8,14 @@ flow's parameters and `run pipeline` at once. `run_pipeline` is the plain functi
 call it); `pipeline_flow` runs the same stages as Prefect tasks, with retries where failures
 are usually transient (network collection). Every stage is idempotent and resumable, so a
 rerun after a failure redoes only what is missing. Stage modules are imported when their
-stage runs.
+stage runs. Each stage tells its run what it did (`told`: the summary its own command prints,
+in the run's log, and a table artifact), since a deployment's run is read in the Prefect UI.
 """
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
 from streetaudit.flows.retries import worth_retrying
+from streetaudit.flows.run_reports import measures, publish_table, tell
 from streetaudit.flows.stage_options import (
     DEFAULT_STAGES,
     PREFIXES,
@@ -72,77 +76,140 @@ class PipelineOptions(BaseModel):
                 raise InputError(f"{flag} is loaded by the {stage} stage; add {stage} to --stages")
 
 
+def told(stage: str, lines: list[str], table: list[dict[str, Any]], description: str) -> str:
+    """The stage's summary, as its own command prints it, logged on the run with its table."""
+    text = f"{stage}: " + "\n".join(lines)
+    tell(text)
+    publish_table(f"{stage}-summary", table, description)
+    return text
+
+
 def stage_roads(url: str, o: PipelineOptions) -> str:
     if o.roads.path is None:
-        return "roads: no file given; using the roads already loaded"
+        return told("roads", ["no file given; using the roads already loaded"], [], "")
     from streetaudit.flows.roads import load_roads
 
     report = load_roads(url, **o.roads.model_dump())
-    parts = [f"roads: {report.loaded} lines ({report.length_km:.1f} km); {report.summary()}"]
-    parts += [f"roads row {row}: {text}" for row, text in report.warnings]
-    return "; ".join(parts)
+    lines = [f"{report.loaded} lines ({report.length_km:.1f} km); {report.summary()}"]
+    lines += [f"  row {row}: {text}" for row, text in report.warnings]
+    return told("roads", lines, measures(report), f"Roads loaded from {report.source}")
 
 
 def stage_areas(url: str, o: PipelineOptions) -> str:
     if o.areas.path is None:
-        return "heritage areas: no file given; using the areas already loaded"
+        return told("heritage areas", ["no file given; using the areas already loaded"], [], "")
     from streetaudit.flows.areas import load_areas
 
     report = load_areas(url, **o.areas.model_dump())
-    parts = [f"heritage areas: {report.loaded}; {report.summary('areas')}"]
-    parts += [f"areas row {row}: {text}" for row, text in report.warnings]
-    return "; ".join(parts)
+    lines = [f"{report.loaded}; {report.summary('areas')}"]
+    lines += [f"  row {row}: {text}" for row, text in report.warnings]
+    return told("heritage areas", lines, measures(report), f"Heritage areas loaded from {report.source}")
 
 
 def stage_points(url: str, o: PipelineOptions) -> str:
     from streetaudit.flows.points import densify, summary_lines
 
     report = densify(url, **o.points.model_dump())
-    return "points: " + "; ".join(summary_lines(report, o.points.interval))
+    lines = summary_lines(report, o.points.interval)
+    return told("points", lines, measures(report), "Sample points after densification")
 
 
 def stage_collect(url: str, o: PipelineOptions) -> str:
-    from streetaudit.flows.collect import CollectFailed, collect, only_errors_message, summary_line
+    from streetaudit.flows.collect import (
+        CollectFailed,
+        collect,
+        error_lines,
+        only_errors_message,
+        summary_line,
+    )
 
-    report = collect(url, **o.collect.model_dump(), progress=False)
+    report = collect(url, **o.collect.model_dump(), progress=progress_bars())
+    text = told(
+        "collect",
+        [summary_line(report), *error_lines(report)],
+        collect_counts(url, report),
+        f"Views by status for provider {report.provider}: this run and all stored",
+    )
     if report.only_errors:  # as `collect` exits 1: nothing usable came of it
         raise CollectFailed(only_errors_message(report))
-    return f"collect: {summary_line(report)}"
+    return text
+
+
+def collect_counts(url: str, report) -> list[dict[str, Any]]:
+    """This run's views by status beside all the provider's stored views by status."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        stored = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM streetaudit.image WHERE provider = %s GROUP BY status",
+                (report.provider,),
+            ).fetchall()
+        )
+    run = {"ok": report.ok, "missing": report.missing, "error": report.error}
+    statuses = [*run, *sorted(set(stored) - set(run))]
+    rows = [{"status": s, "this run": run.get(s, 0), "stored": stored.get(s, 0)} for s in statuses]
+    rows.append({"status": "already stored (skipped)", "this run": report.skipped, "stored": None})
+    return rows
 
 
 def stage_clean(url: str, o: PipelineOptions) -> str:
-    from streetaudit.flows.clean import clean_images
+    from streetaudit.flows.clean import clean_images, summary_lines
 
-    return f"clean: {clean_images(url, **o.clean.model_dump())}"
+    report = clean_images(url, **o.clean.model_dump())
+    lines = summary_lines(report, undo=o.clean.undo, min_bytes=o.clean.min_bytes)
+    return told("clean", lines, measures(report), "Views checked and excluded by reason")
 
 
 def stage_segment(url: str, o: PipelineOptions) -> str:
-    from streetaudit.flows.segment import segment
+    from streetaudit.flows.segment import segment, summary_lines
 
-    report = segment(url, **o.segment.model_dump(), progress=False)
-    return f"segment: {report}"
+    report = segment(url, **o.segment.model_dump(), progress=progress_bars())
+    description = f"Segmentation with model {report.model_id} ({report.model_name})"
+    return told("segment", summary_lines(report), measures(report), description)
 
 
 def stage_predict(url: str, o: PipelineOptions) -> str:
     from streetaudit.flows.detect_predict import predict, summary_line
 
-    return f"predict: {summary_line(predict(url, **o.predict.model_dump(), progress=False))}"
+    report = predict(url, **o.predict.model_dump(), progress=progress_bars())
+    return told("predict", [summary_line(report)], measures(report), "Detections")
 
 
 def stage_explain(url: str, o: PipelineOptions) -> str:
     from streetaudit.flows.explain import explain, summary_line
 
-    return f"explain: {summary_line(explain(url, **o.explain.model_dump(), progress=False))}"
+    report = explain(url, **o.explain.model_dump(), progress=progress_bars())
+    return told("explain", [summary_line(report)], measures(report), "Grad-CAM heat maps")
+
+
+CORE_VS_REST = ("element", "n_core", "n_rest", "mean_core", "mean_rest", "mean_diff", "cohens_d")
+CORE_VS_REST += ("welch_p_holm", "mannwhitney_p_holm")
 
 
 def stage_stats(url: str, o: PipelineOptions) -> str:
-    from streetaudit.flows.stats import refresh_stats
+    from streetaudit.flows.stats import comparison_table, refresh_stats, summary_line
 
     report = refresh_stats(url, **o.stats.model_dump())
-    return (
-        f"stats: model {report.model_id} ({report.model_name}), {report.points} points, "
-        f"{report.roads} roads with data; data version {report.version}"
-    )
+    pooled = [r for r in report.comparisons if r["area_id"] is None]
+    table = [{k: r[k] for k in CORE_VS_REST} for r in pooled]
+    lines = [summary_line(report), rendered(comparison_table(report.comparisons))]
+    description = "All heritage cores vs the rest of the city (Holm-adjusted p-values)"
+    return told("stats", lines, table, description)
+
+
+def rendered(renderable: Any) -> str:
+    """A rich table as plain text, for the run's log (which has no terminal to draw on)."""
+    from rich.console import Console
+
+    console = Console(width=110, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text().rstrip()
+
+
+def progress_bars() -> bool:
+    """A terminal bar when there is a terminal; the run's progress artifact in any case."""
+    return sys.stderr.isatty() or sys.stdout.isatty()
 
 
 RUNNERS: dict[str, Callable[[str, PipelineOptions], str]] = {
@@ -210,6 +277,9 @@ def pipeline_flow(
 ) -> list[str]:
     """The chosen stages (default: all but predict and explain) with each stage's options; a
     stage not given options runs with its defaults."""
+    from streetaudit.flows.deployments import refuse_empty_variables
+
+    refuse_empty_variables()  # a deployment's parameter that prefect.yaml left empty
     given: dict[str, Any] = {"roads": roads, "areas": areas, "points": points, "collect": collect}
     given |= {"clean": clean, "segment": segment, "predict": predict, "explain": explain, "stats": stats}
     options = PipelineOptions(
@@ -223,4 +293,5 @@ def pipeline_flow(
         from streetaudit.sql.connect import ready_database
 
         url = ready_database()
-    return run_pipeline(url, options, runners=_TASKS)
+    # Each stage logs its own summary on its task run (told); printing it again would repeat it.
+    return run_pipeline(url, options, report=lambda _: None, runners=_TASKS)

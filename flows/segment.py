@@ -27,11 +27,12 @@ import psycopg
 import torch
 from prefect import flow
 from psycopg.types.json import Jsonb
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.leases import Leases
+from streetaudit.flows.run_reports import RunProgress
 from streetaudit.models.backend import (
     BackendError,
     SegmentationBackend,
@@ -268,13 +269,14 @@ def run_batches(
     classes = len(runner.label_set)
     # Start the workers (fork) before any thread of ours exists.
     batches = iter(loader)
-    bar = Progress(
+    bar = RunProgress(
         TextColumn("[bold]segment[/]"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[speed]:.1f} images/s"),
         TimeElapsedColumn(),
         disable=not progress,
+        stage="segment",
     )
     started = time.perf_counter()
     writer = RowWriter(url, model_id, runner.label_set, masks_dir, imported=runner.name == "masks")
@@ -435,6 +437,21 @@ class RowWriter:
         gone = [row for row in rows if row[0] not in alive]
         self.vanished += len(gone)
         self.vanished_done += sum(1 for row in gone if row[-1] is None)
+
+
+def summary_lines(report: SegmentReport) -> list[str]:
+    """What `segment` and the pipeline's segment stage print."""
+    lines = [
+        f"model {report.model_id} ({report.model_name}, {report.label_set}) on {report.device}: "
+        f"{report.done} segmented, {report.skipped} already done, {report.failed} failed; "
+        f"{report.images_per_s:.1f} images/s"
+    ]
+    if report.vanished:
+        lines.append(
+            f"  {report.vanished} images were deleted while segmenting (points re-densified?) and skipped"
+        )
+    lines += [f"  image {image_id}: {error}" for image_id, error in report.errors[:10]]
+    return lines
 
 
 # The Prefect flow `segment`: the plain function, its parameters validated by Prefect.

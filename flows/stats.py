@@ -180,6 +180,15 @@ def refresh_stats(url: str, *, model: str | int | None = None) -> StatsReport:
     )
 
 
+def summary_line(report: StatsReport) -> str:
+    """What `stats refresh` and the pipeline's stats stage print above the core-vs-rest table."""
+    return (
+        f"stats from model {report.model_id} ({report.model_name}): {report.points} points with data, "
+        f"{report.roads} roads, {report.areas} heritage areas; data version {report.version} "
+        f"({report.seconds:.2f} s)"
+    )
+
+
 def read_area_stats(url: str) -> list[dict]:
     with psycopg.connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute("SELECT * FROM api.area_stats ORDER BY area_id NULLS LAST").fetchall()

@@ -78,13 +78,17 @@ def first_line(error: BaseException) -> str:
     return line.split(". ")[0].rstrip(".") or type(error).__name__
 
 
-def hub_instructions(model_id: str) -> str:
+def hub_instructions(model_id: str, reason: str | None = None) -> str:
+    from streetaudit.models.registry import find
+
+    listed = find(model_id)
+    name = listed.name if listed else model_id
+    why = reason or f"offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}"
     return (
         f"weights for {model_id!r} are not in the Hugging Face cache and cannot be downloaded now "
-        f"(offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}). Fetch them once on a machine "
-        f"with network: `hf download {model_id}` (or `huggingface-cli download {model_id}`), with the same "
-        "HF_HOME, or copy that cache here; or save a checkpoint with save_pretrained() and pass its "
-        "folder as --model PATH."
+        f"({why}). Fetch them once where there is network: `streetaudit models download {name}` "
+        f"(or `hf download {model_id}`), with the same HF_HOME, or copy that cache here; or save a "
+        "checkpoint with save_pretrained() and pass its folder as --model PATH."
     )
 
 
@@ -94,6 +98,14 @@ def load_hf(loader, model: str, *, cache_dir: str | None = None, revision: str |
     if folder is not None:
         check_checkpoint_dir(folder)
     target = str(folder) if folder else model
+    reason = None
+    if folder is None:
+        from streetaudit.models.hub import hub_unavailable_reason
+
+        # Without the hub, the cache only: no retries against a network that is not there.
+        reason = hub_unavailable_reason()
+        if reason is not None:
+            kwargs["local_files_only"] = True
     try:
         return loader.from_pretrained(target, cache_dir=cache_dir, revision=revision, **kwargs)
     except OSError as error:
@@ -101,7 +113,7 @@ def load_hf(loader, model: str, *, cache_dir: str | None = None, revision: str |
             raise BackendError(
                 f"--model {folder}: not a usable checkpoint folder ({first_line(error)})"
             ) from error
-        raise WeightsUnavailable(hub_instructions(model)) from error
+        raise WeightsUnavailable(hub_instructions(model, reason)) from error
     except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
         # pytorch_model.bin read by torch.load: truncated zip, garbage pickle
         where = folder or model
