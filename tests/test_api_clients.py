@@ -278,3 +278,14 @@ def test_integer_columns_stay_integers_in_csv(client, db_url, tmp_path):
     with open(tmp_path / "csv" / "road_stats.csv", newline="") as f:
         first = next(csv.DictReader(f))
     assert all(first[c].lstrip("-").isdigit() for c in roads), {c: first[c] for c in roads}
+
+
+def test_readme_sql_examples_return_rows_as_the_reader(client, reader_db_url):
+    from streetaudit.testing.readme_examples import analyst_examples
+
+    examples = analyst_examples()
+    assert len(examples) >= 4
+    with psycopg.connect(reader_db_url) as conn:
+        for comment, statement in examples:
+            rows = conn.execute(statement).fetchall()
+            assert rows, f"README example returns no rows on the test data: {comment}"

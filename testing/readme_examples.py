@@ -1,0 +1,32 @@
+"""The SQL examples of the README's analysts section, as the tests run them.
+
+An example that returns nothing on the demo data teaches nothing (or looks broken), so the
+tests run every statement of that section's ```sql blocks as the read-only role and
+expect rows; the README stays the single copy of the examples.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+SECTION = "## For analysts: SQL with the read-only role"
+_FENCE = re.compile(r"```sql\n(.*?)```", re.S)
+
+
+def analyst_examples(readme: Path = README) -> list[tuple[str, str]]:
+    """(comment, statement) for each statement, the comment being the `--` line above it."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.index(SECTION)
+    end = text.find("\n## ", start + len(SECTION))
+    section = text[start : end if end >= 0 else None]
+    examples = []
+    for block in _FENCE.findall(section):
+        for chunk in block.split(";"):
+            lines = [line for line in chunk.strip().splitlines() if line.strip()]
+            comment = " ".join(line.strip("- ") for line in lines if line.lstrip().startswith("--"))
+            statement = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
+            if statement:
+                examples.append((comment or statement.splitlines()[0], statement))
+    return examples
