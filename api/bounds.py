@@ -30,21 +30,21 @@ class Extent:
 
     def center(self, minzoom: int, maxzoom: int) -> list[float]:
         """[lon, lat, zoom]: the middle, at the largest zoom where the extent fits one 512-pixel tile."""
-        x0, y0 = _mercator(self.west, self.south)
-        x1, y1 = _mercator(self.east, self.north)
+        x0, y0 = mercator(self.west, self.south)
+        x1, y1 = mercator(self.east, self.north)
         span = max(x1 - x0, y1 - y0)
         zoom = math.floor(math.log2(2 * _EARTH_HALF / span)) if span > 0 else maxzoom
-        lon, lat = _lonlat((x0 + x1) / 2, (y0 + y1) / 2)
+        lon, lat = lonlat((x0 + x1) / 2, (y0 + y1) / 2)
         return [lon, lat, float(min(max(zoom, minzoom), maxzoom))]
 
 
-def _mercator(lon: float, lat: float) -> tuple[float, float]:
+def mercator(lon: float, lat: float) -> tuple[float, float]:
     return lon * _EARTH_HALF / 180, math.log(
         math.tan(math.pi / 4 + math.radians(lat) / 2)
     ) * _EARTH_HALF / math.pi
 
 
-def _lonlat(x: float, y: float) -> tuple[float, float]:
+def lonlat(x: float, y: float) -> tuple[float, float]:
     return x * 180 / _EARTH_HALF, math.degrees(
         2 * math.atan(math.exp(y * math.pi / _EARTH_HALF)) - math.pi / 2
     )

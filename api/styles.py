@@ -135,14 +135,24 @@ async def ramps_json(request: Request) -> RampsDoc:
 
 @router.get("/style.json", summary="MapLibre style of our layers, coloured as /map")
 async def style_json(request: Request, choice: Annotated[Choice, Depends()]) -> StyleDoc:
+    return await build_style(request, choice)
+
+
+async def build_style(request: Request, choice: Choice, only: str | None = None) -> StyleDoc:
+    """The style of all our layers, or with `only` of that one (no background: QGIS, which
+    reads it for one layer, cannot draw one)."""
     base = _base(request)
     layers = request.app.state.layers
+    if only is not None:
+        layers = {only: layers[only]}
     ramp = await _ramps_for(request, choice)
     extent = await request.app.state.extent(ROADS)
     center = extent.center(0, 22)
-    style_layers: list[dict] = [
-        {"id": "background", "type": "background", "paint": {"background-color": ramps.BACKGROUND}}
-    ]
+    style_layers: list[dict] = []
+    if only is None:
+        style_layers.append(
+            {"id": "background", "type": "background", "paint": {"background-color": ramps.BACKGROUND}}
+        )
     if AREAS in layers:
         style_layers += [
             {

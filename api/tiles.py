@@ -214,6 +214,10 @@ def parse_max_bytes(layer: Layer, value: str | None) -> int | None:
     responses={200: {"content": {MVT_MEDIA_TYPE: {}}}, 304: {"description": "Not modified"}},
 )
 @router.api_route("/{layer_id}/{z}/{x}/{y}.mvt", methods=["GET", "HEAD"], include_in_schema=False)
+# The same tile as an ArcGIS VectorTileServer addresses it (api/esri.py), row before column.
+@router.api_route(
+    "/{layer_id}/VectorTileServer/tile/{z}/{y}/{x}.pbf", methods=["GET", "HEAD"], include_in_schema=False
+)
 async def tile(
     request: Request,
     layer: Annotated[Layer, Depends(get_layer)],
