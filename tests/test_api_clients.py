@@ -289,3 +289,22 @@ def test_readme_sql_examples_return_rows_as_the_reader(client, reader_db_url):
         for comment, statement in examples:
             rows = conn.execute(statement).fetchall()
             assert rows, f"README example returns no rows on the test data: {comment}"
+
+
+def test_the_map_page_uses_the_ramps_module_numbers():
+    """Until /map reads /ramps.json, its copy of the ramps must equal api/ramps.py."""
+    import re
+    from pathlib import Path
+
+    import streetaudit.api
+
+    script = (Path(streetaudit.api.__file__).parent / "static" / "map.js").read_text()
+    colours = re.search(r"const COLOURS = \[([^\]]*)\]", script)
+    if colours is None:
+        assert "ramps.json" in script  # the page reads the module's ramps instead
+        return
+    assert re.findall(r'"(#[0-9a-f]{6})"', colours.group(1)) == list(ramps.VIRIDIS)
+    assert (
+        f"const ELO_LOW = {ramps.ELO_LOW:g};" in script and f"const ELO_HIGH = {ramps.ELO_HIGH:g};" in script
+    )
+    assert f'"{ramps.NO_DATA}"' in script and f'"{ramps.AREA}"' in script
