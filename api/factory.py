@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from streetaudit.api import esri, health, label, previews, rating, stats, styles, tiles
+from streetaudit.api import esri, health, label, previews, qgis_project, rating, stats, styles, tiles
 from streetaudit.api import map as map_page
 from streetaudit.api.bounds import layer_extents
 from streetaudit.api.catalog import load_layers
@@ -98,6 +98,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     # Last: /{layer}.json and friends would otherwise shadow the fixed paths above.
     app.include_router(styles.router)
     app.include_router(esri.router)
+    app.include_router(qgis_project.router)
     app.include_router(previews.router)
     app.include_router(tiles.router)
     return app

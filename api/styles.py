@@ -104,7 +104,7 @@ class Choice:
         self.element, self.statistic = element, statistic
 
 
-async def _ramps_for(request: Request, choice: Choice) -> dict[str, ramps.Ramp]:
+async def ramps_for(request: Request, choice: Choice) -> dict[str, ramps.Ramp]:
     top = (await observed_max(request, [choice.element]))[choice.element]
     return {
         ROADS: ramps.road_ramp(choice.element, choice.statistic, top),
@@ -145,7 +145,7 @@ async def build_style(request: Request, choice: Choice, only: str | None = None)
     layers = request.app.state.layers
     if only is not None:
         layers = {only: layers[only]}
-    ramp = await _ramps_for(request, choice)
+    ramp = await ramps_for(request, choice)
     extent = await request.app.state.extent(ROADS)
     center = extent.center(0, 22)
     style_layers: list[dict] = []
@@ -256,10 +256,20 @@ def _symbol_layer(
     ET.SubElement(defined, "Option", {"type": "QString", "name": "type", "value": "collection"})
 
 
+QGIS_DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>"
+
+
 def qml(layer: Layer, ramp: ramps.Ramp | None) -> bytes:
     """A QGIS vector-tile style (QgsVectorTileBasicRenderer) for one of our XYZ layers."""
-    kind = layer.geometry_type or "point"
     root = ET.Element("qgis", {"version": "3.22.0", "styleCategories": "AllStyleCategories"})
+    add_symbology(root, layer, ramp)
+    return (QGIS_DOCTYPE + "\n" + ET.tostring(root, encoding="unicode") + "\n").encode()
+
+
+def add_symbology(root: ET.Element, layer: Layer, ramp: ramps.Ramp | None) -> None:
+    """The renderer, labeling, blend mode and opacity elements of a QML, under `root` (a
+    style file's <qgis> or a project's <maplayer>)."""
+    kind = layer.geometry_type or "point"
     styles = ET.SubElement(ET.SubElement(root, "renderer", {"type": "basic"}), "styles")
     style = ET.SubElement(
         styles,
@@ -300,8 +310,6 @@ def qml(layer: Layer, ramp: ramps.Ramp | None) -> bytes:
     ET.SubElement(ET.SubElement(root, "labeling", {"type": "basic"}), "styles")
     ET.SubElement(root, "blendMode").text = "0"
     ET.SubElement(root, "layerOpacity").text = "1"
-    body = ET.tostring(root, encoding="unicode")
-    return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body + "\n").encode()
 
 
 @router.get(
@@ -313,7 +321,7 @@ def qml(layer: Layer, ramp: ramps.Ramp | None) -> bytes:
 async def layer_qml(
     request: Request, layer: Annotated[Layer, Depends(get_layer)], choice: Annotated[Choice, Depends()]
 ) -> Response:
-    ramp = (await _ramps_for(request, choice)).get(layer.id)
+    ramp = (await ramps_for(request, choice)).get(layer.id)
     return Response(
         qml(layer, ramp),
         media_type=QML_MEDIA_TYPE,

@@ -160,6 +160,26 @@ def main(base: str, layer_id: str) -> dict:
         service.loadNamedStyle(qml)
         report["arcgis"]["colours_qml"] = render_colours(service, *bounds)
     os.unlink(qml)
+
+    project_file = _download(f"{base}/project.qgs")
+    project = QgsProject.instance()
+    read = project.read(project_file)
+    os.unlink(project_file)
+    view = project.viewSettings().defaultViewExtent()
+    to_wgs84 = QgsCoordinateTransform(
+        view.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), project.transformContext()
+    )
+    box = to_wgs84.transformBoundingBox(view)
+    layers = {layer.name(): layer for layer in project.mapLayers().values()}
+    report["project"] = {
+        "read": read,
+        "view": [box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()],
+        "layers": {
+            name: {"valid": layer.isValid(), "styles": styles(layer)} for name, layer in layers.items()
+        },
+    }
+    if layer_id in layers:
+        report["project"]["colours"] = render_colours(layers[layer_id], *report["project"]["view"])
     return report
 
 

@@ -11,6 +11,7 @@ NOT_JSON = {
     "/index.html",
     "/{layer_id}.html",
     "/{layer_id}.qml",
+    "/project.qgs",
     "/map",
     "/rate",
     "/rate/image/{image_id}",

@@ -113,6 +113,24 @@ def test_qgis_opens_the_roads_with_our_style_and_the_city_extent(server, db_url)
     assert ramp_pixels > 200, drawn
 
 
+def test_qgis_project_opens_on_the_city_with_every_layer_styled(server, db_url):
+    report = open_in_qgis(server, "api.roads")["project"]
+    with psycopg.connect(db_url) as conn:
+        geoms = [
+            shapely.from_wkb(bytes(w))
+            for (w,) in conn.execute("SELECT ST_AsBinary(geom) FROM api.road_stats")
+        ]
+    assert report["read"], report
+    assert np.allclose(report["view"], shapely.total_bounds(geoms), atol=1e-6), report["view"]
+    assert set(report["layers"]) == {"api.roads", "api.areas", "api.points", "api.ratings"}
+    for name, layer in report["layers"].items():
+        assert layer["valid"], name
+        (style,) = layer["styles"]
+        assert style["layer"] == name and style["enabled"], (name, style)
+    ramp_pixels = sum(n for c, n in report["colours"].items() if colour_near(c, ramps.VIRIDIS))
+    assert ramp_pixels > 200, report["colours"]
+
+
 def colour_near(colour: str, palette: tuple[str, ...], tolerance: int = 40) -> bool:
     rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
     return any(
