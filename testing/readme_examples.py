@@ -23,10 +23,14 @@ def analyst_examples(readme: Path = README) -> list[tuple[str, str]]:
     section = text[start : end if end >= 0 else None]
     examples = []
     for block in _FENCE.findall(section):
-        for chunk in block.split(";"):
-            lines = [line for line in chunk.strip().splitlines() if line.strip()]
-            comment = " ".join(line.strip("- ") for line in lines if line.lstrip().startswith("--"))
-            statement = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
-            if statement:
-                examples.append((comment or statement.splitlines()[0], statement))
+        comment, statement = [], []
+        for line in block.splitlines():
+            if line.lstrip().startswith("--"):
+                comment.append(line.strip("- "))
+            elif line.strip():
+                statement.append(line)
+            if statement and line.rstrip().endswith(";"):  # a statement ends at a line's `;`
+                text = "\n".join(statement).rstrip().removesuffix(";")
+                examples.append((" ".join(comment) or statement[0], text))
+                comment, statement = [], []
     return examples
