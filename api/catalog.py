@@ -48,6 +48,10 @@ class Layer:
         return f"{self.schema}.{self.name}"
 
     @property
+    def takes_max_bytes(self) -> bool:
+        return "max_bytes integer" in self.arguments
+
+    @property
     def fields(self) -> dict[str, str]:
         return dict(zip(self.properties, self.property_types, strict=False))
 

@@ -10,8 +10,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from streetaudit.api import health, label, photos, rating, stats, tiles
+from streetaudit.api import esri, health, label, photos, previews, qgis_project, rating, stats, styles, tiles
 from streetaudit.api import map as map_page
+from streetaudit.api.bounds import layer_extents
 from streetaudit.api.catalog import load_layers
 from streetaudit.api.database import Database
 from streetaudit.api.errors import add_exception_handlers
@@ -21,28 +22,6 @@ from streetaudit.api.settings import ApiSettings
 from streetaudit.api.tilecache import TileCache
 
 log = logging.getLogger(__name__)
-WORLD = [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
-
-
-def _bounds_loader(db: Database):
-    """Extent of the published segments, recomputed only when the data version changes."""
-    cache: dict[int, list[float]] = {}
-
-    async def bounds() -> list[float]:
-        version = (await db.version()).version
-        if version not in cache:
-            async with db.pool.connection() as conn:
-                row = await (
-                    await conn.execute(
-                        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
-                        "FROM (SELECT ST_Extent(geom) AS e FROM api.road_stats) AS x"
-                    )
-                ).fetchone()
-            cache.clear()
-            cache[version] = [float(v) for v in row] if row and row[0] is not None else WORLD
-        return cache[version]
-
-    return bounds
 
 
 def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
@@ -92,7 +71,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     app.state.db = db
     app.state.rater_db = rater_db
     app.state.layers = {}
-    app.state.bounds = _bounds_loader(db)
+    app.state.extent = layer_extents(db)
     app.state.tile_cache = TileCache(settings.tile_cache_mb * 2**20) if settings.tile_cache_mb > 0 else None
     app.state.ogc_enabled = False
     app.state.map_ready = map_page.maplibre_ready(settings.maplibre_dir)
@@ -120,5 +99,9 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     if ogc is not None:
         app.mount(MOUNT_PATH, ogc, name="ogc")
     # Last: /{layer}.json and friends would otherwise shadow the fixed paths above.
+    app.include_router(styles.router)
+    app.include_router(esri.router)
+    app.include_router(qgis_project.router)
+    app.include_router(previews.router)
     app.include_router(tiles.router)
     return app

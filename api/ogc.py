@@ -29,6 +29,11 @@ from streetaudit.api.settings import ApiSettings
 MOUNT_PATH = "/ogc"
 CATALOG_SCHEMA = "tipg"
 POOL_SIZE = 8
+# Views in `api` that serve the API itself, not analysts: which tile layers exist, the data
+# version caches key on, the rating job's state. They stay readable over SQL; as OGC
+# collections they would only be noise next to the data (and api.tile_layers has no rows a
+# map could draw).
+INTERNAL_VIEWS = ("api.tile_layers", "api.data_version", "api.rating_status")
 log = logging.getLogger(__name__)
 
 
@@ -42,7 +47,11 @@ def ogc_app() -> FastAPI:
 
 def _db_settings() -> DatabaseSettings:
     return DatabaseSettings(
-        schemas=["api"], functions=[], only_spatial_tables=False, application_schema=CATALOG_SCHEMA
+        schemas=["api"],
+        exclude_tables=list(INTERNAL_VIEWS),
+        functions=[],
+        only_spatial_tables=False,
+        application_schema=CATALOG_SCHEMA,
     )
 
 

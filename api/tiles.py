@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from psycopg import sql
 from pydantic import BaseModel, Field
 
@@ -20,6 +20,7 @@ from streetaudit.api.dependencies import Tile, get_layer, get_tile
 from streetaudit.api.errors import BadRequest
 
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
+MAX_TILE_BYTES = 500_000  # the budget every tile function keeps (sql/post/031_tiles.sql)
 
 router = APIRouter(tags=["tiles"])
 
@@ -54,6 +55,8 @@ class LayerDetail(BaseModel):
     maxzoom: int
     tileurl: str
     tilejson: str
+    bounds: list[float]  # west, south, east, north of the layer's features (degrees)
+    center: list[float]  # lon, lat (as pg_tileserv writes it for table layers)
 
 
 class VectorLayer(BaseModel):
@@ -100,7 +103,7 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-@router.get("/index.json", summary="Tile layers (pg_tileserv format)")
+@router.api_route("/index.json", methods=["GET", "HEAD"], summary="Tile layers (pg_tileserv format)")
 async def index(request: Request) -> dict[str, LayerSummary]:
     async with request.app.state.db.pool.connection() as conn:
         request.app.state.layers = layers = await load_layers(conn)
@@ -120,9 +123,10 @@ async def index(request: Request) -> dict[str, LayerSummary]:
     }
 
 
-@router.get("/{layer_id}.json", summary="One layer (pg_tileserv format)")
+@router.api_route("/{layer_id}.json", methods=["GET", "HEAD"], summary="One layer (pg_tileserv format)")
 async def layer_detail(request: Request, layer: Annotated[Layer, Depends(get_layer)]) -> LayerDetail:
     base = base_url(request)
+    extent = await request.app.state.extent(layer.id)
     return LayerDetail.model_validate(
         {
             "type": "function",
@@ -136,16 +140,18 @@ async def layer_detail(request: Request, layer: Annotated[Layer, Depends(get_lay
             "maxzoom": layer.maxzoom,
             "tileurl": f"{base}/{layer.id}/{{z}}/{{x}}/{{y}}.pbf",
             "tilejson": f"{base}/{layer.id}/tilejson.json",
+            "bounds": extent.bounds,
+            "center": extent.center(layer.minzoom, layer.maxzoom)[:2],
         }
     )
 
 
-@router.get("/{layer_id}/tilejson.json", summary="TileJSON 3.0.0 for MapLibre")
+@router.api_route("/{layer_id}/tilejson.json", methods=["GET", "HEAD"], summary="TileJSON 3.0.0 for MapLibre")
 async def tilejson(
     request: Request, layer: Annotated[Layer, Depends(get_layer)], response: Response
 ) -> TileJson:
     version = await request.app.state.db.version()
-    bounds = await request.app.state.bounds()
+    extent = await request.app.state.extent(layer.id)
     response.headers["Cache-Control"] = f"public, max-age={request.app.state.settings.max_age}"
     return TileJson.model_validate(
         {
@@ -157,8 +163,8 @@ async def tilejson(
             "tiles": [f"{base_url(request)}/{layer.id}/{{z}}/{{x}}/{{y}}.pbf?v={version.version}"],
             "minzoom": layer.minzoom,
             "maxzoom": layer.maxzoom,
-            "bounds": bounds,
-            "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, max(layer.minzoom, 14)],
+            "bounds": extent.bounds,
+            "center": extent.center(layer.minzoom, layer.maxzoom),
             "vector_layers": [
                 {
                     "id": layer.id,
@@ -172,8 +178,10 @@ async def tilejson(
     )
 
 
-def tile_etag(layer: Layer, z: int, x: int, y: int, properties: str | None, version: int) -> str:
-    key = f"{layer.id}/{z}/{x}/{y}?{properties or ''}#{version}"
+def tile_etag(
+    layer: Layer, z: int, x: int, y: int, properties: str | None, version: int, max_bytes: int | None = None
+) -> str:
+    key = f"{layer.id}/{z}/{x}/{y}?{properties or ''}&{max_bytes or ''}#{version}"
     return f'W/"{version}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}"'
 
 
@@ -186,42 +194,72 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == bare for tag in if_none_match.split(","))
 
 
-@router.get(
+def parse_max_bytes(layer: Layer, value: str | None) -> int | None:
+    """pg_tileserv passes `max_bytes=` to the function; we check it first, so a value the
+    function would silently cap (it can only lower the 500 KB budget) is a 400 instead."""
+    if value is None:
+        return None
+    if not layer.takes_max_bytes:
+        raise BadRequest(f"{layer.id} does not take max_bytes=")
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_TILE_BYTES:
+        raise BadRequest(f"max_bytes must be an integer from 1 to {MAX_TILE_BYTES}, got {value[:40]!r}")
+    return int(value)
+
+
+@router.api_route(
     "/{layer_id}/{z}/{x}/{y}.pbf",
+    methods=["GET", "HEAD"],
     summary="A Mapbox vector tile",
     response_class=Response,
     responses={200: {"content": {MVT_MEDIA_TYPE: {}}}, 304: {"description": "Not modified"}},
+)
+@router.api_route("/{layer_id}/{z}/{x}/{y}.mvt", methods=["GET", "HEAD"], include_in_schema=False)
+# The same tile as an ArcGIS VectorTileServer addresses it (api/esri.py), row before column.
+@router.api_route(
+    "/{layer_id}/VectorTileServer/tile/{z}/{y}/{x}.pbf", methods=["GET", "HEAD"], include_in_schema=False
 )
 async def tile(
     request: Request,
     layer: Annotated[Layer, Depends(get_layer)],
     address: Annotated[Tile, Depends(get_tile)],
     properties: str | None = None,
+    max_bytes: Annotated[
+        str | None,
+        Query(
+            description=f"lower the tile's byte budget (1 to {MAX_TILE_BYTES}): fewer, largest-first features"
+        ),
+    ] = None,
     v: str | None = None,
 ) -> Response:
     zi, xi, yi = address
     props = parse_properties(layer, properties)
+    budget = parse_max_bytes(layer, max_bytes)
     db = request.app.state.db
     settings = request.app.state.settings
     known = await db.version()
-    etag = tile_etag(layer, zi, xi, yi, props, known.version)
+    etag = tile_etag(layer, zi, xi, yi, props, known.version, budget)
     headers = {"ETag": etag, "Cache-Control": _cache_control(settings, v, known.version)}
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     cache = request.app.state.tile_cache
     data = cache.get(etag) if cache is not None else None
     if data is None:
-        call = sql.SQL("SELECT d.version, {}(%s, %s, %s{}) FROM api.data_version AS d").format(
-            sql.Identifier(layer.schema, layer.name), sql.SQL(", %s" if layer.takes_properties else "")
+        extra = (", %s" if layer.takes_properties else "") + (
+            ", max_bytes => %s" if budget is not None else ""
         )
-        params = (zi, xi, yi, props) if layer.takes_properties else (zi, xi, yi)
+        call = sql.SQL("SELECT d.version, {}(%s, %s, %s{}) FROM api.data_version AS d").format(
+            sql.Identifier(layer.schema, layer.name), sql.SQL(extra)
+        )
+        params: tuple = (zi, xi, yi, props) if layer.takes_properties else (zi, xi, yi)
+        if budget is not None:
+            params += (budget,)
         async with db.pool.connection() as conn:
             version, data = await (await conn.execute(call, params, prepare=True)).fetchone()
         data = bytes(data or b"")
         if version != known.version:
             # Refreshed since we last looked: label the tile with the version it came from.
             db.forget_version()
-            etag = tile_etag(layer, zi, xi, yi, props, version)
+            etag = tile_etag(layer, zi, xi, yi, props, version, budget)
             headers = {"ETag": etag, "Cache-Control": _cache_control(settings, v, version)}
         if cache is not None:
             cache.put(etag, data)

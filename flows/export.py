@@ -28,6 +28,9 @@ VIEWS = {
 }
 
 
+_INTEGER_TYPES = {20, 21, 23}  # int8, int2, int4 (pg_type oids)
+
+
 @dataclass
 class ExportReport:
     files: list[Path]
@@ -44,6 +47,11 @@ def read_view(conn: psycopg.Connection, view: str) -> pd.DataFrame:
     assert cur.description is not None  # a SELECT
     columns = [d.name for d in cur.description]
     frame = pd.DataFrame(cur.fetchall(), columns=columns)
+    for d in cur.description:
+        if d.type_code in _INTEGER_TYPES:
+            # pandas makes an integer column with a NULL float (area_stats' `rest` row has no
+            # area_id), and CSV would then say 1.0; nullable Int64 keeps 1 and writes NULL empty.
+            frame[d.name] = frame[d.name].astype("Int64")
     if not spatial:
         return frame
     geometry = shapely.from_wkb([None if b is None else bytes(b) for b in frame.pop("geom_wkb")])

@@ -8,6 +8,10 @@ from streetaudit.api.factory import create_app
 # tables) declare their media types instead; they are checked for that.
 NOT_JSON = {
     "/{layer_id}/{z}/{x}/{y}.pbf",
+    "/index.html",
+    "/{layer_id}.html",
+    "/{layer_id}.qml",
+    "/project.qgs",
     "/map",
     "/rate",
     "/rate/image/{image_id}",

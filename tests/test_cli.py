@@ -144,6 +144,12 @@ def test_demo_runs_every_stage_and_summarises(cli, db_url: str, tmp_path: Path) 
     assert predicted == ok and heat > 0 and "mAP@.5" in result.output
     plots = sorted(p.name for p in (tmp_path / "data").rglob("*.png"))
     assert {"core_vs_rest.png", "road_means.png", "heatmap_panel.png", "training.png"} <= set(plots)
+    # The README's analyst examples all return rows on the demo data.
+    from streetaudit.testing.readme_examples import analyst_examples
+
+    with psycopg.connect(db_url) as conn:
+        empty = [c for c, statement in analyst_examples() if not conn.execute(statement).fetchall()]
+    assert not empty, empty
 
 
 def test_points_flow_runs_under_prefect(prefect_harness, fresh_db_url: str) -> None:
