@@ -156,6 +156,12 @@ def predict(
         with DetectionWriter(url, model_id, detector.labels, score_threshold) as writer:
             run_batches(detector, loader, writer, report, score_threshold, progress, len(todo))
         report.seconds = time.perf_counter() - start
+        if writer.stored or report.done:
+            # Tiles of api.detections are cached by data version: new detections, new version.
+            with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
+                conn.execute(
+                    "UPDATE streetaudit.stats_state SET version = streetaudit.next_data_version(version)"
+                )
         report.done -= writer.vanished
         report.vanished = writer.vanished
         report.detections = writer.stored

@@ -66,17 +66,24 @@ CREATE VIEW streetaudit.tile_source (
     ('api.roads', 'streetaudit.road_features'::regclass, 'road_id', 'line', 0, 22, 50000, 'length_m', 14),
     ('api.points', 'streetaudit.point_features'::regclass, 'point_id', 'point', 14, 22, 20000, 'n_images', NULL),
     ('api.areas', 'streetaudit.area_features'::regclass, 'area_id', 'polygon', 0, 22, 5000, 'n_points', 14),
-    ('api.ratings', 'streetaudit.rating_features'::regclass, 'image_id', 'point', 0, 22, 20000, 'elo', NULL);
+    ('api.ratings', 'streetaudit.rating_features'::regclass, 'image_id', 'point', 0, 22, 20000, 'elo', NULL),
+    -- Its tile table is defined with the detection views (post/075), after this file: looked up
+    -- in the catalog when read (to_regclass would need the reader to use schema streetaudit).
+    ('api.detections', (SELECT c.oid::regclass FROM pg_catalog.pg_class AS c
+                        WHERE c.relname = 'detection_features' AND c.relnamespace = 'streetaudit'::regnamespace),
+     'point_id', 'point', 0, 22, 20000, 'n_detections', NULL);
 
 -- A layer's attributes in column order: every column of its tile table but the feature id
--- and the geometries.
+-- and the geometries. A jsonb column is not one: ST_AsMVT makes each of its keys an
+-- attribute, named by the data (api.detections' n_<label>).
 CREATE VIEW streetaudit.tile_attribute AS
     SELECT l.id AS layer, a.attnum, a.attname::text AS name,
            CASE t.typcategory WHEN 'N' THEN 'Number' WHEN 'B' THEN 'Boolean' ELSE 'String' END AS mvt_type
     FROM streetaudit.tile_source AS l
     JOIN pg_catalog.pg_attribute AS a ON a.attrelid = l.source
     JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
-    WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attname <> l.feature_id AND t.typname <> 'geometry';
+    WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attname <> l.feature_id
+      AND t.typname NOT IN ('geometry', 'jsonb');
 
 -- Which attributes and zooms each layer offers: the API validates `properties=` and
 -- writes TileJSON from this, so it never has to guess from a tile.
