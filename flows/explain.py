@@ -9,7 +9,8 @@ model's when it has one, else the newest); without a mask the building shares ar
 Images that already have a row for (model, method, target) are skipped; `redo` computes
 them again and replaces the row (never a second one). Images with the most predicted
 detections go first, so `--limit 20` explains the most telling ones. Each image is its own
-transaction; an image deleted meanwhile is skipped and counted.
+transaction; an image deleted meanwhile is skipped and counted. A run that made heat maps
+then stores the core-vs-rest tests of (model, method, target) again (flows/heat_stats.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.detect_predict import _IN_AREA, area_filter, open_detector
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.heat_stats import store_heat_comparisons
 from streetaudit.flows.image_store import ImageStore
 from streetaudit.models.gradcam import METHODS, TARGETS, explain_image, heat_statistics, overlay_png
 from streetaudit.models.inputs import ImageReader, read_bytes
@@ -146,6 +148,10 @@ def explain(
                 bar.advance(task)
         report.seconds = time.perf_counter() - start
         report.images_per_s = (report.done + report.failed) / report.seconds if report.seconds else 0.0
+        if report.done:
+            # New heat maps, new core-vs-rest tests (api.heat_comparison) for this model and method.
+            store_heat_comparisons(conn, model_id, method, target)
+            conn.commit()
         store.release()
         return report
 
