@@ -38,6 +38,12 @@ def explain_cmd(
         f"{report.skipped} already done, {report.failed} unreadable; {report.images_per_s:.2f} images/s",
         highlight=False,
     )
+    if report.empty:
+        console.print(
+            f"  {report.empty} maps are empty: {report.method} found no positive evidence there (stored with "
+            "status 'empty', shares NULL); `--method hirescam` explains those images",
+            highlight=False,
+        )
     for image_id, error in report.errors[:10]:
         console.print(f"  image {image_id}: {error}", highlight=False)
 

@@ -45,6 +45,7 @@ class ExplainReport:
     failed: int = 0
     vanished: int = 0
     without_mask: int = 0
+    empty: int = 0  # maps of nothing (status 'empty': no positive evidence for the method)
     seconds: float = 0.0
     images_per_s: float = 0.0
     device: str = "cpu"
@@ -187,10 +188,10 @@ def explain_one(conn, detector, store, report, image_id, uri, reader, score_thre
         file_uri = store.put(key, png)
         conn.execute(
             """INSERT INTO streetaudit.heatmap (image_id, model_id, method, target, uri, inside_boxes,
-                                                on_building, facade_height, upper_third)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                                on_building, facade_height, upper_third, status)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (image_id, model_id, method, target) DO UPDATE SET
-                   uri = EXCLUDED.uri, inside_boxes = EXCLUDED.inside_boxes,
+                   uri = EXCLUDED.uri, status = EXCLUDED.status, inside_boxes = EXCLUDED.inside_boxes,
                    on_building = EXCLUDED.on_building, facade_height = EXCLUDED.facade_height,
                    upper_third = EXCLUDED.upper_third, computed_at = now()""",
             (
@@ -203,9 +204,11 @@ def explain_one(conn, detector, store, report, image_id, uri, reader, score_thre
                 stats.on_building,
                 stats.facade_height,
                 stats.upper_third,
+                heat.status,
             ),
         )
     report.done += 1
+    report.empty += heat.status == "empty"
 
 
 def summary_line(report: ExplainReport) -> str:

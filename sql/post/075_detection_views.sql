@@ -106,7 +106,7 @@ COMMENT ON VIEW api.detection_stats IS
 -- no mask, left out of each mean and counted apart).
 CREATE OR REPLACE VIEW api.heat_stats AS
     WITH img AS (
-        SELECT h.model_id, h.method, h.target, h.image_id, h.inside_boxes, h.on_building,
+        SELECT h.model_id, h.method, h.target, h.image_id, h.status, h.inside_boxes, h.on_building,
                h.facade_height, h.upper_third, coalesce(area.ids, '{}') AS area_ids,
                coalesce(area.core, false) AS in_core
         FROM streetaudit.heatmap AS h
@@ -130,6 +130,7 @@ CREATE OR REPLACE VIEW api.heat_stats AS
     SELECT g.model_id, g.method, g.target, g.area_id, g.area_name, g.kind,
            count(*)::integer AS n_images,
            count(g.on_building)::integer AS n_with_mask,
+           (count(*) FILTER (WHERE g.status = 'empty'))::integer AS n_empty,
            avg(g.inside_boxes) AS inside_boxes_mean,
            avg(g.on_building) AS on_building_mean,
            avg(g.facade_height) AS facade_height_mean,
@@ -137,7 +138,7 @@ CREATE OR REPLACE VIEW api.heat_stats AS
     FROM grouped AS g
     GROUP BY g.model_id, g.method, g.target, g.area_id, g.area_name, g.kind;
 COMMENT ON VIEW api.heat_stats IS
-    'Per model, CAM method, target and heritage area (area_id NULL: the rest of the city): n_images with a heat map, n_with_mask, and the means of inside_boxes, on_building, facade_height (0 base, 1 top) and upper_third. Core-vs-rest tests: flows/heat_stats.py (the element statistics'' Welch and Mann-Whitney tests).';
+    'Per model, CAM method, target and heritage area (area_id NULL: the rest of the city): n_images with a heat map, n_with_mask, n_empty (maps of nothing: status empty, shares NULL), and the means of inside_boxes, on_building, facade_height (0 base, 1 top) and upper_third. Core-vs-rest tests: api.heat_comparison.';
 
 -- The detector the map shows when a tile names none: of the detectors that predicted, the
 -- one whose training run (`detect train`) finished last; when none of them was trained
