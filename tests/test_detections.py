@@ -261,7 +261,7 @@ def test_plain_gradcam_is_empty_exactly_where_its_weights_find_no_positive_evide
     explains the same images with heat on the predicted boxes."""
     model = load_detector(toy_model).model
     statuses = []
-    for path, _ in scenes.values():
+    for path, _ in list(scenes.values())[:5]:
         pixels = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
         result = explain_image(model, pixels, "gradcam")
         assert len(result.boxes), "the toy detector finds the windows"
