@@ -122,6 +122,11 @@ def explain(
     store = store or ImageStore()
     with reporting_database_loss("explain"), psycopg.connect(url, **CONNECT_OPTIONS) as conn:
         model_id, name, detector = open_detector(conn, model, device)
+        if detector.architecture.startswith("mmdet:"):
+            raise InputError(
+                f"--model {model}: an mmdet detector; explain needs a torchvision one (its backbone and "
+                "transform), from `detect train`"
+            )
         area_id = area_filter(conn, where_area)
         skipped, todo = pending_images(conn, model_id, method, target, limit, area_id, redo)
         conn.commit()
