@@ -62,9 +62,11 @@ def main() -> None:
                 out_dir=str(Path(tmp) / "runs"),
                 progress=False,
             )
-            evaluate(url, architecture, data.dataset, "test", device=args.device)
+            scores = evaluate(url, architecture, data.dataset, "test", device=args.device)
             print(
-                f"{architecture}: trained and evaluated in {time.perf_counter() - started:.0f} s", flush=True
+                f"{architecture}: trained and evaluated in {time.perf_counter() - started:.0f} s; "
+                f"mAP {scores.map:.3f}, mAP@.5 {scores.map50:.3f}",
+                flush=True,
             )
         rows = compare(url, data.dataset, "test")
     print(
