@@ -25,6 +25,26 @@ from streetaudit.testing.detection_data import seed_detection_dataset
 FAST = ("fasterrcnn_tiny", "fasterrcnn_resnet50_fpn_v2", "retinanet_resnet50_fpn_v2", "fcos_resnet50_fpn")
 
 
+def _train(url: str, architecture: str, dataset: str, args, width: int, height: int, tmp: Path) -> None:
+    train(
+        url,
+        architecture,
+        dataset,
+        architecture=architecture,
+        weights="none",
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        step_size=max(1, args.epochs - 1),
+        min_size=min(width, height),
+        max_size=max(width, height),
+        device=args.device,
+        workers=0,
+        out_dir=str(tmp / "runs"),
+        progress=False,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architectures", default=",".join(FAST))
@@ -45,23 +65,11 @@ def main() -> None:
         )
         for architecture in args.architectures.split(","):
             started = time.perf_counter()
-            train(
-                url,
-                architecture,
-                data.dataset,
-                architecture=architecture,
-                weights="none",
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                step_size=max(1, args.epochs - 1),
-                min_size=min(width, height),
-                max_size=max(width, height),
-                device=args.device,
-                workers=0,
-                out_dir=str(Path(tmp) / "runs"),
-                progress=False,
-            )
+            try:
+                _train(url, architecture, data.dataset, args, width, height, Path(tmp))
+            except Exception as error:  # a diverged loss (from scratch) is a result, not the end
+                print(f"{architecture}: not trained ({type(error).__name__}: {error})", flush=True)
+                continue
             scores = evaluate(url, architecture, data.dataset, "test", device=args.device)
             print(
                 f"{architecture}: trained and evaluated in {time.perf_counter() - started:.0f} s; "
