@@ -177,3 +177,64 @@ async def streets(
         request, _STREETS_SQL, {"bbox": box, "limit": limit}, view="api.street_stats"
     )
     return _respond(rows, columns, as_csv, "street_stats")
+
+
+# Heat maps (`streetaudit explain`): one set per detector, CAM method and target, so both
+# routes filter by them; the values are bound parameters.
+_HEAT_FILTER = (
+    " WHERE (%(model)s::bigint IS NULL OR model_id = %(model)s)"
+    " AND (%(method)s::text IS NULL OR method = %(method)s)"
+    " AND (%(target)s::text IS NULL OR target = %(target)s)"
+)
+_HEAT_STATS_SQL = (
+    "SELECT * FROM api.heat_stats" + _HEAT_FILTER + " ORDER BY model_id, method, target, area_id NULLS LAST"
+)
+_HEAT_COMPARISON_SQL = "SELECT * FROM api.heat_comparison" + _HEAT_FILTER
+
+
+@router.get(
+    "/heat",
+    summary="Heat-map statistics per heritage area and the rest of the city (api.heat_stats)",
+    responses=_table(
+        "api.heat_stats",
+        {"model_id": 3, "method": "gradcam", "area_name": "Old town", "upper_third_mean": 0.4},
+    ),
+)
+async def heat(
+    request: Request,
+    model: int | None = Query(None, description="Detector (model id); default all"),
+    method: str | None = Query(None, description="CAM method, e.g. gradcam; default all"),
+    target: str | None = Query(None, description="Heat-map target, e.g. boxes; default all"),
+    format: str | None = Query(None, description="json or csv"),
+) -> Response:
+    as_csv = _wants_csv(request, format)
+    params = {"model": model, "method": method, "target": target}
+    rows, columns = await _fetch(request, _HEAT_STATS_SQL, params)
+    return _respond(rows, columns, as_csv, "heat_stats")
+
+
+@router.get(
+    "/heat/comparison",
+    summary="Heat-map statistics, core areas vs the rest (api.heat_comparison)",
+    responses=_table(
+        "api.heat_comparison",
+        {
+            "model_id": 3,
+            "method": "gradcam",
+            "area_name": "all core areas",
+            "statistic": "upper_third",
+            "welch_p": 0.03,
+        },
+    ),
+)
+async def heat_comparison(
+    request: Request,
+    model: int | None = Query(None, description="Detector (model id); default all"),
+    method: str | None = Query(None, description="CAM method, e.g. gradcam; default all"),
+    target: str | None = Query(None, description="Heat-map target, e.g. boxes; default all"),
+    format: str | None = Query(None, description="json or csv"),
+) -> Response:
+    as_csv = _wants_csv(request, format)
+    params = {"model": model, "method": method, "target": target}
+    rows, columns = await _fetch(request, _HEAT_COMPARISON_SQL, params)
+    return _respond(rows, columns, as_csv, "heat_comparison")

@@ -1,4 +1,4 @@
-"""`streetaudit explain`: Grad-CAM heat maps of a detector, with their statistics.
+"""`streetaudit explain`: Grad-CAM heat maps of a detector, with their statistics; `detect heat-stats`: their core-vs-rest tests.
 
 Its options are `stage_options.ExplainOptions`; the pipeline runs it as the `explain` stage.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from streetaudit.cli.app import app, console, exit_on_database_loss, ready_url
+from streetaudit.cli.detect import detect_app
 from streetaudit.cli.options import model_options
 from streetaudit.flows.stage_options import ExplainOptions
 
@@ -37,5 +38,62 @@ def explain_cmd(
         f"{report.skipped} already done, {report.failed} unreadable; {report.images_per_s:.2f} images/s",
         highlight=False,
     )
+    if report.empty:
+        console.print(
+            f"  {report.empty} maps are empty: {report.method} found no positive evidence there (stored with "
+            "status 'empty', shares NULL); `--method hirescam` explains those images",
+            highlight=False,
+        )
     for image_id, error in report.errors[:10]:
         console.print(f"  image {image_id}: {error}", highlight=False)
+
+
+@detect_app.command("heat-stats")
+def heat_stats_cmd(
+    model: str | None = typer.Option(
+        None, help="Detector (name, id or file); default every one with heat maps."
+    ),
+    method: str | None = typer.Option(
+        None, help="CAM method (gradcam, gradcam++, eigencam, hirescam); default all."
+    ),
+    target: str | None = typer.Option(None, help="Heat-map target (boxes, ...); default all."),
+    recompute: bool = typer.Option(
+        True,
+        "--recompute/--stored",
+        help="Run the tests again on the current heat maps, or print the stored ones.",
+    ),
+) -> None:
+    """Heat maps in the heritage cores vs the rest of the city: Welch t and Mann–Whitney U.
+
+    Per image, the four statistics of `streetaudit explain` (inside_boxes, on_building,
+    facade_height, upper_third); each core area, and all cores together, against the images
+    of points in no core area, Holm-adjusted over the four. Stored in api.heat_comparison
+    (served at /stats/heat/comparison), as `explain` does after each run.
+    """
+    from streetaudit.flows.detector_registry import resolve_detector
+    from streetaudit.flows.heat_stats import (
+        heat_comparison_table,
+        read_heat_comparison,
+        refresh_heat_comparisons,
+    )
+
+    url = ready_url()
+    model_id = None
+    if model is not None:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            model_id = resolve_detector(conn, model)[0]
+            conn.commit()
+    with exit_on_database_loss("detect heat-stats"):
+        read = refresh_heat_comparisons if recompute else read_heat_comparison
+        rows = read(url, model_id, method, target)
+    if not rows:
+        console.print("no heat maps to compare yet: run `streetaudit explain --model …` first")
+        return
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model_id"], row["method"], row["target"], row["area_id"]), []).append(row)
+    for (m, meth, tgt, _), chosen in groups.items():
+        title = f"model {m}, {meth} ({tgt}): {chosen[0]['area_name']} vs rest of the city"
+        console.print(heat_comparison_table(chosen, title))

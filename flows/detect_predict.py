@@ -18,6 +18,7 @@ import contextlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 import torch
@@ -25,14 +26,17 @@ from prefect import flow
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
-from streetaudit.flows.detector_registry import resolve_detector
+from streetaudit.flows.detector_registry import register_mmdet, resolve_detector
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.run_reports import RunProgress
 from streetaudit.flows.segment import default_workers
 from streetaudit.models.backend import BackendError, resolve_device
 from streetaudit.models.detectors import Detector, load_detector
 from streetaudit.models.inputs import Batch, ImageReader, make_loader
-from streetaudit.sql.rows import scalar
+from streetaudit.sql.rows import one, scalar
+
+#: torchvision: detector files of `detect train`; mmdet: an mmdetection config + checkpoint (optional extra)
+BACKENDS = ("torchvision", "mmdet")
 
 DETECTION_COLUMNS = ("image_id", "model_id", "label", "score", "x1", "y1", "x2", "y2")
 
@@ -64,12 +68,36 @@ def check_options(batch_size: int, score_threshold: float, limit: int | None, wo
         raise InputError(f"--workers must be >= 0 (0 decodes in the main process), got {workers}")
 
 
-def open_detector(conn: psycopg.Connection, model: str, device: str) -> tuple[int, str, Detector]:
-    """(model id, model name, detector on its device) for `--model`; bad input is an InputError."""
+def open_detector(
+    conn: psycopg.Connection,
+    model: str | None,
+    device: str,
+    backend: str = "torchvision",
+    config: str | None = None,
+    checkpoint: str | None = None,
+) -> tuple[int, str, Detector]:
+    """(model id, model name, detector on its device) for `--model` (or, with `--backend
+    mmdet`, `--config` and `--checkpoint`, named `--model`); bad input is an InputError."""
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     try:
         target = resolve_device(device)
-        model_id, source = resolve_detector(conn, str(model))
-        detector = load_detector(source, target)
+        if backend == "mmdet":
+            from streetaudit.models.mmdet_detection import load_mmdet_detector
+
+            detector = load_mmdet_detector(config, checkpoint, target)
+            model_id = register_mmdet(conn, model or Path(detector.extra["config"]).stem, detector)
+        else:
+            model_id, source = resolve_detector(conn, str(model))
+            kind, parameters = one(
+                conn.execute("SELECT backend, parameters FROM streetaudit.model WHERE id = %s", (model_id,))
+            )
+            if kind == "mmdet":  # registered by an earlier `--backend mmdet` run
+                from streetaudit.models.mmdet_detection import load_mmdet_detector
+
+                detector = load_mmdet_detector(parameters.get("config"), parameters.get("checkpoint"), target)
+            else:
+                detector = load_detector(source, target)
     except BackendError as error:
         raise InputError(str(error)) from error
     name = scalar(conn.execute("SELECT name FROM streetaudit.model WHERE id = %s", (model_id,)))
@@ -135,14 +163,17 @@ def predict(
     device: str = "auto",
     workers: int | None = None,
     progress: bool = True,
+    backend: str = "torchvision",
+    config: str | None = None,
+    checkpoint: str | None = None,
 ) -> PredictReport:
     """Detect heritage features on every 'ok' image this model has not run on yet."""
-    if not model:
+    if not model and backend != "mmdet":
         raise InputError("--model is required: a detector name or id (from `detect train`) or a file")
     check_options(batch_size, score_threshold, limit, workers)
     with reporting_database_loss("detect predict"):
         with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
-            model_id, name, detector = open_detector(conn, model, device)
+            model_id, name, detector = open_detector(conn, model, device, backend, config, checkpoint)
             area_id = area_filter(conn, where_area)
             skipped, todo = pending_images(conn, model_id, limit, area_id)
         target = next(detector.model.parameters()).device
@@ -157,6 +188,12 @@ def predict(
         with DetectionWriter(url, model_id, detector.labels, score_threshold) as writer:
             run_batches(detector, loader, writer, report, score_threshold, progress, len(todo))
         report.seconds = time.perf_counter() - start
+        if writer.stored or report.done:
+            # Tiles of api.detections are cached by data version: new detections, new version.
+            with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
+                conn.execute(
+                    "UPDATE streetaudit.stats_state SET version = streetaudit.next_data_version(version)"
+                )
         report.done -= writer.vanished
         report.vanished = writer.vanished
         report.detections = writer.stored

@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,10 @@ def _start_distributed(device: str) -> tuple[Ranks, torch.device]:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available() and device != "cpu"
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        # A rank left waiting on another (a barrier while rank 0 validates, an all_reduce)
+        # fails after this instead of hanging for ever; STREETAUDIT_DIST_TIMEOUT seconds.
+        timeout = timedelta(seconds=float(os.environ.get("STREETAUDIT_DIST_TIMEOUT", "1800")))
+        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timeout)
     if cuda:
         torch.cuda.set_device(local)
     return Ranks(dist.get_rank(), dist.get_world_size(), local), torch.device(
@@ -549,7 +553,9 @@ def _run(
         num_workers=n_workers,
         collate_fn=collate,
         pin_memory=device.type == "cuda",
-        drop_last=len(train_set) > int(params["batch_size"]),
+        # Each rank's shard (DistributedSampler pads them to one length): every rank runs the
+        # same number of batches, so none waits in an all_reduce the others never reach.
+        drop_last=len(sampler) > int(params["batch_size"]),
         persistent_workers=False,
     )
     warmup = params.get("warmup_iters")

@@ -3,6 +3,8 @@
 A detector's row: task 'detection', backend 'torchvision', source the absolute path (or
 URL) of its detector file, label_set its architecture, labels its class names. Commands
 take `--model` as that row's name or id, or a detector file (registered on first use).
+An mmdet detector (`--backend mmdet`): backend 'mmdet', source CONFIG+CHECKPOINT, both
+paths in its parameters, label_set `mmdet:<config name>`.
 """
 
 from __future__ import annotations
@@ -76,4 +78,18 @@ def resolve_detector(conn: psycopg.Connection, ref: str) -> tuple[int, str]:
     raise InputError(
         f"--model {ref}: no detector of that name or id, and no detector file there"
         + (f" (known detectors: {known})" if known else " (train one with `streetaudit detect train`)")
+    )
+
+
+def register_mmdet(conn: psycopg.Connection, name: str, detector: Detector) -> int:
+    """The model row of an mmdet config and checkpoint (one per pair; re-registering renames it)."""
+    return scalar(
+        conn.execute(
+            """INSERT INTO streetaudit.model (task, name, backend, source, label_set, labels, parameters)
+               VALUES ('detection', %s, 'mmdet', %s, %s, %s, %s)
+               ON CONFLICT (task, backend, source, label_set)
+               DO UPDATE SET name = EXCLUDED.name, labels = EXCLUDED.labels, parameters = EXCLUDED.parameters
+               RETURNING id""",
+            (name, detector.source, detector.architecture, list(detector.labels), Jsonb(detector.extra)),
+        )
     )

@@ -9,7 +9,8 @@ model's when it has one, else the newest); without a mask the building shares ar
 Images that already have a row for (model, method, target) are skipped; `redo` computes
 them again and replaces the row (never a second one). Images with the most predicted
 detections go first, so `--limit 20` explains the most telling ones. Each image is its own
-transaction; an image deleted meanwhile is skipped and counted.
+transaction; an image deleted meanwhile is skipped and counted. A run that made heat maps
+then stores the core-vs-rest tests of (model, method, target) again (flows/heat_stats.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.detect_predict import _IN_AREA, area_filter, open_detector
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.heat_stats import store_heat_comparisons
 from streetaudit.flows.image_store import ImageStore
 from streetaudit.flows.run_reports import RunProgress
 from streetaudit.models.gradcam import METHODS, TARGETS, explain_image, heat_statistics, overlay_png
@@ -44,6 +46,7 @@ class ExplainReport:
     failed: int = 0
     vanished: int = 0
     without_mask: int = 0
+    empty: int = 0  # maps of nothing (status 'empty': no positive evidence for the method)
     seconds: float = 0.0
     images_per_s: float = 0.0
     device: str = "cpu"
@@ -120,6 +123,11 @@ def explain(
     store = store or ImageStore()
     with reporting_database_loss("explain"), psycopg.connect(url, **CONNECT_OPTIONS) as conn:
         model_id, name, detector = open_detector(conn, model, device)
+        if detector.architecture.startswith("mmdet:"):
+            raise InputError(
+                f"--model {model}: an mmdet detector; explain needs a torchvision one (its backbone and "
+                "transform), from `detect train`"
+            )
         area_id = area_filter(conn, where_area)
         skipped, todo = pending_images(conn, model_id, method, target, limit, area_id, redo)
         conn.commit()
@@ -148,6 +156,10 @@ def explain(
                 bar.advance(task)
         report.seconds = time.perf_counter() - start
         report.images_per_s = (report.done + report.failed) / report.seconds if report.seconds else 0.0
+        if report.done:
+            # New heat maps, new core-vs-rest tests (api.heat_comparison) for this model and method.
+            store_heat_comparisons(conn, model_id, method, target)
+            conn.commit()
         store.release()
         return report
 
@@ -183,10 +195,10 @@ def explain_one(conn, detector, store, report, image_id, uri, reader, score_thre
         file_uri = store.put(key, png)
         conn.execute(
             """INSERT INTO streetaudit.heatmap (image_id, model_id, method, target, uri, inside_boxes,
-                                                on_building, facade_height, upper_third)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                                on_building, facade_height, upper_third, status)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (image_id, model_id, method, target) DO UPDATE SET
-                   uri = EXCLUDED.uri, inside_boxes = EXCLUDED.inside_boxes,
+                   uri = EXCLUDED.uri, status = EXCLUDED.status, inside_boxes = EXCLUDED.inside_boxes,
                    on_building = EXCLUDED.on_building, facade_height = EXCLUDED.facade_height,
                    upper_third = EXCLUDED.upper_third, computed_at = now()""",
             (
@@ -199,9 +211,11 @@ def explain_one(conn, detector, store, report, image_id, uri, reader, score_thre
                 stats.on_building,
                 stats.facade_height,
                 stats.upper_third,
+                heat.status,
             ),
         )
     report.done += 1
+    report.empty += heat.status == "empty"
 
 
 def summary_line(report: ExplainReport) -> str:

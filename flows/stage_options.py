@@ -220,6 +220,13 @@ class PredictOptions(StageOptions):
     workers: int | None = Field(
         None, description="DataLoader processes decoding images (default: by device and CPU count)."
     )
+    backend: str = Field(
+        "torchvision",
+        description="torchvision (detectors of `detect train`) or mmdet (an mmdetection config and "
+        "checkpoint; optional openmmlab extra, README 'OpenMMLab backend').",
+    )
+    config: str | None = Field(None, description="--backend mmdet: the mmdet config file (.py).")
+    checkpoint: str | None = Field(None, description="--backend mmdet: the checkpoint (.pth, path or URL).")
 
 
 class ExplainOptions(StageOptions):

@@ -13,9 +13,15 @@ resized batch to a multiple of 32), and scaled to the image's own pixels.
 
 Methods: Grad-CAM, Grad-CAM++, EigenCAM (gradient-free; its sign oriented here) and
 HiResCAM. On detectors Grad-CAM's channel-averaged gradients can be negative in every
-channel that matters, giving an empty map (the toy detector of the tests does this);
-HiResCAM multiplies gradient and activation element-wise and keeps the map faithful to
-the box scores, so it is offered too.
+channel that is active: the tiny detector of the tests marks its red windows by
+*suppressing* background channels (mean activation ~0.4 everywhere, the box score rises
+where they fall), so every channel weight but a few idle ones is negative and ReLU(sum of
+weight x activation) is zero everywhere. Hooks, targets and layer are not the cause: the
+gradients reach the backbone and the boxes match (tests/test_detections.py recomputes
+the weights by hand), and taking the CAM before the last ReLU does not help either. Such a
+map is returned with status `empty` (stored so, its shares NULL) rather than passed off as
+one; HiResCAM multiplies gradient and activation element-wise and stays faithful to the
+box scores there.
 
 Every CAM object is used inside `with`, which removes its forward hooks: a detector
 explained a thousand times must not carry a thousand hooks.
@@ -103,6 +109,9 @@ class HeatMap:
     boxes: np.ndarray  # (n, 4) predicted boxes x1 y1 x2 y2 in pixels
     labels: list[int]
     scores: list[float]
+    # ok; empty: the method found no positive evidence (an all-zero map); no_boxes: no
+    # predicted box at the threshold for a gradient method to explain.
+    status: str = "ok"
 
 
 def _unpadded_fraction(model: Any, image: torch.Tensor) -> tuple[float, float]:
@@ -127,17 +136,17 @@ def explain_image(
     scores = output["scores"][keep].detach()
     height, width = image.shape[-2:]
     heat = np.zeros((height, width), dtype=np.float32)
-    if len(boxes) or method == "eigencam":  # the others need a box to explain
+    explained = bool(len(boxes)) or method == "eigencam"  # the others need a box to explain
+    if explained:
         target = FasterRCNNBoxScoreTarget(labels=labels, bounding_boxes=boxes)
         transform = _CroppedFeatures(_unpadded_fraction(model, image))
         with cam_class(method)(model, [model.backbone], reshape_transform=transform) as cam:
             heat = cam(image[None], targets=[target])[0].astype(np.float32)
             cam.activations_and_grads.release()
+    heat = np.nan_to_num(heat, nan=0.0)
+    status = "ok" if heat.max(initial=0.0) > 0 else ("empty" if explained else "no_boxes")
     return HeatMap(
-        np.nan_to_num(heat, nan=0.0),
-        boxes.cpu().numpy().reshape(-1, 4),
-        labels.cpu().tolist(),
-        scores.cpu().tolist(),
+        heat, boxes.cpu().numpy().reshape(-1, 4), labels.cpu().tolist(), scores.cpu().tolist(), status
     )
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 from streetaudit.flows.detect_predict import predict
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.explain import explain
-from streetaudit.flows.heat_stats import heat_comparisons
+from streetaudit.flows.heat_stats import heat_comparisons, read_heat_comparison
 from streetaudit.flows.image_store import ImageStore
 from streetaudit.models.detectors import load_detector
 from streetaudit.models.gradcam import explain_image, heat_statistics, hook_count
@@ -221,6 +221,67 @@ def test_gradcam_heat_sits_in_true_boxes_and_hooks_are_released(toy_model, scene
     assert after <= before * 1.05
 
 
+def by_hand_gradcam(model, pixels: torch.Tensor, result) -> torch.Tensor:
+    """Grad-CAM of the predicted boxes without pytorch-grad-cam: the backbone output's gradient
+    of sum(IoU + score) of each box's best-matching output box, averaged per channel."""
+    from torchvision.ops import box_iou
+
+    captured = {}
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        captured["a"] = output
+
+    handle = model.backbone.register_forward_hook(keep)
+    try:
+        out = model([pixels])[0]
+    finally:
+        handle.remove()
+    target = out["scores"].sum() * 0
+    for box, label in zip(torch.as_tensor(result.boxes), result.labels, strict=True):
+        ious = box_iou(box[None], out["boxes"])[0]
+        best = int(ious.argmax())
+        if ious[best] > 0.5 and int(out["labels"][best]) == label:
+            target = target + ious[best] + out["scores"][best]
+    model.zero_grad()
+    target.backward()
+    with torch.no_grad():
+        batch, _ = model.transform([pixels])
+    (h, w), (ph, pw) = batch.image_sizes[0], batch.tensors.shape[-2:]
+    a, g = captured["a"][0].detach(), captured["a"].grad[0]
+    rows, cols = math.ceil(a.shape[1] * h / ph), math.ceil(a.shape[2] * w / pw)
+    a, g = a[:, :rows, :cols], g[:, :rows, :cols]
+    return torch.relu((g.mean(dim=(1, 2))[:, None, None] * a).sum(0))
+
+
+def test_plain_gradcam_is_empty_exactly_where_its_weights_find_no_positive_evidence(toy_model, scenes):
+    """The toy detector marks windows by suppressing background channels: Grad-CAM's mean
+    gradients are negative in the active channels, so some maps are all zero. They come back
+    (and are stored) as `empty`, exactly where the CAM recomputed by hand is zero; HiResCAM
+    explains the same images with heat on the predicted boxes."""
+    model = load_detector(toy_model).model
+    statuses = []
+    for path, _ in list(scenes.values())[:5]:
+        pixels = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+        result = explain_image(model, pixels, "gradcam")
+        assert len(result.boxes), "the toy detector finds the windows"
+        cam = by_hand_gradcam(model, pixels, result)
+        statuses.append(result.status)
+        if result.status == "empty":
+            assert float(cam.max()) <= 1e-6 and result.heat.max() == 0
+            assert heat_statistics(result.heat, result.boxes, None).inside_boxes is None
+            fallback = explain_image(model, pixels, "hirescam")
+            inside = np.zeros(fallback.heat.shape, dtype=bool)
+            for x1, y1, x2, y2 in fallback.boxes.astype(int):
+                inside[y1:y2, x1:x2] = True
+            assert fallback.status == "ok" and fallback.heat[inside].mean() > fallback.heat[~inside].mean()
+        else:
+            assert result.status == "ok" and float(cam.max()) > 0 and result.heat.max() > 0
+    assert "empty" in statuses, f"plain Grad-CAM was expected to be empty on some toy scenes: {statuses}"
+    blank = torch.full((3, 96, 128), 0.45)
+    assert explain_image(model, blank, "gradcam", score_threshold=0.99).status == "no_boxes"
+
+
 def test_explain_stores_one_row_per_image_and_overlays(db_url, toy_model, scenes, tmp_path):
     store = ImageStore(str(tmp_path / "store"))
     report = explain(
@@ -251,6 +312,11 @@ def test_explain_stores_one_row_per_image_and_overlays(db_url, toy_model, scenes
     comparisons = heat_comparisons(db_url, report.model_id, "eigencam")
     inside_all = next(c for c in comparisons if c["statistic"] == "inside_boxes" and c["area_id"] is None)
     assert inside_all["n_core"] + inside_all["n_rest"] <= N_IMAGES
+    # explain stored the same tests for readers (api.heat_comparison), replaced after each run.
+    stored = read_heat_comparison(db_url, report.model_id, "eigencam")
+    assert [(r["area_name"], r["statistic"], r["n_core"], r["welch_p"]) for r in stored] == [
+        (c["area_name"], c["statistic"], c["n_core"], c["welch_p"]) for c in comparisons
+    ]
 
 
 def test_api_views_and_tile_layer_for_readers(db_url, reader_db_url, toy_model, scenes):

@@ -192,8 +192,8 @@ def test_a_failing_source_keeps_the_previous_objects(empty_db_url: str, tmp_path
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT length(api.roads(0, 0, 0))").fetchone()[0] == 0
         assert (
-            conn.execute("SELECT count(*) FROM api.tile_layers").fetchone()[0] == 5
-        )  # roads, points, areas, ratings, streets
+            conn.execute("SELECT count(*) FROM api.tile_layers").fetchone()[0] == 6
+        )  # roads, points, areas, ratings, streets, detections
 
 
 def test_numbered_migrations_leave_source_objects_to_the_sources() -> None:
@@ -379,7 +379,8 @@ def test_a_database_built_by_main_migrates_without_losing_data(empty_db_url: str
         assert conn.execute("SELECT to_regproc('api.segments')").fetchone()[0] is None
         assert conn.execute("SELECT to_regproc('api.roads')").fetchone()[0] is not None
         layers = {r[0] for r in conn.execute("SELECT id FROM api.tile_layers")}
-        assert layers == {"api.roads", "api.points", "api.areas", "api.ratings", "api.streets"}
+        layers_now = {"api.roads", "api.points", "api.areas", "api.ratings", "api.streets", "api.detections"}
+        assert layers == layers_now
     assert migrate(url) == []
 
 

@@ -71,17 +71,24 @@ CREATE VIEW streetaudit.tile_source (
     -- (readable by any role, unlike to_regclass's schema lookup), not now.
     ('api.streets', (SELECT c.oid::regclass FROM pg_catalog.pg_class AS c
                      WHERE c.relname = 'street_features' AND c.relnamespace = 'streetaudit'::regnamespace),
-     'street_id', 'line', 0, 22, 50000, 'length_m', 14);
+     'street_id', 'line', 0, 22, 50000, 'length_m', 14),
+    -- Its tile table is defined with the detection views (post/075), after this file: looked up
+    -- in the catalog when read (to_regclass would need the reader to use schema streetaudit).
+    ('api.detections', (SELECT c.oid::regclass FROM pg_catalog.pg_class AS c
+                        WHERE c.relname = 'detection_features' AND c.relnamespace = 'streetaudit'::regnamespace),
+     'point_id', 'point', 0, 22, 20000, 'n_detections', NULL);
 
 -- A layer's attributes in column order: every column of its tile table but the feature id
--- and the geometries.
+-- and the geometries. A jsonb column is not one: ST_AsMVT makes each of its keys an
+-- attribute, named by the data (api.detections' n_<label>).
 CREATE VIEW streetaudit.tile_attribute AS
     SELECT l.id AS layer, a.attnum, a.attname::text AS name,
            CASE t.typcategory WHEN 'N' THEN 'Number' WHEN 'B' THEN 'Boolean' ELSE 'String' END AS mvt_type
     FROM streetaudit.tile_source AS l
     JOIN pg_catalog.pg_attribute AS a ON a.attrelid = l.source
     JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
-    WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attname <> l.feature_id AND t.typname <> 'geometry';
+    WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attname <> l.feature_id
+      AND t.typname NOT IN ('geometry', 'jsonb');
 
 -- Which attributes and zooms each layer offers: the API validates `properties=` and
 -- writes TileJSON from this, so it never has to guess from a tile.

@@ -106,7 +106,7 @@ COMMENT ON VIEW api.detection_stats IS
 -- no mask, left out of each mean and counted apart).
 CREATE OR REPLACE VIEW api.heat_stats AS
     WITH img AS (
-        SELECT h.model_id, h.method, h.target, h.image_id, h.inside_boxes, h.on_building,
+        SELECT h.model_id, h.method, h.target, h.image_id, h.status, h.inside_boxes, h.on_building,
                h.facade_height, h.upper_third, coalesce(area.ids, '{}') AS area_ids,
                coalesce(area.core, false) AS in_core
         FROM streetaudit.heatmap AS h
@@ -130,6 +130,7 @@ CREATE OR REPLACE VIEW api.heat_stats AS
     SELECT g.model_id, g.method, g.target, g.area_id, g.area_name, g.kind,
            count(*)::integer AS n_images,
            count(g.on_building)::integer AS n_with_mask,
+           (count(*) FILTER (WHERE g.status = 'empty'))::integer AS n_empty,
            avg(g.inside_boxes) AS inside_boxes_mean,
            avg(g.on_building) AS on_building_mean,
            avg(g.facade_height) AS facade_height_mean,
@@ -137,32 +138,61 @@ CREATE OR REPLACE VIEW api.heat_stats AS
     FROM grouped AS g
     GROUP BY g.model_id, g.method, g.target, g.area_id, g.area_name, g.kind;
 COMMENT ON VIEW api.heat_stats IS
-    'Per model, CAM method, target and heritage area (area_id NULL: the rest of the city): n_images with a heat map, n_with_mask, and the means of inside_boxes, on_building, facade_height (0 base, 1 top) and upper_third. Core-vs-rest tests: flows/heat_stats.py (the element statistics'' Welch and Mann-Whitney tests).';
+    'Per model, CAM method, target and heritage area (area_id NULL: the rest of the city): n_images with a heat map, n_with_mask, n_empty (maps of nothing: status empty, shares NULL), and the means of inside_boxes, on_building, facade_height (0 base, 1 top) and upper_third. Core-vs-rest tests: api.heat_comparison.';
+
+-- The detector the map shows when a tile names none: of the detectors that predicted, the
+-- one whose training run (`detect train`) finished last; when none of them was trained
+-- here (a detector loaded from a file), the one that predicted last. A finished run is a
+-- stable choice: resuming `detect predict` with an older detector does not switch the map.
+CREATE OR REPLACE VIEW streetaudit.tile_detector AS
+    SELECT coalesce(
+        (SELECT r.model_id FROM streetaudit.detector_run AS r
+         WHERE r.status = 'finished' AND r.model_id IS NOT NULL
+           AND EXISTS (SELECT FROM streetaudit.detection_done AS d WHERE d.model_id = r.model_id)
+         ORDER BY r.finished_at DESC NULLS LAST, r.id DESC LIMIT 1),
+        (SELECT d.model_id FROM streetaudit.detection_done AS d
+         ORDER BY d.predicted_at DESC, d.model_id DESC LIMIT 1)) AS model_id;
+COMMENT ON VIEW streetaudit.tile_detector IS
+    'The detector api.detections tiles show by default: the latest finished training run''s model that has predictions, else the model that predicted last.';
+
+-- The layer's tile table (streetaudit.tile_source): a plain view, read live, so the map
+-- follows `detect predict` at once (which bumps the data version tiles are cached by).
+-- label_counts is jsonb: ST_AsMVT makes each key (n_<label>) an attribute.
+CREATE OR REPLACE VIEW streetaudit.detection_features AS
+    SELECT pd.point_id, pd.model_id, pd.n_images, pd.n_detections, pd.max_score,
+           (SELECT coalesce(jsonb_object_agg('n_' || j.key, j.value), '{}'::jsonb)
+            FROM jsonb_each(pd.label_counts) AS j) AS label_counts,
+           ST_Transform(pd.geom, 3857)::geometry(Point, 3857) AS geom
+    FROM api.detections AS pd
+    WHERE pd.model_id = (SELECT t.model_id FROM streetaudit.tile_detector AS t);
 
 -- Tile layer: sample points with their detection counts (label_counts keys become
--- attributes n_<label>); `model` defaults to the most recently predicting detector.
+-- attributes n_<label>). Without `model`, or naming the default detector, the layer of
+-- streetaudit.tile_source (byte budget, attributes from the catalog); another detector's
+-- points are encoded here, the same attributes.
 CREATE OR REPLACE FUNCTION api.detections(z integer, x integer, y integer, model bigint DEFAULT NULL)
 RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, public
 AS $$
-    WITH chosen AS (
-        SELECT coalesce(model, (SELECT d.model_id FROM streetaudit.detection_done AS d
-                                ORDER BY d.predicted_at DESC, d.model_id DESC LIMIT 1)) AS id
-    )
-    SELECT coalesce(ST_AsMVT(f, 'api.detections', 4096, 'geom', 'point_id'), ''::bytea)
-    FROM (
-        SELECT pd.point_id, pd.n_images, pd.n_detections, pd.max_score,
-               (SELECT coalesce(jsonb_object_agg('n_' || j.key, j.value), '{}'::jsonb)
-                FROM jsonb_each(pd.label_counts) AS j) AS counts,
-               ST_AsMVTGeom(ST_Transform(pd.geom, 3857), ST_TileEnvelope(z, x, y), 4096, 64, true) AS geom
-        FROM api.detections AS pd, chosen
-        WHERE pd.model_id = chosen.id
-          AND pd.geom && ST_Transform(ST_TileEnvelope(z, x, y, margin => 64.0 / 4096), 4326)
-        ORDER BY pd.n_detections DESC
-        LIMIT 20000
-    ) AS f
-    WHERE f.geom IS NOT NULL
+    SELECT CASE
+        WHEN model IS NULL OR model IS NOT DISTINCT FROM (SELECT t.model_id FROM streetaudit.tile_detector AS t)
+        THEN streetaudit.layer_tile('api.detections', z, x, y, NULL, NULL)
+        ELSE (
+            SELECT coalesce(ST_AsMVT(f, 'api.detections', 4096, 'geom', 'point_id'), ''::bytea)
+            FROM (
+                SELECT pd.point_id, pd.model_id, pd.n_images, pd.n_detections, pd.max_score,
+                       (SELECT coalesce(jsonb_object_agg('n_' || j.key, j.value), '{}'::jsonb)
+                        FROM jsonb_each(pd.label_counts) AS j) AS label_counts,
+                       ST_AsMVTGeom(ST_Transform(pd.geom, 3857), ST_TileEnvelope(z, x, y), 4096, 64, true) AS geom
+                FROM api.detections AS pd
+                WHERE pd.model_id = model
+                  AND pd.geom && ST_Transform(ST_TileEnvelope(z, x, y, margin => 64.0 / 4096), 4326)
+                ORDER BY pd.n_detections DESC
+                LIMIT 20000
+            ) AS f
+            WHERE f.geom IS NOT NULL)
+    END
 $$;
 COMMENT ON FUNCTION api.detections(integer, integer, integer, bigint) IS
-    'Sample points with n_images predicted, n_detections, max_score and n_<label> per label, of one detector (model: its id; default the one that predicted last). Points with most detections first; at most 20000 per tile.';
+    'Sample points with model_id, n_images predicted, n_detections, max_score and n_<label> per label, of one detector (model: its id; default the latest finished training run''s detector that predicted, else the one that predicted last). Points with most detections first when over budget; at most 20000 per tile.';
