@@ -98,7 +98,8 @@ WHERE i.provider = 'scale'
 def reset(conn: psycopg.Connection) -> None:
     """Empty roads (and their points, images, segmentations), areas and models."""
     conn.execute("TRUNCATE streetaudit.road, streetaudit.heritage_area, streetaudit.model CASCADE")
-    conn.execute("UPDATE streetaudit.stats_state SET model_id = NULL")
+    # The cascade empties stats_state (it names a model): put its one row back.
+    conn.execute("INSERT INTO streetaudit.stats_state (singleton) VALUES (true) ON CONFLICT DO NOTHING")
     conn.commit()
 
 
