@@ -49,6 +49,7 @@ CREATE MATERIALIZED VIEW streetaudit.area_features AS
            ST_Transform(geom, 3857)::geometry(MultiPolygon, 3857) AS geom
     FROM api.area_stats
     WHERE area_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS area_features_area_idx ON streetaudit.area_features (area_id);
 CREATE INDEX IF NOT EXISTS area_features_geom_idx ON streetaudit.area_features USING gist (geom);
 
 -- Rated images (a campaign has thousands, not millions: a plain view, read live, so a
@@ -296,6 +297,13 @@ $$;
 -- Refresh everything the readers see from one model, in dependency order, and bump the
 -- data version. The caller commits (the stats flow writes the comparison in the same
 -- transaction, so readers never see statistics of two models mixed).
+--
+-- Publishing never blocks a reader: CONCURRENTLY builds each view's new rows beside the
+-- published ones and changes only the rows that differ, under an EXCLUSIVE lock that
+-- readers' ACCESS SHARE does not conflict with (a plain REFRESH takes ACCESS EXCLUSIVE and
+-- holds it until the caller commits, scipy's comparison included, stopping every tile and
+-- /stats request). Readers see the old version, whole, until the commit, then the new
+-- one: each matview has a unique index for this (on its feature or area id).
 CREATE OR REPLACE FUNCTION streetaudit.refresh_stats(stats_model bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -306,12 +314,12 @@ BEGIN
     UPDATE streetaudit.stats_state
     SET model_id = stats_model, version = streetaudit.next_data_version(version), refreshed_at = now()
     RETURNING version INTO new_version;
-    REFRESH MATERIALIZED VIEW api.point_elements;
-    REFRESH MATERIALIZED VIEW api.road_stats;
-    REFRESH MATERIALIZED VIEW api.area_stats;
-    REFRESH MATERIALIZED VIEW streetaudit.road_features;
-    REFRESH MATERIALIZED VIEW streetaudit.point_features;
-    REFRESH MATERIALIZED VIEW streetaudit.area_features;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY api.point_elements;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY api.road_stats;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY api.area_stats;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.road_features;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.point_features;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.area_features;
     PERFORM streetaudit.prebuild_tiles();
     RETURN new_version;
 END
