@@ -21,18 +21,68 @@
 -- search_path: streetaudit_reader (and pg_tileserv running as it) may call them without
 -- reading streetaudit.*, and cannot substitute objects of its own.
 
--- Roads; overview_geom (about a pixel at zoom 11: 76 m / 4096 * 4) is what zooms < 12 draw.
+-- Roads (zooms >= 12; road_overview below generalises them for the lower zooms).
 CREATE MATERIALIZED VIEW streetaudit.road_features AS
     SELECT road_id, name, kind, length_m, n_points,
            building_mean, building_std, road_mean, road_std, sky_mean, sky_std,
            greenery_mean, greenery_std, sidewalk_mean, sidewalk_std, car_mean, car_std,
-           g.geom,
-           ST_Simplify(g.geom, 20, true)::geometry(LineString, 3857) AS overview_geom
-    FROM api.road_stats AS s,
-         LATERAL (SELECT ST_Transform(s.geom, 3857)::geometry(LineString, 3857) AS geom) AS g;
+           ST_Transform(geom, 3857)::geometry(LineString, 3857) AS geom
+    FROM api.road_stats;
 CREATE UNIQUE INDEX IF NOT EXISTS road_features_road_idx ON streetaudit.road_features (road_id);
 CREATE INDEX IF NOT EXISTS road_features_geom_idx ON streetaudit.road_features USING gist (geom);
-CREATE INDEX IF NOT EXISTS road_features_overview_geom_idx ON streetaudit.road_features USING gist (overview_geom);
+
+-- Roads generalised for each zoom < 12, so a low-zoom tile draws the whole city within
+-- its byte budget instead of the longest roads only. Per zoom, the roads are grouped by
+-- kind, by whether they carry data, and by the square cell (1/32 of a tile: 16 pixels
+-- of a 512-pixel tile) that holds their midpoint; a group is one feature: its lines
+-- merged (ST_LineMerge) and simplified to 2 tile units, its length the sum, n_points the
+-- sum, each mean the mean over all the group's points (point-weighted, as a road's mean is
+-- over its points), rounded to 3 decimals so that the tile's value table stays small. Its
+-- id is the group's smallest road id (unique per zoom), its name its longest road's.
+-- Every road lies in exactly one group per zoom: nothing is dropped, only merged.
+CREATE MATERIALIZED VIEW streetaudit.road_overview AS
+    WITH placed AS (
+        SELECT zoom.z, zoom.unit_m, f.*,
+               floor(ST_X(mid.p) / (zoom.unit_m * 128)) AS cx, floor(ST_Y(mid.p) / (zoom.unit_m * 128)) AS cy
+        FROM streetaudit.road_features AS f
+        CROSS JOIN LATERAL (SELECT ST_LineInterpolatePoint(f.geom, 0.5) AS p) AS mid
+        -- unit_m: one tile unit (1/4096 of the tile) at zoom z; a cell is 128 units.
+        CROSS JOIN (SELECT z, 40075016.685578488 / 2 ^ z / 4096 AS unit_m FROM generate_series(0, 11) AS z) AS zoom
+    ), grouped AS (
+        SELECT min(road_id) AS road_id, z, unit_m,
+               (array_agg(name ORDER BY length_m DESC, road_id) FILTER (WHERE name IS NOT NULL))[1] AS name,
+               kind,
+               sum(length_m) AS length_m,
+               sum(n_points)::integer AS n_points,
+               sum(n_points * building_mean) / nullif(sum(n_points), 0) AS building_mean,
+               sum(n_points * road_mean) / nullif(sum(n_points), 0) AS road_mean,
+               sum(n_points * sky_mean) / nullif(sum(n_points), 0) AS sky_mean,
+               sum(n_points * greenery_mean) / nullif(sum(n_points), 0) AS greenery_mean,
+               sum(n_points * sidewalk_mean) / nullif(sum(n_points), 0) AS sidewalk_mean,
+               sum(n_points * car_mean) / nullif(sum(n_points), 0) AS car_mean,
+               count(*)::integer AS n_roads,
+               ST_Simplify(ST_LineMerge(ST_Collect(geom)), 2 * unit_m, true) AS geom
+        FROM placed
+        GROUP BY z, unit_m, cx, cy, kind, n_points > 0
+    )
+    SELECT road_id, z, name, kind, length_m, n_points,
+           round(building_mean::numeric, 3)::double precision AS building_mean,
+           round(road_mean::numeric, 3)::double precision AS road_mean,
+           round(sky_mean::numeric, 3)::double precision AS sky_mean,
+           round(greenery_mean::numeric, 3)::double precision AS greenery_mean,
+           round(sidewalk_mean::numeric, 3)::double precision AS sidewalk_mean,
+           round(car_mean::numeric, 3)::double precision AS car_mean,
+           n_roads,
+           -- A group shorter than two tile units would vanish when the tile is encoded: it is
+           -- drawn as a two-unit dash at its centre instead, so it still shows and counts.
+           CASE WHEN ST_Length(geom) >= 2 * unit_m THEN geom
+                ELSE ST_MakeLine(ST_Translate(ST_Centroid(geom), -unit_m, 0), ST_Translate(ST_Centroid(geom), unit_m, 0))
+           END AS geom
+    FROM grouped;
+CREATE UNIQUE INDEX IF NOT EXISTS road_overview_road_idx ON streetaudit.road_overview (z, road_id);
+CREATE INDEX IF NOT EXISTS road_overview_geom_idx ON streetaudit.road_overview USING gist (geom);
+COMMENT ON MATERIALIZED VIEW streetaudit.road_overview IS
+    'Roads generalised per zoom < 12: merged by kind, data or not, and 1/32-tile cell; sums and point-weighted means (3 decimals); n_roads merged.';
 
 CREATE MATERIALIZED VIEW streetaudit.point_features AS
     SELECT point_id, road_id, n_images, building, road, sky, greenery, sidewalk, car,
@@ -187,7 +237,66 @@ BEGIN
 END
 $$;
 
--- Road segments with n_points and the mean and std of each element (zoom < 12: simplified, means only; zoom < 14: pre-built).
+-- A low-zoom roads tile from road_overview: the pre-built tile when there is one, else
+-- the zoom's generalised features meeting the tile. Generalised tiles fit the budget by
+-- construction; should one not, it keeps the longest features that fit and each carries
+-- truncated = true, so a map can say the tile is incomplete instead of silently showing less.
+CREATE OR REPLACE FUNCTION streetaudit.road_overview_tile(
+    z integer, x integer, y integer, properties text, max_bytes integer
+)
+RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    keep text[] := string_to_array(properties, ',');
+    budget integer := least(coalesce(max_bytes, 500000), 500000);
+    attributes text;
+    cap integer;
+    tile bytea;
+    query text := $sql$
+        SELECT coalesce(ST_AsMVT(f, 'api.roads', 4096, 'geom', 'road_id'), ''::bytea) FROM (
+            SELECT o.road_id, %s %s ST_AsMVTGeom(o.geom, ST_TileEnvelope($1, $2, $3), 4096, 64, true) AS geom
+            FROM streetaudit.road_overview AS o
+            WHERE o.z = $1 AND o.geom && ST_TileEnvelope($1, $2, $3, margin => 64.0 / 4096)
+            ORDER BY o.length_m DESC, o.road_id
+            LIMIT $4
+        ) AS f
+        WHERE geom IS NOT NULL
+    $sql$;
+BEGIN
+    IF keep IS NULL AND budget = 500000 THEN
+        SELECT p.tile INTO tile FROM streetaudit.prebuilt_tile AS p
+        WHERE p.layer = 'api.roads' AND p.z = road_overview_tile.z AND p.x = road_overview_tile.x
+          AND p.y = road_overview_tile.y;
+        IF FOUND THEN
+            RETURN tile;
+        END IF;
+    END IF;
+    SELECT string_agg(format('o.%I, ', a.attname), '' ORDER BY a.attnum) INTO attributes
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = 'streetaudit.road_overview'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname NOT IN ('road_id', 'z', 'n_roads', 'geom')
+      AND (keep IS NULL OR a.attname = ANY (keep));
+    EXECUTE format(query, coalesce(attributes, ''), '') INTO tile USING z, x, y, NULL::integer;
+    IF octet_length(tile) > budget THEN
+        SELECT count(*) INTO cap FROM streetaudit.road_overview AS o
+        WHERE o.z = road_overview_tile.z
+          AND o.geom && ST_TileEnvelope(road_overview_tile.z, road_overview_tile.x, road_overview_tile.y,
+                                        margin => 64.0 / 4096);
+        LOOP
+            cap := greatest(1, floor(cap * 0.9 * budget / octet_length(tile))::integer);
+            EXECUTE format(query, coalesce(attributes, ''), 'true AS truncated,') INTO tile USING z, x, y, cap;
+            EXIT WHEN octet_length(tile) <= budget OR cap = 1;
+        END LOOP;
+        IF octet_length(tile) > budget THEN
+            tile := ''::bytea;
+        END IF;
+    END IF;
+    RETURN tile;
+END
+$$;
+
+-- Road segments with n_points and the mean and std of each element (zoom < 12: generalised, means only; zoom < 14: pre-built).
 CREATE OR REPLACE FUNCTION api.roads(
     z integer, x integer, y integer, properties text DEFAULT NULL, max_bytes integer DEFAULT 500000
 )
@@ -195,13 +304,11 @@ RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, public
 AS $$
-    SELECT streetaudit.layer_tile(
-        'api.roads', z, x, y, properties, max_bytes,
-        geom_column => CASE WHEN z < 12 THEN 'overview_geom' ELSE 'geom' END,
-        omit => CASE WHEN z < 12 THEN '%\_std' END)
+    SELECT CASE WHEN z < 12 THEN streetaudit.road_overview_tile(z, x, y, properties, max_bytes)
+                ELSE streetaudit.layer_tile('api.roads', z, x, y, properties, max_bytes) END
 $$;
 COMMENT ON FUNCTION api.roads(integer, integer, integer, text, integer) IS
-    'Road segments with n_points and the mean and std of each element (zoom < 12: simplified, means only; zoom < 14: pre-built). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
+    'Road segments with n_points and the mean and std of each element (zoom < 12: generalised, see streetaudit.road_overview: roads merged by kind and 16-pixel cell, point-weighted means to 3 decimals, no std; zoom < 14: pre-built; truncated=true on the features of a tile that had to drop some to fit the budget). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
 
 -- Sample points with the mean share of each element over their images; zoom >= 14 only (empty below).
 CREATE OR REPLACE FUNCTION api.points(
@@ -318,6 +425,7 @@ BEGIN
     REFRESH MATERIALIZED VIEW CONCURRENTLY api.road_stats;
     REFRESH MATERIALIZED VIEW CONCURRENTLY api.area_stats;
     REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.road_features;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.road_overview;
     REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.point_features;
     REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.area_features;
     PERFORM streetaudit.prebuild_tiles();
