@@ -51,6 +51,7 @@ def building_means(tile: bytes) -> list[float]:
     return [f["properties"]["building_mean"] for f in features]
 
 
+@pytest.mark.slow
 def test_readers_never_wait_for_a_refresh_and_see_one_version(db_url, reader_db_url, city, monkeypatch):
     (z1, x1, y1), (z2, x2, y2) = city["tiles"]
     params = {"z1": z1, "x1": x1, "y1": y1, "z2": z2, "x2": x2, "y2": y2}
