@@ -1,10 +1,11 @@
 """Low-zoom road tiles show the whole city: generalised (merged), never silently trimmed.
 
-On a synthetic grid city made in SQL, every tile covering the city at zooms 5, 8 and 11 is
+On a synthetic grid city made in SQL, every tile covering the city at zooms 5, 8, 11 and 13 is
 decoded; the distinct features' lengths and points must add up to the city's (every road
 accounted for), every road's midpoint must lie on a drawn line of its tile (checked with
 shapely against the roads table, not against the overview), the means must agree with the
-points', and a tile forced under a small budget must say it is truncated.
+points', zoom 13's stds must be those of the points of the roads grouped as documented
+(regrouped here in Python), and a tile forced under a small budget must say it is truncated.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ def city(db_url: str) -> dict:
                     LATERAL ST_Transform(ST_LineInterpolatePoint(r.geom, 0.5), 3857) AS m"""
         ).fetchall()
         points = conn.execute("SELECT building, greenery FROM api.point_elements").fetchall()
-    return {"roads": roads, "points": np.array(points)}
+        kinds = dict(conn.execute("SELECT id, kind FROM streetaudit.road").fetchall())
+        by_road: dict[int, list[float]] = {}
+        for road_id, building in conn.execute("SELECT road_id, building FROM api.point_elements"):
+            by_road.setdefault(road_id, []).append(building)
+    return {"roads": roads, "points": np.array(points), "kinds": kinds, "building_by_road": by_road}
 
 
 def tile_features(db_url: str, z: int, x: int, y: int, max_bytes: int | None = None) -> tuple[int, list]:
@@ -47,7 +52,7 @@ def tile_features(db_url: str, z: int, x: int, y: int, max_bytes: int | None = N
     return len(tile), layer["features"]
 
 
-@pytest.mark.parametrize("z", [5, 8, 11])
+@pytest.mark.parametrize("z", [5, 8, 11, 13])
 def test_low_zoom_tiles_account_for_every_road(db_url, city, z):
     size = 2 * HALF / 2**z
     distinct: dict[int, dict] = {}
@@ -63,7 +68,8 @@ def test_low_zoom_tiles_account_for_every_road(db_url, city, z):
     total_length = sum(length for _, length, _, _ in city["roads"])
     assert sum(p["length_m"] for p in distinct.values()) == pytest.approx(total_length, rel=1e-9)
     assert sum(p["n_points"] for p in distinct.values()) == len(city["points"])
-    assert len(distinct) < len(city["roads"]) / 4  # merged, not one feature a road
+    if z <= 11:
+        assert len(distinct) < len(city["roads"]) / 4  # merged, not one feature a road
 
     # Every road's midpoint, in its tile's units (y up, as decoded), lies on a drawn line:
     # within the 2-unit simplification and half a unit of snapping.
@@ -91,3 +97,30 @@ def test_an_overview_tile_over_its_budget_says_it_is_truncated(db_url, city):
     shortest_kept = min(f["properties"]["length_m"] for f in kept)
     dropped = {f["id"] for f in full} - {f["id"] for f in kept}
     assert all(f["properties"]["length_m"] <= shortest_kept for f in full if f["id"] in dropped)
+
+
+def test_zoom_13_features_carry_the_std_of_their_grouped_points(db_url, city):
+    z = 13
+    unit = 2 * HALF / 2**z / 4096
+    groups: dict[tuple, list[int]] = {}
+    for road_id, _, mx, my in city["roads"]:
+        values = city["building_by_road"].get(road_id, [])
+        key = (
+            math.floor(mx / (unit * 128)),
+            math.floor(my / (unit * 128)),
+            city["kinds"][road_id],
+            bool(values),
+        )
+        groups.setdefault(key, []).append(road_id)
+    expected = {}
+    for members in groups.values():
+        values = [v for r in members for v in city["building_by_road"].get(r, [])]
+        if len(values) > 1:
+            expected[min(members)] = (np.mean(values), np.std(values, ddof=1))
+    got = {}
+    for _, x, y in city_tiles(db_url, z):
+        got.update({f["id"]: f["properties"] for f in tile_features(db_url, z, x, y)[1]})
+    assert expected and set(expected) <= set(got)
+    for road_id, (mean, std) in expected.items():
+        assert got[road_id]["building_mean"] == pytest.approx(mean, abs=5e-4)
+        assert got[road_id]["building_std"] == pytest.approx(std, abs=5e-4)

@@ -21,7 +21,7 @@
 -- search_path: streetaudit_reader (and pg_tileserv running as it) may call them without
 -- reading streetaudit.*, and cannot substitute objects of its own.
 
--- Roads (zooms >= 12; road_overview below generalises them for the lower zooms).
+-- Roads (zooms >= 14; road_overview below generalises them for the lower zooms).
 CREATE MATERIALIZED VIEW streetaudit.road_features AS
     SELECT road_id, name, kind, length_m, n_points,
            building_mean, building_std, road_mean, road_std, sky_mean, sky_std,
@@ -31,47 +31,71 @@ CREATE MATERIALIZED VIEW streetaudit.road_features AS
 CREATE UNIQUE INDEX IF NOT EXISTS road_features_road_idx ON streetaudit.road_features (road_id);
 CREATE INDEX IF NOT EXISTS road_features_geom_idx ON streetaudit.road_features USING gist (geom);
 
--- Roads generalised for each zoom < 12, so a low-zoom tile draws the whole city within
+-- Roads generalised for each zoom < 14, so a low-zoom tile draws the whole city within
 -- its byte budget instead of the longest roads only. Per zoom, the roads are grouped by
--- kind, by whether they carry data, and by the square cell (1/32 of a tile: 16 pixels
--- of a 512-pixel tile) that holds their midpoint; a group is one feature: its lines
--- merged (ST_LineMerge) and simplified to 2 tile units, its length the sum, n_points the
--- sum, each mean the mean over all the group's points (point-weighted, as a road's mean is
--- over its points), rounded to 3 decimals so that the tile's value table stays small. Its
--- id is the group's smallest road id (unique per zoom), its name its longest road's.
--- Every road lies in exactly one group per zoom: nothing is dropped, only merged.
+-- kind, by whether they carry data, and by the square cell that holds their midpoint (128
+-- tile units: 16 pixels of a 512-pixel tile); a group
+-- is one feature: its lines merged (ST_LineMerge) and simplified to 2 tile units, its
+-- length the sum, n_points the sum, each mean the mean over all the group's points
+-- (point-weighted, as a road's mean is over its points) and, at zooms 12 and 13 only, each
+-- std the sample std over those points (pooled exactly from the roads' n, mean and std);
+-- rounded to 3 decimals, so that the tile's value table stays small. Its id is the group's
+-- smallest road id (unique per zoom), its name its longest road's. Every road lies in
+-- exactly one group per zoom: nothing is dropped, only merged.
 CREATE MATERIALIZED VIEW streetaudit.road_overview AS
     WITH placed AS (
         SELECT zoom.z, zoom.unit_m, f.*,
-               floor(ST_X(mid.p) / (zoom.unit_m * 128)) AS cx, floor(ST_Y(mid.p) / (zoom.unit_m * 128)) AS cy
+               floor(ST_X(mid.p) / (zoom.unit_m * zoom.cell)) AS cx,
+               floor(ST_Y(mid.p) / (zoom.unit_m * zoom.cell)) AS cy
         FROM streetaudit.road_features AS f
         CROSS JOIN LATERAL (SELECT ST_LineInterpolatePoint(f.geom, 0.5) AS p) AS mid
-        -- unit_m: one tile unit (1/4096 of the tile) at zoom z; a cell is 128 units.
-        CROSS JOIN (SELECT z, 40075016.685578488 / 2 ^ z / 4096 AS unit_m FROM generate_series(0, 11) AS z) AS zoom
+        -- unit_m: one tile unit (1/4096 of the tile) at zoom z; cell: a cell's side in units.
+        CROSS JOIN (
+            SELECT z, 40075016.685578488 / 2 ^ z / 4096 AS unit_m, 128 AS cell
+            FROM generate_series(0, 13) AS z
+        ) AS zoom
     ), grouped AS (
         SELECT min(road_id) AS road_id, z, unit_m,
                (array_agg(name ORDER BY length_m DESC, road_id) FILTER (WHERE name IS NOT NULL))[1] AS name,
                kind,
                sum(length_m) AS length_m,
                sum(n_points)::integer AS n_points,
-               sum(n_points * building_mean) / nullif(sum(n_points), 0) AS building_mean,
-               sum(n_points * road_mean) / nullif(sum(n_points), 0) AS road_mean,
-               sum(n_points * sky_mean) / nullif(sum(n_points), 0) AS sky_mean,
-               sum(n_points * greenery_mean) / nullif(sum(n_points), 0) AS greenery_mean,
-               sum(n_points * sidewalk_mean) / nullif(sum(n_points), 0) AS sidewalk_mean,
-               sum(n_points * car_mean) / nullif(sum(n_points), 0) AS car_mean,
+               sum(n_points * building_mean) AS building_s1, sum(n_points * building_mean ^ 2) AS building_s2,
+               sum(coalesce((n_points - 1) * building_std ^ 2, 0)) AS building_ss,
+               sum(n_points * road_mean) AS road_s1, sum(n_points * road_mean ^ 2) AS road_s2,
+               sum(coalesce((n_points - 1) * road_std ^ 2, 0)) AS road_ss,
+               sum(n_points * sky_mean) AS sky_s1, sum(n_points * sky_mean ^ 2) AS sky_s2,
+               sum(coalesce((n_points - 1) * sky_std ^ 2, 0)) AS sky_ss,
+               sum(n_points * greenery_mean) AS greenery_s1, sum(n_points * greenery_mean ^ 2) AS greenery_s2,
+               sum(coalesce((n_points - 1) * greenery_std ^ 2, 0)) AS greenery_ss,
+               sum(n_points * sidewalk_mean) AS sidewalk_s1, sum(n_points * sidewalk_mean ^ 2) AS sidewalk_s2,
+               sum(coalesce((n_points - 1) * sidewalk_std ^ 2, 0)) AS sidewalk_ss,
+               sum(n_points * car_mean) AS car_s1, sum(n_points * car_mean ^ 2) AS car_s2,
+               sum(coalesce((n_points - 1) * car_std ^ 2, 0)) AS car_ss,
                count(*)::integer AS n_roads,
                ST_Simplify(ST_LineMerge(ST_Collect(geom)), 2 * unit_m, true) AS geom
         FROM placed
         GROUP BY z, unit_m, cx, cy, kind, n_points > 0
     )
     SELECT road_id, z, name, kind, length_m, n_points,
-           round(building_mean::numeric, 3)::double precision AS building_mean,
-           round(road_mean::numeric, 3)::double precision AS road_mean,
-           round(sky_mean::numeric, 3)::double precision AS sky_mean,
-           round(greenery_mean::numeric, 3)::double precision AS greenery_mean,
-           round(sidewalk_mean::numeric, 3)::double precision AS sidewalk_mean,
-           round(car_mean::numeric, 3)::double precision AS car_mean,
+           round((building_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS building_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (building_ss + building_s2 - building_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS building_std,
+           round((road_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS road_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (road_ss + road_s2 - road_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS road_std,
+           round((sky_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS sky_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (sky_ss + sky_s2 - sky_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS sky_std,
+           round((greenery_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS greenery_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (greenery_ss + greenery_s2 - greenery_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS greenery_std,
+           round((sidewalk_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS sidewalk_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (sidewalk_ss + sidewalk_s2 - sidewalk_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS sidewalk_std,
+           round((car_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS car_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (car_ss + car_s2 - car_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS car_std,
            n_roads,
            -- A group shorter than two tile units would vanish when the tile is encoded: it is
            -- drawn as a two-unit dash at its centre instead, so it still shows and counts.
@@ -82,7 +106,7 @@ CREATE MATERIALIZED VIEW streetaudit.road_overview AS
 CREATE UNIQUE INDEX IF NOT EXISTS road_overview_road_idx ON streetaudit.road_overview (z, road_id);
 CREATE INDEX IF NOT EXISTS road_overview_geom_idx ON streetaudit.road_overview USING gist (geom);
 COMMENT ON MATERIALIZED VIEW streetaudit.road_overview IS
-    'Roads generalised per zoom < 12: merged by kind, data or not, and 1/32-tile cell; sums and point-weighted means (3 decimals); n_roads merged.';
+    'Roads generalised per zoom < 14: merged by kind, data or not, and 1/32-tile cell; sums, point-weighted means and (zoom 12-13) pooled std, 3 decimals; n_roads merged.';
 
 CREATE MATERIALIZED VIEW streetaudit.point_features AS
     SELECT point_id, road_id, n_images, building, road, sky, greenery, sidewalk, car,
@@ -296,7 +320,7 @@ BEGIN
 END
 $$;
 
--- Road segments with n_points and the mean and std of each element (zoom < 12: generalised, means only; zoom < 14: pre-built).
+-- Road segments with n_points and the mean and std of each element (zoom < 14: generalised and pre-built; zoom < 12: means only).
 CREATE OR REPLACE FUNCTION api.roads(
     z integer, x integer, y integer, properties text DEFAULT NULL, max_bytes integer DEFAULT 500000
 )
@@ -304,11 +328,11 @@ RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, public
 AS $$
-    SELECT CASE WHEN z < 12 THEN streetaudit.road_overview_tile(z, x, y, properties, max_bytes)
+    SELECT CASE WHEN z < 14 THEN streetaudit.road_overview_tile(z, x, y, properties, max_bytes)
                 ELSE streetaudit.layer_tile('api.roads', z, x, y, properties, max_bytes) END
 $$;
 COMMENT ON FUNCTION api.roads(integer, integer, integer, text, integer) IS
-    'Road segments with n_points and the mean and std of each element (zoom < 12: generalised, see streetaudit.road_overview: roads merged by kind and 16-pixel cell, point-weighted means to 3 decimals, no std; zoom < 14: pre-built; truncated=true on the features of a tile that had to drop some to fit the budget). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
+    'Road segments with n_points and the mean and std of each element (zoom < 14: generalised and pre-built, see streetaudit.road_overview: roads merged by kind and 16-pixel cell, point-weighted means to 3 decimals, std from zoom 12; truncated=true on the features of a tile that had to drop some to fit the budget). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
 
 -- Sample points with the mean share of each element over their images; zoom >= 14 only (empty below).
 CREATE OR REPLACE FUNCTION api.points(
