@@ -17,7 +17,8 @@ the build costs what the database costs, not a Python loop. Then it measures:
   until the refresh has an incremental mode, so the figure is a full refresh of the grown data;
 - reader wait: a thread connected as the reader role calls tiles (z10, z12, z14) and reads
   api.area_stats and api.data_version in a loop, alone (baseline) and during a full refresh:
-  the p95 and max of its statements' wall time;
+  the p95 and max of its statements' wall time, and how many 10 ms samples of its backend
+  found it waiting for a lock (a busy machine slows statements; only a lock is the refresh);
 - tiles: for each zoom 0..--max-zoom, up to --tiles-per-zoom tiles covering the city, each
   fetched as the reader: p50, p95 and max size (the 500 KB budget is the figure to watch);
 - database size.
@@ -70,6 +71,7 @@ class Result:
     wait_p95_ms: float = 0.0
     wait_max_ms: float = 0.0
     reader_requests: int = 0
+    lock_wait_samples: str = ""
     db_bytes: int = 0
     tiles: dict[int, dict] = field(default_factory=dict)
 
@@ -93,13 +95,34 @@ def databases(url: str | None, reader: str | None) -> Iterator[tuple[str, str]]:
 
 
 class ReaderLoop:
-    """A reader (as the API's role) asking for tiles and statistics until stopped."""
+    """A reader (as the API's role) asking for tiles and statistics until stopped.
 
-    def __init__(self, reader_url: str, tiles: list[tuple[int, int, int]]):
-        self.url, self.tiles = reader_url, tiles
+    A second connection (the owner's) samples the reader's backend every 10 ms and counts
+    the samples where it waits for a lock: that separates waiting on the refresh from a
+    slow statement on a busy machine.
+    """
+
+    def __init__(self, reader_url: str, tiles: list[tuple[int, int, int]], owner_url: str):
+        self.url, self.tiles, self.owner_url = reader_url, tiles, owner_url
         self.latencies: list[float] = []
+        self.lock_samples = 0
+        self.samples = 0
+        self._pid: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._monitor = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        with psycopg.connect(self.owner_url, autocommit=True) as conn:
+            while not self._stop.is_set():
+                if self._pid is not None:
+                    waiting = conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                        (self._pid,),
+                    ).fetchone()[0]
+                    self.samples += 1
+                    self.lock_samples += waiting
+                time.sleep(0.01)
 
     def _run(self) -> None:
         queries = [("SELECT api.roads(%s, %s, %s)", t) for t in self.tiles] + [
@@ -107,6 +130,7 @@ class ReaderLoop:
             ("SELECT version FROM api.data_version", ()),
         ]
         with psycopg.connect(self.url, autocommit=True) as conn:
+            self._pid = conn.info.backend_pid
             i = 0
             while not self._stop.is_set():
                 query, params = queries[i % len(queries)]
@@ -117,11 +141,13 @@ class ReaderLoop:
 
     def __enter__(self) -> ReaderLoop:
         self._thread.start()
+        self._monitor.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self._monitor.join()
 
     def figures(self) -> tuple[float, float]:
         lat = np.array(self.latencies) * 1000
@@ -177,13 +203,14 @@ def run_size(owner: str, reader: str, label: str, images: int, args) -> Result:
     refresh_stats(owner, model=model)
     result.refresh_s = time.perf_counter() - start
     tiles = reader_tiles(owner)
-    with ReaderLoop(reader, tiles) as alone:
+    with ReaderLoop(reader, tiles, owner) as alone:
         time.sleep(args.baseline_seconds)
     result.baseline_p95_ms, result.baseline_max_ms = alone.figures()
-    with ReaderLoop(reader, tiles) as during:
+    with ReaderLoop(reader, tiles, owner) as during:
         refresh_stats(owner, model=model)
     result.wait_p95_ms, result.wait_max_ms = during.figures()
     result.reader_requests = len(during.latencies)
+    result.lock_wait_samples = f"{during.lock_samples}/{during.samples}"
     added = grow(owner, model)
     start = time.perf_counter()
     refresh_stats(owner, model=model)
@@ -216,6 +243,7 @@ def report(results: list[Result]) -> None:
         ("reader p95 during refresh, ms", [fmt(r.wait_p95_ms, ".1f") for r in results]),
         ("reader max during refresh, ms", [fmt(r.wait_max_ms, ".1f") for r in results]),
         ("  reader requests during refresh", [str(r.reader_requests) for r in results]),
+        ("  samples reader waits on a lock", [r.lock_wait_samples for r in results]),
         ("database size, MB", [fmt(r.db_bytes / 2**20, ".1f") for r in results]),
     ]
     width = max(len(name) for name, _ in rows)
