@@ -35,12 +35,12 @@ CREATE INDEX IF NOT EXISTS road_features_geom_idx ON streetaudit.road_features U
 -- its byte budget instead of the longest roads only. Per zoom, the roads are grouped by
 -- kind, by whether they carry data, and by the square cell that holds their midpoint (128
 -- tile units: 16 pixels of a 512-pixel tile); a group
--- is one feature: its lines merged (ST_LineMerge) and simplified to 2 tile units, its
+-- is one feature: its lines merged (ST_LineMerge, street by street) and simplified to 2 tile units, its
 -- length the sum, n_points the sum, each mean the mean over all the group's points
 -- (point-weighted, as a road's mean is over its points) and, at zooms 12 and 13 only, each
 -- std the sample std over those points (pooled exactly from the roads' n, mean and std);
 -- rounded to 3 decimals, so that the tile's value table stays small. Its id is the group's
--- smallest road id (unique per zoom), its name its longest road's. Every road lies in
+-- smallest road id (unique per zoom), its name that of its longest street. Every road lies in
 -- exactly one group per zoom: nothing is dropped, only merged.
 CREATE MATERIALIZED VIEW streetaudit.road_overview AS
     WITH placed AS (
@@ -54,10 +54,11 @@ CREATE MATERIALIZED VIEW streetaudit.road_overview AS
             SELECT z, 40075016.685578488 / 2 ^ z / 4096 AS unit_m, 128 AS cell
             FROM generate_series(0, 13) AS z
         ) AS zoom
-    ), grouped AS (
-        SELECT min(road_id) AS road_id, z, unit_m,
-               (array_agg(name ORDER BY length_m DESC, road_id) FILTER (WHERE name IS NOT NULL))[1] AS name,
-               kind,
+    ), streets AS (
+        -- First each street of a group (its roads of one name) as one line: a named street
+        -- is a path, so ST_LineMerge joins it through the junctions that split it into
+        -- roads, where merging the whole group would stop at every crossing.
+        SELECT min(road_id) AS road_id, z, unit_m, cx, cy, kind, n_points > 0 AS has_data, name,
                sum(length_m) AS length_m,
                sum(n_points)::integer AS n_points,
                sum(n_points * building_mean) AS building_s1, sum(n_points * building_mean ^ 2) AS building_s2,
@@ -73,9 +74,26 @@ CREATE MATERIALIZED VIEW streetaudit.road_overview AS
                sum(n_points * car_mean) AS car_s1, sum(n_points * car_mean ^ 2) AS car_s2,
                sum(coalesce((n_points - 1) * car_std ^ 2, 0)) AS car_ss,
                count(*)::integer AS n_roads,
-               ST_Simplify(ST_LineMerge(ST_Collect(geom)), 2 * unit_m, true) AS geom
+               ST_LineMerge(ST_Collect(geom)) AS geom
         FROM placed
-        GROUP BY z, unit_m, cx, cy, kind, n_points > 0
+        GROUP BY z, unit_m, cx, cy, kind, n_points > 0, name
+    ), grouped AS (
+        SELECT min(road_id) AS road_id, z, unit_m,
+               (array_agg(name ORDER BY length_m DESC, road_id) FILTER (WHERE name IS NOT NULL))[1] AS name,
+               kind,
+               sum(length_m) AS length_m,
+               sum(n_points)::integer AS n_points,
+               sum(building_s1) AS building_s1, sum(building_s2) AS building_s2, sum(building_ss) AS building_ss,
+               sum(road_s1) AS road_s1, sum(road_s2) AS road_s2, sum(road_ss) AS road_ss,
+               sum(sky_s1) AS sky_s1, sum(sky_s2) AS sky_s2, sum(sky_ss) AS sky_ss,
+               sum(greenery_s1) AS greenery_s1, sum(greenery_s2) AS greenery_s2, sum(greenery_ss) AS greenery_ss,
+               sum(sidewalk_s1) AS sidewalk_s1, sum(sidewalk_s2) AS sidewalk_s2, sum(sidewalk_ss) AS sidewalk_ss,
+               sum(car_s1) AS car_s1, sum(car_s2) AS car_s2, sum(car_ss) AS car_ss,
+               sum(n_roads)::integer AS n_roads,
+               -- Streets may be multi-lines: collected, they are a collection; its lines, merged.
+               ST_Simplify(ST_LineMerge(ST_CollectionExtract(ST_Collect(geom), 2)), 2 * unit_m, true) AS geom
+        FROM streets
+        GROUP BY z, unit_m, cx, cy, kind, has_data
     )
     SELECT road_id, z, name, kind, length_m, n_points,
            round((building_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS building_mean,
