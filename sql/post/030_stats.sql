@@ -147,6 +147,8 @@ CREATE MATERIALIZED VIEW api.area_stats AS
     FROM membership AS m
     LEFT JOIN streetaudit.heritage_area AS a ON a.id = m.area_id
     GROUP BY m.area_id, m.area_name, m.kind, a.geom;
+-- Unique (the rest of the city's NULL included) so the refresh can run CONCURRENTLY.
+CREATE UNIQUE INDEX IF NOT EXISTS area_stats_area_idx ON api.area_stats (area_id) NULLS NOT DISTINCT;
 COMMENT ON MATERIALIZED VIEW api.area_stats IS
     'Per heritage area, plus the rest of the city (area_id NULL): n_points and mean, std (n-1), p25, median, p75, min, max of each element.';
 

@@ -21,18 +21,110 @@
 -- search_path: streetaudit_reader (and pg_tileserv running as it) may call them without
 -- reading streetaudit.*, and cannot substitute objects of its own.
 
--- Roads; overview_geom (about a pixel at zoom 11: 76 m / 4096 * 4) is what zooms < 12 draw.
+-- Roads (zooms >= 14; road_overview below generalises them for the lower zooms).
 CREATE MATERIALIZED VIEW streetaudit.road_features AS
     SELECT road_id, name, kind, length_m, n_points,
            building_mean, building_std, road_mean, road_std, sky_mean, sky_std,
            greenery_mean, greenery_std, sidewalk_mean, sidewalk_std, car_mean, car_std,
-           g.geom,
-           ST_Simplify(g.geom, 20, true)::geometry(LineString, 3857) AS overview_geom
-    FROM api.road_stats AS s,
-         LATERAL (SELECT ST_Transform(s.geom, 3857)::geometry(LineString, 3857) AS geom) AS g;
+           ST_Transform(geom, 3857)::geometry(LineString, 3857) AS geom
+    FROM api.road_stats;
 CREATE UNIQUE INDEX IF NOT EXISTS road_features_road_idx ON streetaudit.road_features (road_id);
 CREATE INDEX IF NOT EXISTS road_features_geom_idx ON streetaudit.road_features USING gist (geom);
-CREATE INDEX IF NOT EXISTS road_features_overview_geom_idx ON streetaudit.road_features USING gist (overview_geom);
+
+-- Roads generalised for each zoom < 14, so a low-zoom tile draws the whole city within
+-- its byte budget instead of the longest roads only. Per zoom, the roads are grouped by
+-- kind, by whether they carry data, and by the square cell that holds their midpoint (128
+-- tile units: 16 pixels of a 512-pixel tile); a group
+-- is one feature: its lines merged (ST_LineMerge, street by street) and simplified to 2 tile units, its
+-- length the sum, n_points the sum, each mean the mean over all the group's points
+-- (point-weighted, as a road's mean is over its points) and, at zooms 12 and 13 only, each
+-- std the sample std over those points (pooled exactly from the roads' n, mean and std);
+-- rounded to 3 decimals, so that the tile's value table stays small. Its id is the group's
+-- smallest road id (unique per zoom), its name that of its longest street. Every road lies in
+-- exactly one group per zoom: nothing is dropped, only merged.
+CREATE MATERIALIZED VIEW streetaudit.road_overview AS
+    WITH placed AS (
+        SELECT zoom.z, zoom.unit_m, f.*,
+               floor(ST_X(mid.p) / (zoom.unit_m * zoom.cell)) AS cx,
+               floor(ST_Y(mid.p) / (zoom.unit_m * zoom.cell)) AS cy
+        FROM streetaudit.road_features AS f
+        CROSS JOIN LATERAL (SELECT ST_LineInterpolatePoint(f.geom, 0.5) AS p) AS mid
+        -- unit_m: one tile unit (1/4096 of the tile) at zoom z; cell: a cell's side in units.
+        CROSS JOIN (
+            SELECT z, 40075016.685578488 / 2 ^ z / 4096 AS unit_m, 128 AS cell
+            FROM generate_series(0, 13) AS z
+        ) AS zoom
+    ), streets AS (
+        -- First each street of a group (its roads of one name) as one line: a named street
+        -- is a path, so ST_LineMerge joins it through the junctions that split it into
+        -- roads, where merging the whole group would stop at every crossing.
+        SELECT min(road_id) AS road_id, z, unit_m, cx, cy, kind, n_points > 0 AS has_data, name,
+               sum(length_m) AS length_m,
+               sum(n_points)::integer AS n_points,
+               sum(n_points * building_mean) AS building_s1, sum(n_points * building_mean ^ 2) AS building_s2,
+               sum(coalesce((n_points - 1) * building_std ^ 2, 0)) AS building_ss,
+               sum(n_points * road_mean) AS road_s1, sum(n_points * road_mean ^ 2) AS road_s2,
+               sum(coalesce((n_points - 1) * road_std ^ 2, 0)) AS road_ss,
+               sum(n_points * sky_mean) AS sky_s1, sum(n_points * sky_mean ^ 2) AS sky_s2,
+               sum(coalesce((n_points - 1) * sky_std ^ 2, 0)) AS sky_ss,
+               sum(n_points * greenery_mean) AS greenery_s1, sum(n_points * greenery_mean ^ 2) AS greenery_s2,
+               sum(coalesce((n_points - 1) * greenery_std ^ 2, 0)) AS greenery_ss,
+               sum(n_points * sidewalk_mean) AS sidewalk_s1, sum(n_points * sidewalk_mean ^ 2) AS sidewalk_s2,
+               sum(coalesce((n_points - 1) * sidewalk_std ^ 2, 0)) AS sidewalk_ss,
+               sum(n_points * car_mean) AS car_s1, sum(n_points * car_mean ^ 2) AS car_s2,
+               sum(coalesce((n_points - 1) * car_std ^ 2, 0)) AS car_ss,
+               count(*)::integer AS n_roads,
+               ST_LineMerge(ST_Collect(geom)) AS geom
+        FROM placed
+        GROUP BY z, unit_m, cx, cy, kind, n_points > 0, name
+    ), grouped AS (
+        SELECT min(road_id) AS road_id, z, unit_m,
+               (array_agg(name ORDER BY length_m DESC, road_id) FILTER (WHERE name IS NOT NULL))[1] AS name,
+               kind,
+               sum(length_m) AS length_m,
+               sum(n_points)::integer AS n_points,
+               sum(building_s1) AS building_s1, sum(building_s2) AS building_s2, sum(building_ss) AS building_ss,
+               sum(road_s1) AS road_s1, sum(road_s2) AS road_s2, sum(road_ss) AS road_ss,
+               sum(sky_s1) AS sky_s1, sum(sky_s2) AS sky_s2, sum(sky_ss) AS sky_ss,
+               sum(greenery_s1) AS greenery_s1, sum(greenery_s2) AS greenery_s2, sum(greenery_ss) AS greenery_ss,
+               sum(sidewalk_s1) AS sidewalk_s1, sum(sidewalk_s2) AS sidewalk_s2, sum(sidewalk_ss) AS sidewalk_ss,
+               sum(car_s1) AS car_s1, sum(car_s2) AS car_s2, sum(car_ss) AS car_ss,
+               sum(n_roads)::integer AS n_roads,
+               -- Streets may be multi-lines: collected, they are a collection; its lines, merged.
+               ST_Simplify(ST_LineMerge(ST_CollectionExtract(ST_Collect(geom), 2)), 2 * unit_m, true) AS geom
+        FROM streets
+        GROUP BY z, unit_m, cx, cy, kind, has_data
+    )
+    SELECT road_id, z, name, kind, length_m, n_points,
+           round((building_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS building_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (building_ss + building_s2 - building_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS building_std,
+           round((road_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS road_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (road_ss + road_s2 - road_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS road_std,
+           round((sky_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS sky_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (sky_ss + sky_s2 - sky_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS sky_std,
+           round((greenery_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS greenery_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (greenery_ss + greenery_s2 - greenery_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS greenery_std,
+           round((sidewalk_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS sidewalk_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (sidewalk_ss + sidewalk_s2 - sidewalk_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS sidewalk_std,
+           round((car_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS car_mean,
+           CASE WHEN z >= 12 AND n_points > 1 THEN round(sqrt(greatest(0,
+               (car_ss + car_s2 - car_s1 ^ 2 / n_points) / (n_points - 1)))::numeric, 3)::double precision END AS car_std,
+           n_roads,
+           -- A group shorter than two tile units would vanish when the tile is encoded: it is
+           -- drawn as a two-unit dash at its centre instead, so it still shows and counts.
+           CASE WHEN ST_Length(geom) >= 2 * unit_m THEN geom
+                ELSE ST_MakeLine(ST_Translate(ST_Centroid(geom), -unit_m, 0), ST_Translate(ST_Centroid(geom), unit_m, 0))
+           END AS geom
+    FROM grouped;
+CREATE UNIQUE INDEX IF NOT EXISTS road_overview_road_idx ON streetaudit.road_overview (z, road_id);
+CREATE INDEX IF NOT EXISTS road_overview_geom_idx ON streetaudit.road_overview USING gist (geom);
+COMMENT ON MATERIALIZED VIEW streetaudit.road_overview IS
+    'Roads generalised per zoom < 14: merged by kind, data or not, and 1/32-tile cell; sums, point-weighted means and (zoom 12-13) pooled std, 3 decimals; n_roads merged.';
 
 CREATE MATERIALIZED VIEW streetaudit.point_features AS
     SELECT point_id, road_id, n_images, building, road, sky, greenery, sidewalk, car,
@@ -49,6 +141,7 @@ CREATE MATERIALIZED VIEW streetaudit.area_features AS
            ST_Transform(geom, 3857)::geometry(MultiPolygon, 3857) AS geom
     FROM api.area_stats
     WHERE area_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS area_features_area_idx ON streetaudit.area_features (area_id);
 CREATE INDEX IF NOT EXISTS area_features_geom_idx ON streetaudit.area_features USING gist (geom);
 
 -- Rated images (a campaign has thousands, not millions: a plain view, read live, so a
@@ -198,7 +291,66 @@ BEGIN
 END
 $$;
 
--- Road segments with n_points and the mean and std of each element (zoom < 12: simplified, means only; zoom < 14: pre-built).
+-- A low-zoom roads tile from road_overview: the pre-built tile when there is one, else
+-- the zoom's generalised features meeting the tile. Generalised tiles fit the budget by
+-- construction; should one not, it keeps the longest features that fit and each carries
+-- truncated = true, so a map can say the tile is incomplete instead of silently showing less.
+CREATE OR REPLACE FUNCTION streetaudit.road_overview_tile(
+    z integer, x integer, y integer, properties text, max_bytes integer
+)
+RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    keep text[] := string_to_array(properties, ',');
+    budget integer := least(coalesce(max_bytes, 500000), 500000);
+    attributes text;
+    cap integer;
+    tile bytea;
+    query text := $sql$
+        SELECT coalesce(ST_AsMVT(f, 'api.roads', 4096, 'geom', 'road_id'), ''::bytea) FROM (
+            SELECT o.road_id, %s %s ST_AsMVTGeom(o.geom, ST_TileEnvelope($1, $2, $3), 4096, 64, true) AS geom
+            FROM streetaudit.road_overview AS o
+            WHERE o.z = $1 AND o.geom && ST_TileEnvelope($1, $2, $3, margin => 64.0 / 4096)
+            ORDER BY o.length_m DESC, o.road_id
+            LIMIT $4
+        ) AS f
+        WHERE geom IS NOT NULL
+    $sql$;
+BEGIN
+    IF keep IS NULL AND budget = 500000 THEN
+        SELECT p.tile INTO tile FROM streetaudit.prebuilt_tile AS p
+        WHERE p.layer = 'api.roads' AND p.z = road_overview_tile.z AND p.x = road_overview_tile.x
+          AND p.y = road_overview_tile.y;
+        IF FOUND THEN
+            RETURN tile;
+        END IF;
+    END IF;
+    SELECT string_agg(format('o.%I, ', a.attname), '' ORDER BY a.attnum) INTO attributes
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = 'streetaudit.road_overview'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname NOT IN ('road_id', 'z', 'n_roads', 'geom')
+      AND (keep IS NULL OR a.attname = ANY (keep));
+    EXECUTE format(query, coalesce(attributes, ''), '') INTO tile USING z, x, y, NULL::integer;
+    IF octet_length(tile) > budget THEN
+        SELECT count(*) INTO cap FROM streetaudit.road_overview AS o
+        WHERE o.z = road_overview_tile.z
+          AND o.geom && ST_TileEnvelope(road_overview_tile.z, road_overview_tile.x, road_overview_tile.y,
+                                        margin => 64.0 / 4096);
+        LOOP
+            cap := greatest(1, floor(cap * 0.9 * budget / octet_length(tile))::integer);
+            EXECUTE format(query, coalesce(attributes, ''), 'true AS truncated,') INTO tile USING z, x, y, cap;
+            EXIT WHEN octet_length(tile) <= budget OR cap = 1;
+        END LOOP;
+        IF octet_length(tile) > budget THEN
+            tile := ''::bytea;
+        END IF;
+    END IF;
+    RETURN tile;
+END
+$$;
+
+-- Road segments with n_points and the mean and std of each element (zoom < 14: generalised and pre-built; zoom < 12: means only).
 CREATE OR REPLACE FUNCTION api.roads(
     z integer, x integer, y integer, properties text DEFAULT NULL, max_bytes integer DEFAULT 500000
 )
@@ -206,13 +358,11 @@ RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, public
 AS $$
-    SELECT streetaudit.layer_tile(
-        'api.roads', z, x, y, properties, max_bytes,
-        geom_column => CASE WHEN z < 12 THEN 'overview_geom' ELSE 'geom' END,
-        omit => CASE WHEN z < 12 THEN '%\_std' END)
+    SELECT CASE WHEN z < 14 THEN streetaudit.road_overview_tile(z, x, y, properties, max_bytes)
+                ELSE streetaudit.layer_tile('api.roads', z, x, y, properties, max_bytes) END
 $$;
 COMMENT ON FUNCTION api.roads(integer, integer, integer, text, integer) IS
-    'Road segments with n_points and the mean and std of each element (zoom < 12: simplified, means only; zoom < 14: pre-built). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
+    'Road segments with n_points and the mean and std of each element (zoom < 14: generalised and pre-built, see streetaudit.road_overview: roads merged by kind and 16-pixel cell, point-weighted means to 3 decimals, std from zoom 12; truncated=true on the features of a tile that had to drop some to fit the budget). properties: comma-separated attributes to keep; max_bytes: lower the 500 KB budget.';
 
 -- Sample points with the mean share of each element over their images; zoom >= 14 only (empty below).
 CREATE OR REPLACE FUNCTION api.points(
@@ -308,6 +458,13 @@ $$;
 -- Refresh everything the readers see from one model, in dependency order, and bump the
 -- data version. The caller commits (the stats flow writes the comparison in the same
 -- transaction, so readers never see statistics of two models mixed).
+--
+-- Publishing never blocks a reader: CONCURRENTLY builds each view's new rows beside the
+-- published ones and changes only the rows that differ, under an EXCLUSIVE lock that
+-- readers' ACCESS SHARE does not conflict with (a plain REFRESH takes ACCESS EXCLUSIVE and
+-- holds it until the caller commits, scipy's comparison included, stopping every tile and
+-- /stats request). Readers see the old version, whole, until the commit, then the new
+-- one: each matview has a unique index for this (on its feature or area id).
 CREATE OR REPLACE FUNCTION streetaudit.refresh_stats(stats_model bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -318,14 +475,15 @@ BEGIN
     UPDATE streetaudit.stats_state
     SET model_id = stats_model, version = streetaudit.next_data_version(version), refreshed_at = now()
     RETURNING version INTO new_version;
-    REFRESH MATERIALIZED VIEW api.point_elements;
-    REFRESH MATERIALIZED VIEW api.road_stats;
-    REFRESH MATERIALIZED VIEW api.area_stats;
-    REFRESH MATERIALIZED VIEW api.street_stats;
-    REFRESH MATERIALIZED VIEW streetaudit.road_features;
-    REFRESH MATERIALIZED VIEW streetaudit.point_features;
-    REFRESH MATERIALIZED VIEW streetaudit.area_features;
-    REFRESH MATERIALIZED VIEW streetaudit.street_features;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY api.point_elements;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY api.road_stats;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY api.area_stats;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY api.street_stats;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.road_features;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.road_overview;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.point_features;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.area_features;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.street_features;
     PERFORM streetaudit.prebuild_tiles();
     RETURN new_version;
 END

@@ -361,8 +361,8 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-    REFRESH MATERIALIZED VIEW api.street_stats;
-    REFRESH MATERIALIZED VIEW streetaudit.street_features;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY api.street_stats;
+    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.street_features;
     PERFORM streetaudit.prebuild_tiles();
     UPDATE streetaudit.stats_state SET version = streetaudit.next_data_version(version) WHERE model_id IS NOT NULL;
 END
