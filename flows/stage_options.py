@@ -201,6 +201,23 @@ class StatsOptions(StageOptions):
     """Keywords of `streetaudit.flows.stats.refresh_stats`."""
 
     model: str | None = Field(None, description="Segmentation model id or name (default: the most recent).")
+    provider: str | None = Field(
+        None,
+        description="Use only this provider's images (default: the one with the most ok images the model "
+        "segmented; views of different providers are never averaged).",
+    )
+    complete_only: bool = Field(
+        False,
+        description="Use only points whose every recorded view is ok and segmented (n_images = n_views).",
+    )
+    holm: str = Field(
+        "elements",
+        description="Holm family: elements (the six of each comparison) or all (every area x element; "
+        "they share one rest group).",
+    )
+    permutations: int = Field(
+        2000, description="Street reassignments of the street-level permutation test (99 to 100000)."
+    )
 
 
 DETECTOR_HELP = "Detector: a model name or id (from `detect train`), or a detector file (.pt)."
