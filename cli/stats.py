@@ -31,7 +31,7 @@ def stats_refresh(
     show: bool = typer.Option(True, "--show/--quiet", help="Print the core-vs-rest table."),
 ) -> None:
     """Recompute the api views from one model, compare cores with the rest, bump the data version."""
-    from streetaudit.flows.stats import refresh_stats
+    from streetaudit.flows.stats import refresh_notes, refresh_stats
 
     report = refresh_stats(ready_url(), **stats.model_dump())
     console.print(
@@ -39,10 +39,13 @@ def stats_refresh(
         f"{report.roads} roads, {report.areas} heritage areas; data version {report.version} "
         f"({report.seconds:.2f} s)"
     )
+    for line in refresh_notes(report):
+        console.print(line, markup=False)
     if show:
-        from streetaudit.flows.stats import comparison_table
+        from streetaudit.flows.stats import comparison_table, street_table
 
         console.print(comparison_table(report.comparisons))
+        console.print(street_table(report.comparisons))
 
 
 @stats_app.command("plot")

@@ -336,19 +336,45 @@ def read_comparison(url: str) -> list[dict]:
         return cur.execute("SELECT * FROM api.area_comparison").fetchall()
 
 
+def refresh_notes(report: StatsReport) -> list[str]:
+    """What the counts alone do not say: the selection used, and areas or points left out."""
+    how = "the provider with the most ok images" if report.provider_by_default else "--provider"
+    notes = [f"images of provider {report.provider or 'none'} only ({how})"]
+    if report.incomplete_points:
+        verb = "left out (--complete-only)" if report.complete_only else "averaged over fewer views"
+        notes.append(
+            f"{report.incomplete_points} points have a view missing, failed, excluded or not segmented: {verb}"
+        )
+    if report.areas_without_roads:
+        notes.append(
+            "heritage areas with no road under them (no points, not compared): "
+            + ", ".join(report.areas_without_roads)
+        )
+    if report.areas_without_data:
+        notes.append("heritage areas with no point of data: " + ", ".join(report.areas_without_data))
+    return notes
+
+
+def _cell(value, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _holm_family(chosen: list[dict]) -> str:
+    return "every area x element" if chosen and chosen[0].get("holm_family") == "all" else "the six elements"
+
+
 def comparison_table(rows: list[dict], *, area_id: int | None = None):
-    """A rich table of one comparison (default: all cores together vs the rest)."""
+    """A rich table of one comparison (default: all cores together vs the rest), point level."""
     from rich import box
     from rich.table import Table
 
-    def f(value, spec: str = ".3f") -> str:
-        return "–" if value is None else format(value, spec)
-
+    f = _cell
     chosen = [r for r in rows if r["area_id"] == area_id]
     title = chosen[0]["area_name"] if chosen else "no comparison"
     table = Table(
-        title=f"{title} vs rest of the city",
-        caption="d: Cohen's d; p: Welch t / Mann–Whitney U, Holm-adjusted over the six elements",
+        title=f"{title} vs rest of the city (point level)",
+        caption=f"d: Cohen's d; p: Welch t / Mann–Whitney U, Holm-adjusted over {_holm_family(chosen)}; "
+        "points as independent, which they are not (see the street-level table)",
         title_justify="left",
         box=box.SIMPLE,
     )
@@ -364,6 +390,37 @@ def comparison_table(rows: list[dict], *, area_id: int | None = None):
             f(r["cohens_d"], "+.2f"),
             f(r["welch_p_holm"], ".2g"),
             f(r["mannwhitney_p_holm"], ".2g"),
+        )
+    return table
+
+
+def street_table(rows: list[dict], *, area_id: int | None = None):
+    """The street-level tests of one comparison: the ones to report (README, Statistics)."""
+    from rich import box
+    from rich.table import Table
+
+    f = _cell
+    chosen = [r for r in rows if r["area_id"] == area_id]
+    title = chosen[0]["area_name"] if chosen else "no comparison"
+    unit = (chosen[0].get("cluster_unit") if chosen else None) or "street"
+    table = Table(
+        title=f"{title} vs rest of the city (street level: {unit}s as units)",
+        caption=f"perm p: whole {unit}s reassigned between core and rest; CR: OLS with errors clustered "
+        f"by {unit} (estimate, 95% CI, p); p Holm-adjusted over {_holm_family(chosen)}",
+        title_justify="left",
+        box=box.SIMPLE,
+    )
+    for column in ("element", f"{unit}s core/rest", "diff", "CR 95% CI", "CR p", "perm p"):
+        table.add_column(column, justify="left" if column == "element" else "right")
+    for r in chosen:
+        low, high = r.get("cluster_ci_low"), r.get("cluster_ci_high")
+        table.add_row(
+            r["element"],
+            f"{r.get('n_clusters_core')}/{r.get('n_clusters_rest')}",
+            f(r.get("cluster_diff"), "+.3f"),
+            "–" if low is None else f"{low:+.3f} to {high:+.3f}",
+            f(r.get("cluster_p_holm"), ".2g"),
+            f(r.get("permutation_p_holm"), ".2g"),
         )
     return table
 

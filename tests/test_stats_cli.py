@@ -38,6 +38,9 @@ def test_stats_refresh_prints_the_core_vs_rest_table(cli, models):
     assert result.exit_code == 0, result.output
     assert "synthetic-21" in result.output and "all core areas vs rest of the city" in result.output
     assert "greenery" in result.output and "Welch p" in result.output
+    # the street-level table, and the selection the figures come from
+    assert "street level: roads as units" in result.output and "perm p" in result.output
+    assert "images of provider synthetic only (the provider with the most ok images)" in result.output
 
 
 def test_stats_refresh_with_unknown_model_fails_in_one_line(cli, models):
