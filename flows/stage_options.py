@@ -190,6 +190,9 @@ class SegmentOptions(StageOptions):
     retry_failed: bool = Field(
         False, description="Segment again images recorded as failed (corrupt) for this model."
     )
+    provider: str | None = Field(
+        None, description="Segment only this provider's images (statistics use one provider; default: all)."
+    )
 
     @field_validator("input_size", mode="before")
     @classmethod
