@@ -102,16 +102,24 @@ class CollectOptions(StageOptions):
     rate: float | None = Field(None, description="At most R requests per second (token bucket).")
     retry_errors: bool = Field(False, description="Fetch views that failed before again.")
     recheck_missing: bool = Field(False, description="Ask again for views the provider had no imagery for.")
+    relative_headings: list[float] | None = Field(
+        None,
+        description="Views relative to the road instead of --headings, comma-separated degrees: 0 ahead, "
+        "90 right, 180 behind, 270 left of the road's bearing at each point (computed in PostGIS).",
+    )
 
-    @field_validator("headings", mode="before")
+    @field_validator("headings", "relative_headings", mode="before")
     @classmethod
-    def _headings(cls, value):
+    def _headings(cls, value, info):
         from streetaudit.flows.errors import InputError
 
+        if value is None and info.field_name == "relative_headings":
+            return None
         try:
             return [float(v) for v in comma_list(value)]
         except (TypeError, ValueError):
-            raise InputError(f"--headings must be comma-separated numbers, got {value!r}") from None
+            flag = "--" + info.field_name.replace("_", "-")
+            raise InputError(f"{flag} must be comma-separated numbers, got {value!r}") from None
 
     @field_validator("size", mode="before")
     @classmethod
