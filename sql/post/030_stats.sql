@@ -63,7 +63,8 @@ CREATE MATERIALIZED VIEW api.point_elements AS
         SELECT array_agg(pa.area_id ORDER BY pa.area_id) AS ids, bool_or(pa.kind = 'core') AS core
         FROM streetaudit.point_area AS pa
         WHERE pa.point_id = pv.point_id
-    ) AS area;
+    ) AS area
+    ORDER BY pv.point_id;  -- a fixed row order: the float sums over points come out the same every time
 CREATE UNIQUE INDEX IF NOT EXISTS point_elements_point_idx ON api.point_elements (point_id);
 CREATE INDEX IF NOT EXISTS point_elements_road_idx ON api.point_elements (road_id);
 CREATE INDEX IF NOT EXISTS point_elements_geom_idx ON api.point_elements USING gist (geom);
