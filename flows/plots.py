@@ -39,7 +39,13 @@ def _read(url: str):
                        pe.in_core
                 FROM api.point_elements AS pe"""
         ).fetchall()
-    return segments, areas, values
+        # The street-level tests of all cores vs the rest (the ones to report), per element.
+        street = dict(
+            conn.execute(
+                "SELECT element, permutation_p_holm FROM api.area_comparison WHERE area_id IS NULL"
+            ).fetchall()
+        )
+    return segments, areas, values, street
 
 
 def _map_axes(ax, lines, extent) -> None:
@@ -83,7 +89,7 @@ def plot_stats(url: str, out: Path) -> list[Path]:
 
 
 def _draw(url: str, out: Path) -> list[str]:
-    segments, areas, values = _read(url)
+    segments, areas, values, street = _read(url)
     if not segments:
         raise InputError("no road segments to plot; load roads and run `streetaudit stats refresh` first")
     geoms = shapely.from_wkb([bytes(s[0]) for s in segments])
@@ -116,7 +122,11 @@ def _draw(url: str, out: Path) -> list[str]:
     core = np.array([v[-1] for v in values], dtype=bool)
     for k, (ax, element) in enumerate(zip(axes.flat, ELEMENTS, strict=True)):
         ax.boxplot([table[core, k], table[~core, k]], tick_labels=["core", "rest"], showfliers=False)
-        ax.set_title(f"{element} (n = {int(core.sum())} / {int((~core).sum())})")
+        p = street.get(element)
+        ax.set_title(
+            f"{element} (n = {int(core.sum())} / {int((~core).sum())}; "
+            f"street-level p = {'–' if p is None else format(p, '.2g')})"
+        )
         ax.set_ylabel("share of pixels")
     fig.suptitle("Sample points in heritage core areas vs the rest of the city")
     written.append(out / "core_vs_rest.png")
