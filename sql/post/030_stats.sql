@@ -80,7 +80,6 @@ CREATE MATERIALIZED VIEW api.road_stats AS
            r.kind,
            r.length_m,
            count(pe.point_id)::integer AS n_points,
-           coalesce(sum(pe.n_images), 0)::integer AS n_images,
            avg(pe.building) AS building_mean,
            stddev_samp(pe.building) AS building_std,
            avg(pe.road) AS road_mean,
@@ -93,7 +92,8 @@ CREATE MATERIALIZED VIEW api.road_stats AS
            stddev_samp(pe.sidewalk) AS sidewalk_std,
            avg(pe.car) AS car_mean,
            stddev_samp(pe.car) AS car_std,
-           r.geom
+           r.geom,
+           coalesce(sum(pe.n_images), 0)::integer AS n_images  -- last: existing clients keep their column order
     FROM streetaudit.road AS r
     LEFT JOIN api.point_elements AS pe ON pe.road_id = r.id
     GROUP BY r.id;
@@ -118,7 +118,6 @@ CREATE MATERIALIZED VIEW api.area_stats AS
            m.area_name,
            m.kind,
            count(m.point_id)::integer AS n_points,
-           coalesce(sum(m.n_images), 0)::integer AS n_images,
            avg(m.building) AS building_mean,
            stddev_samp(m.building) AS building_std,
            percentile_cont(0.25) WITHIN GROUP (ORDER BY m.building) AS building_p25,
@@ -161,7 +160,8 @@ CREATE MATERIALIZED VIEW api.area_stats AS
            percentile_cont(0.75) WITHIN GROUP (ORDER BY m.car) AS car_p75,
            min(m.car) AS car_min,
            max(m.car) AS car_max,
-           a.geom
+           a.geom,
+           coalesce(sum(m.n_images), 0)::integer AS n_images
     FROM membership AS m
     LEFT JOIN streetaudit.heritage_area AS a ON a.id = m.area_id
     GROUP BY m.area_id, m.area_name, m.kind, a.geom;
