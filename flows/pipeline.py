@@ -140,7 +140,7 @@ def stage_stats(url: str, o: PipelineOptions) -> str:
 
     report = refresh_stats(url, **o.stats.model_dump())
     return (
-        f"stats: model {report.model_id} ({report.model_name}), {report.points} points, "
+        f"stats: model {report.model_id} ({report.model_name}), provider {report.provider}, {report.points} points, "
         f"{report.roads} roads with data; data version {report.version}"
     )
 
