@@ -30,15 +30,23 @@ def stats_refresh(
     stats: StatsOptions,
     show: bool = typer.Option(True, "--show/--quiet", help="Print the core-vs-rest table."),
 ) -> None:
-    """Recompute the api views from one model, compare cores with the rest, bump the data version."""
-    from streetaudit.flows.stats import refresh_stats, summary_line
+    """Recompute the api views from one (provider, model) selection, compare cores with the rest, bump the data version.
+
+    The comparison has point-level tests (Welch, Mann–Whitney) and street-level ones (whole
+    streets permuted; OLS with street-clustered errors): report the street-level ones, since
+    points on one street are not independent (README, Statistics).
+    """
+    from streetaudit.flows.stats import refresh_notes, refresh_stats, summary_line
 
     report = refresh_stats(ready_url(), **stats.model_dump())
     console.print(summary_line(report))
+    for line in refresh_notes(report):
+        console.print(line, markup=False, soft_wrap=True)
     if show:
-        from streetaudit.flows.stats import comparison_table
+        from streetaudit.flows.stats import comparison_table, street_table
 
         console.print(comparison_table(report.comparisons))
+        console.print(street_table(report.comparisons))
 
 
 @stats_app.command("plot")

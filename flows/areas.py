@@ -51,6 +51,7 @@ def load_areas(
                SELECT %s, source_id, name, kind, geom, ST_Area(geom::geography) FROM area_load""",
             (src,),
         )
+        roadless = _areas_without_roads(conn, src)
     return LoadReport(
         src,
         result.rows,
@@ -58,8 +59,28 @@ def load_areas(
         result.skipped,
         deleted,
         changes=changes,
-        warnings=result.warnings,
+        warnings=result.warnings + roadless,
     )
+
+
+def _areas_without_roads(conn: psycopg.Connection, source: str) -> list[tuple[int, str]]:
+    """Areas of `source` that no loaded road passes under: they get no sample points, so they
+    would vanish from the statistics and plots without a word. Said only once roads are loaded
+    (loading the areas first is allowed)."""
+    rows = conn.execute(
+        """SELECT a.source_id, a.name FROM streetaudit.heritage_area AS a
+           WHERE a.source = %s AND EXISTS (SELECT 1 FROM streetaudit.road)
+             AND NOT EXISTS (SELECT 1 FROM streetaudit.road AS r WHERE ST_Intersects(r.geom, a.geom))
+           ORDER BY a.id""",
+        (source,),
+    ).fetchall()
+    return [
+        (
+            int(source_id) if source_id.isdigit() else 0,
+            f"no road passes under area {name!r}: it gets no sample points and no statistics",
+        )
+        for source_id, name in rows
+    ]
 
 
 # The Prefect flow `areas`: the plain function, its parameters validated by Prefect.

@@ -34,7 +34,7 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import certifi
 import httpx
@@ -100,6 +100,7 @@ class CollectReport:
     skipped: int = 0
     earlier_errors: int = 0
     vanished: int = 0
+    no_bearing: int = 0  # points skipped by --relative-headings: their road has no bearing
     points: int = 0
     requests: int = 0
     retries: int = 0
@@ -155,7 +156,9 @@ SELECT p.id, ST_X(p.geom), ST_Y(p.geom),
                 '{}'),
        coalesce((SELECT array_agg(i.heading) FROM streetaudit.image AS i
                  WHERE i.point_id = p.id AND i.provider = %(provider)s AND i.status = 'error'),
-                '{}')
+                '{}'),
+       CASE WHEN %(relative)s::float8[] IS NULL THEN NULL
+            ELSE streetaudit.relative_headings(p.id, %(relative)s::float8[]) END
 FROM streetaudit.sample_point AS p
 WHERE p.retired_at IS NULL AND {selection}
   AND (%(area)s::text IS NULL OR EXISTS (
@@ -167,17 +170,18 @@ LIMIT %(page)s
 _UPSERT_SQL = """
 INSERT INTO streetaudit.image AS i
     (point_id, provider, pano_id, heading, pitch, fov, width, height, captured_at, geom,
-     uri, sha256, bytes, status, detail, attempts, fetched_at)
+     uri, sha256, bytes, status, detail, attempts, fetched_at, relative_heading)
 VALUES (%(point_id)s, %(provider)s, %(pano_id)s, %(heading)s, %(pitch)s, %(fov)s, %(width)s, %(height)s,
         %(captured_at)s,
         CASE WHEN %(lon)s::float8 IS NULL THEN NULL
              ELSE ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) END,
-        %(uri)s, %(sha256)s, %(bytes)s, %(status)s, %(detail)s, %(attempts)s, now())
+        %(uri)s, %(sha256)s, %(bytes)s, %(status)s, %(detail)s, %(attempts)s, now(), %(relative_heading)s)
 ON CONFLICT (point_id, provider, heading) DO UPDATE SET
     pano_id = EXCLUDED.pano_id, pitch = EXCLUDED.pitch, fov = EXCLUDED.fov, width = EXCLUDED.width,
     height = EXCLUDED.height, captured_at = EXCLUDED.captured_at, geom = EXCLUDED.geom, uri = EXCLUDED.uri,
     sha256 = EXCLUDED.sha256, bytes = EXCLUDED.bytes, status = EXCLUDED.status, detail = EXCLUDED.detail,
-    attempts = i.attempts + EXCLUDED.attempts, fetched_at = EXCLUDED.fetched_at
+    attempts = i.attempts + EXCLUDED.attempts, fetched_at = EXCLUDED.fetched_at,
+    relative_heading = EXCLUDED.relative_heading
 WHERE i.status IN ('error', 'missing')
 """
 
@@ -263,10 +267,14 @@ class _Collector:
         retry_errors,
         recheck_missing,
         progress,
+        relative: bool = False,
     ):
         self.url = url
         self.provider = provider
         self.views = views
+        # Views are road-relative: each View's `relative` offset, turned into a compass
+        # heading per point by streetaudit.relative_headings (PostGIS).
+        self.relative = relative
         self.limit = limit
         self.area = area
         self.concurrency = concurrency
@@ -312,19 +320,23 @@ class _Collector:
             total = row[0] if row else 0
         return min(total, self.limit) if self.limit else total
 
-    async def pages(self) -> AsyncIterator[list[tuple[SamplePoint, set[float], set[float]]]]:
-        """Pages of (point, headings not to fetch, headings that failed before) for the points
-        this worker holds a lease on (flows/leases.py), and on the first pass those with
-        nothing left to fetch (counted as skipped). Once the points run out it looks again
-        while other workers hold leases, taking over the points of any that died."""
-        wanted = {view.heading for view in self.views}
+    async def pages(
+        self,
+    ) -> AsyncIterator[list[tuple[SamplePoint, set[float], set[float], list[float] | None]]]:
+        """Pages of (point, headings not to fetch, headings that failed before, and with
+        relative views their compass headings at this point) for the points this worker holds
+        a lease on (flows/leases.py), and on the first pass those with nothing left to fetch
+        (counted as skipped). Once the points run out it looks again while other workers hold
+        leases, taking over the points of any that died."""
         first = True
         while True:
             async for rows in self._scan():
-                open_ids = [p.id for p, done, _ in rows if wanted - done and p.id not in self.queued]
+                open_ids = [
+                    p.id for p, done, _, h in rows if self._wanted(h) - done and p.id not in self.queued
+                ]
                 claimed = await asyncio.to_thread(self.leases.claim, open_ids)
                 self.queued.update(claimed)
-                page = [r for r in rows if r[0].id in claimed or (first and not wanted - r[1])]
+                page = [r for r in rows if r[0].id in claimed or (first and not self._wanted(r[3]) - r[1])]
                 if page:
                     yield page
                 if self.stop_reason:
@@ -335,7 +347,15 @@ class _Collector:
                 return
             await asyncio.sleep(wait)
 
-    async def _scan(self) -> AsyncIterator[list[tuple[SamplePoint, set[float], set[float]]]]:
+    def _wanted(self, headings: list[float] | None) -> set[float]:
+        """The compass headings to fetch at a point (relative views: its own, none without a bearing)."""
+        if self.relative:
+            return set(headings or ())
+        return {view.heading for view in self.views}
+
+    async def _scan(
+        self,
+    ) -> AsyncIterator[list[tuple[SamplePoint, set[float], set[float], list[float] | None]]]:
         """One pass over the chosen points in id order, a page at a time."""
         page = self.settings.page
         async with await psycopg.AsyncConnection.connect(
@@ -351,6 +371,7 @@ class _Collector:
                     "state": self.provider.source_state(),
                     "area": self.area,
                     "page": page,
+                    "relative": [v.relative for v in self.views] if self.relative else None,
                 }
                 if chosen is None:
                     selection, params["after"] = "p.id > %(after)s", after
@@ -365,15 +386,20 @@ class _Collector:
                     return
                 if rows:
                     after = rows[-1][0]
-                    yield [(SamplePoint(r[0], r[1], r[2], r[3]), set(r[4]), set(r[5])) for r in rows]
+                    yield [(SamplePoint(r[0], r[1], r[2], r[3]), set(r[4]), set(r[5]), r[6]) for r in rows]
 
     async def produce(self, queue: asyncio.Queue, on_skip) -> None:
         async for page in self.pages():
-            for point, done, failed in page:
+            for point, done, failed, headings in page:
                 self.report.points += 1
-                todo = [view for view in self.views if view.heading not in done]
-                self.pending[point.id] = len(todo)
-                for view in self.views:
+                views = self.views
+                if self.relative:
+                    if headings is None:  # a road without a bearing: nothing to face
+                        self.report.no_bearing += 1
+                        continue
+                    views = [replace(v, heading=h) for v, h in zip(self.views, headings, strict=True)]
+                self.pending[point.id] = sum(view.heading not in done for view in views)
+                for view in views:
                     if self.stop_reason:
                         return
                     if view.heading in done:
@@ -486,6 +512,7 @@ class _Collector:
             "status": row.status,
             "detail": row.detail,
             "attempts": row.attempts,
+            "relative_heading": row.view.relative,
         }
 
     async def _next_batch(self, conn: psycopg.AsyncConnection, results: asyncio.Queue) -> list:
@@ -659,6 +686,7 @@ def collect(
     rate: float | None = None,
     retry_errors: bool = False,
     recheck_missing: bool = False,
+    relative_headings: Sequence[float] | None = None,
     progress: bool = False,
 ) -> CollectReport:
     """Fetch every view not yet stored; see the module docstring for the guarantees.
@@ -667,8 +695,17 @@ def collect(
     database went away; in both cases what was written is kept and a rerun resumes.
     """
     chosen = open_provider(provider)
-    headings = _validate(headings, pitch, fov, size, limit, concurrency, rate, chosen)
-    views = [View(h, pitch, fov, size[0], size[1]) for h in headings]
+    if relative_headings is not None:
+        # Road-relative directions replace the compass headings; each point's compass
+        # headings come from PostGIS (streetaudit.relative_headings) as its page is read.
+        try:
+            offsets = _validate(relative_headings, pitch, fov, size, limit, concurrency, rate, chosen)
+        except InputError as error:
+            raise InputError(str(error).replace("--headings", "--relative-headings")) from None
+        views = [View(o, pitch, fov, size[0], size[1], relative=o) for o in offsets]
+    else:
+        headings = _validate(headings, pitch, fov, size, limit, concurrency, rate, chosen)
+        views = [View(h, pitch, fov, size[0], size[1]) for h in headings]
     collector = _Collector(
         url,
         chosen,
@@ -680,6 +717,7 @@ def collect(
         retry_errors=retry_errors,
         recheck_missing=recheck_missing,
         progress=progress,
+        relative=relative_headings is not None,
     )
     redactor = _RedactFilter(chosen.secrets())
     httpx_logger = logging.getLogger("httpx")
@@ -740,6 +778,8 @@ def summary_notes(report: CollectReport) -> list[str]:
         notes.append(
             f"{report.error} views failed in this run; fix the cause, then rerun with --retry-errors"
         )
+    if report.no_bearing:
+        notes.append(f"{report.no_bearing} points skipped: their road has no bearing for --relative-headings")
     if report.vanished:
         notes.append(
             f"{report.vanished} views were dropped because their sample points were deleted during the run"

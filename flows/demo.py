@@ -170,7 +170,7 @@ def step_segment(url: str, console: Console) -> None:
 def step_stats(url: str, console: Console) -> None:
     """Statistics, the core-vs-rest table, the plots, and how to open the map."""
     from streetaudit.flows.plots import plot_stats
-    from streetaudit.flows.stats import comparison_table, refresh_stats
+    from streetaudit.flows.stats import comparison_table, refresh_notes, refresh_stats, street_table
     from streetaudit.sql.settings import DatabaseSettings
 
     console.rule("[bold]statistics, plots and the map")
@@ -184,7 +184,10 @@ def step_stats(url: str, console: Console) -> None:
         f"stats from model {report.model_name}: {report.points} points with data, "
         f"{report.roads} roads, {report.areas} heritage areas"
     )
+    for line in refresh_notes(report):
+        console.print(line, markup=False, soft_wrap=True)
     console.print(comparison_table(report.comparisons))
+    console.print(street_table(report.comparisons))
     out = DatabaseSettings().data_dir / "demo" / "plots"
     for path in plot_stats(url, out):
         console.print(f"plot: {path}")

@@ -188,12 +188,19 @@ CORE_VS_REST += ("welch_p_holm", "mannwhitney_p_holm")
 
 
 def stage_stats(url: str, o: PipelineOptions) -> str:
-    from streetaudit.flows.stats import comparison_table, refresh_stats, summary_line
+    from streetaudit.flows.stats import (
+        comparison_table,
+        refresh_notes,
+        refresh_stats,
+        street_table,
+        summary_line,
+    )
 
     report = refresh_stats(url, **o.stats.model_dump())
     pooled = [r for r in report.comparisons if r["area_id"] is None]
     table = [{k: r[k] for k in CORE_VS_REST} for r in pooled]
-    lines = [summary_line(report), rendered(comparison_table(report.comparisons))]
+    lines = [summary_line(report), *refresh_notes(report)]
+    lines += [rendered(comparison_table(report.comparisons)), rendered(street_table(report.comparisons))]
     description = "All heritage cores vs the rest of the city (Holm-adjusted p-values)"
     return told("stats", lines, table, description)
 

@@ -85,6 +85,7 @@ def segment(
     workers: int | None = None,
     masks_dir: str | None = None,
     retry_failed: bool = False,
+    provider: str | None = None,
     progress: bool = False,
 ) -> SegmentReport:
     """Segment every 'ok' image that has no row for this model yet; returns counts and speed.
@@ -103,13 +104,21 @@ def segment(
     backend_options: dict[str, Any] = {k: v for k, v in chosen.items() if v is not None}
     if terrain:
         backend_options["terrain"] = True
-    pipeline = {"workers": workers, "masks_dir": masks_dir, "retry_failed": retry_failed}
+    pipeline = {
+        "workers": workers,
+        "masks_dir": masks_dir,
+        "retry_failed": retry_failed,
+        "provider": provider,
+    }
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     if limit is not None and limit < 0:
         raise InputError(f"--limit must be >= 0, got {limit}")
     if workers is not None and int(workers) < 0:
         raise InputError(f"--workers must be >= 0 (0 decodes in the main process), got {workers}")
+    if provider is not None:
+        with reporting_database_loss("segment"):
+            check_provider(url, provider)
     try:
         target = resolve_device(device)
         runner = create_backend(backend, model, target, **backend_options)
@@ -118,6 +127,19 @@ def segment(
 
     with reporting_database_loss("segment"):
         return _segment(url, runner, target, batch_size, limit, save_masks, progress, pipeline)
+
+
+def check_provider(url: str, provider: str) -> None:
+    """--provider must name a provider with ok images (statistics are per provider, so
+    segmenting only the one to be published saves the others' inference)."""
+    with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
+        counts = conn.execute(
+            """SELECT provider, count(*) FILTER (WHERE status = 'ok') FROM streetaudit.image
+               GROUP BY provider ORDER BY provider"""
+        ).fetchall()
+    if not any(name == provider and ok for name, ok in counts):
+        known = ", ".join(f"{name} ({ok} ok)" for name, ok in counts) or "none"
+        raise InputError(f"--provider {provider!r}: no ok images of that provider (known: {known})")
 
 
 def check_input_size(size) -> tuple[int, int]:
@@ -137,11 +159,15 @@ def check_input_size(size) -> tuple[int, int]:
 def _segment(url, runner, target, batch_size, limit, save_masks, progress, pipeline) -> SegmentReport:
     with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
         model_id = register_model(conn, runner)
+        provider = pipeline.get("provider")
         if pipeline.get("retry_failed"):
             conn.execute(
-                "DELETE FROM streetaudit.segmentation WHERE model_id = %s AND error IS NOT NULL", (model_id,)
+                """DELETE FROM streetaudit.segmentation AS s USING streetaudit.image AS i
+                   WHERE s.image_id = i.id AND s.model_id = %s AND s.error IS NOT NULL
+                     AND (%s::text IS NULL OR i.provider = %s)""",
+                (model_id, provider, provider),
             )
-        skipped, todo = pending_images(conn, model_id, limit)
+        skipped, todo = pending_images(conn, model_id, limit, provider)
         conn.commit()
 
     report = SegmentReport(
@@ -217,21 +243,23 @@ def register_model(conn: psycopg.Connection, runner: SegmentationBackend) -> int
     return model_id
 
 
-def pending_images(conn: psycopg.Connection, model_id: int, limit: int | None) -> tuple[int, list]:
+def pending_images(
+    conn: psycopg.Connection, model_id: int, limit: int | None, provider: str | None = None
+) -> tuple[int, list]:
     skipped = scalar(
         conn.execute(
             """SELECT count(*) FROM streetaudit.segmentation AS s JOIN streetaudit.image AS i ON i.id = s.image_id
-           WHERE s.model_id = %s AND i.status = 'ok'""",
-            (model_id,),
+           WHERE s.model_id = %s AND i.status = 'ok' AND (%s::text IS NULL OR i.provider = %s)""",
+            (model_id, provider, provider),
         )
     )
     todo = conn.execute(
         """SELECT i.id, i.uri FROM streetaudit.image AS i
-           WHERE i.status = 'ok' AND i.uri IS NOT NULL
+           WHERE i.status = 'ok' AND i.uri IS NOT NULL AND (%s::text IS NULL OR i.provider = %s)
              AND NOT EXISTS (SELECT 1 FROM streetaudit.segmentation AS s
                              WHERE s.image_id = i.id AND s.model_id = %s)
            ORDER BY i.id LIMIT %s""",
-        (model_id, limit),
+        (provider, provider, model_id, limit),
     ).fetchall()
     return skipped, todo
 

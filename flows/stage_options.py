@@ -102,16 +102,24 @@ class CollectOptions(StageOptions):
     rate: float | None = Field(None, description="At most R requests per second (token bucket).")
     retry_errors: bool = Field(False, description="Fetch views that failed before again.")
     recheck_missing: bool = Field(False, description="Ask again for views the provider had no imagery for.")
+    relative_headings: list[float] | None = Field(
+        None,
+        description="Views relative to the road instead of --headings, comma-separated degrees: 0 ahead, "
+        "90 right, 180 behind, 270 left of the road's bearing at each point (computed in PostGIS).",
+    )
 
-    @field_validator("headings", mode="before")
+    @field_validator("headings", "relative_headings", mode="before")
     @classmethod
-    def _headings(cls, value):
+    def _headings(cls, value, info):
         from streetaudit.flows.errors import InputError
 
+        if value is None and info.field_name == "relative_headings":
+            return None
         try:
             return [float(v) for v in comma_list(value)]
         except (TypeError, ValueError):
-            raise InputError(f"--headings must be comma-separated numbers, got {value!r}") from None
+            flag = "--" + info.field_name.replace("_", "-")
+            raise InputError(f"{flag} must be comma-separated numbers, got {value!r}") from None
 
     @field_validator("size", mode="before")
     @classmethod
@@ -191,6 +199,9 @@ class SegmentOptions(StageOptions):
     retry_failed: bool = Field(
         False, description="Segment again images recorded as failed (corrupt) for this model."
     )
+    provider: str | None = Field(
+        None, description="Segment only this provider's images (statistics use one provider; default: all)."
+    )
 
     @field_validator("input_size", mode="before")
     @classmethod
@@ -202,6 +213,23 @@ class StatsOptions(StageOptions):
     """Keywords of `streetaudit.flows.stats.refresh_stats`."""
 
     model: str | None = Field(None, description="Segmentation model id or name (default: the most recent).")
+    provider: str | None = Field(
+        None,
+        description="Use only this provider's images (default: the one with the most ok images the model "
+        "segmented; views of different providers are never averaged).",
+    )
+    complete_only: bool = Field(
+        False,
+        description="Use only points whose every recorded view is ok and segmented (n_images = n_views).",
+    )
+    holm: str = Field(
+        "elements",
+        description="Holm family: elements (the six of each comparison) or all (every area x element; "
+        "they share one rest group).",
+    )
+    permutations: int = Field(
+        2000, description="Street reassignments of the street-level permutation test (99 to 100000)."
+    )
 
 
 DETECTOR_HELP = "Detector: a model name or id (from `detect train`), or a detector file (.pt)."

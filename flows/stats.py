@@ -1,9 +1,14 @@
 """Stage 6: statistics per road and heritage area, and the core-vs-rest comparison.
 
 SQL computes the descriptive statistics (materialized views in schema `api`, see
-sql/030_stats.sql); the tests the SQL cannot do (Welch's t, Mann–Whitney U, Holm) are
-computed here with scipy and stored in the same transaction as the refresh, so readers
-never see views of one model next to tests of another.
+sql/030_stats.sql); the tests the SQL cannot do (Welch's t, Mann–Whitney U, Holm, and the
+street-level permutation and cluster-robust tests of flows/street_inference.py) are
+computed here and stored in the same transaction as the refresh, so readers never see
+views of one selection next to tests of another.
+
+A selection is one (provider, model) pair: views of different providers at one point are
+never averaged together (a Baidu photo and a synthetic drawing are not two looks at one
+street). With complete_only a point counts only when every view recorded for it is usable.
 """
 
 from __future__ import annotations
@@ -17,11 +22,18 @@ import psycopg
 from prefect import flow
 from scipy import stats as scistats
 
+from streetaudit.flows import street_inference
 from streetaudit.flows.errors import InputError
 from streetaudit.models.label_sets import ELEMENTS
 from streetaudit.sql.rows import one, scalar
 
 ALL_CORES = "all core areas"
+# The unit of the street-level tests: a column of api.point_elements naming each point's
+# street. TODO(streets): engineer G's `street` table groups road pieces into streets; once
+# point_elements carries its street_id, set this to "street_id" (nothing else changes).
+CLUSTER_COLUMN = "road_id"
+CLUSTER_UNIT = "road"
+HOLM_FAMILIES = ("elements", "all")
 
 
 @dataclass
@@ -34,6 +46,12 @@ class StatsReport:
     areas: int
     comparisons: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    provider: str | None = None
+    provider_by_default: bool = False
+    complete_only: bool = False
+    incomplete_points: int = 0
+    areas_without_roads: list[str] = field(default_factory=list)
+    areas_without_data: list[str] = field(default_factory=list)
 
 
 def resolve_model(conn: psycopg.Connection, model: str | int | None) -> tuple[int, str]:
@@ -100,9 +118,15 @@ def compare(core: np.ndarray, rest: np.ndarray) -> dict[str, float | None]:
     out.update(
         cohens_d=None, welch_t=None, welch_df=None, welch_p=None, mannwhitney_u=None, mannwhitney_p=None
     )
-    if n1 >= 2 and n2 >= 2:
-        pooled = math.sqrt(((n1 - 1) * core.var(ddof=1) + (n2 - 1) * rest.var(ddof=1)) / (n1 + n2 - 2))
+    if n1 >= 1 and n2 >= 1 and n1 + n2 >= 3:
+        # The pooled sd takes its n1 + n2 - 2 degrees of freedom from whichever group has
+        # them: a group of one point adds its deviation from itself (0) and no df, so d is
+        # defined for one point against many; NULL only when both groups are single points
+        # or every value is equal (pooled sd 0).
+        squares = ((core - core.mean()) ** 2).sum() + ((rest - rest.mean()) ** 2).sum()
+        pooled = math.sqrt(squares / (n1 + n2 - 2))
         out["cohens_d"] = _finite((core.mean() - rest.mean()) / pooled) if pooled > 0 else None
+    if n1 >= 2 and n2 >= 2:
         welch = scistats.ttest_ind(core, rest, equal_var=False)
         out["welch_t"], out["welch_df"], out["welch_p"] = (
             _finite(welch.statistic),
@@ -115,11 +139,22 @@ def compare(core: np.ndarray, rest: np.ndarray) -> dict[str, float | None]:
     return out
 
 
-def comparisons(conn: psycopg.Connection) -> list[dict]:
-    """Each core area, and all cores together, against the rest of the city, per element."""
+def comparisons(
+    conn: psycopg.Connection,
+    *,
+    holm_family: str = "elements",
+    permutations: int = street_inference.PERMUTATIONS,
+) -> list[dict]:
+    """Each core area, and all cores together, against the rest of the city, per element.
+
+    Beside the point-level tests, the street-level ones (flows/street_inference.py), with
+    the streets of CLUSTER_COLUMN as units. Holm adjusts over the six elements of each
+    comparison, or with holm_family "all" over every area × element at once (they share
+    one rest group, so they are one family of tests on the same data).
+    """
     cols = ", ".join(f"pe.{e}" for e in ELEMENTS)
     rows = conn.execute(
-        f"""SELECT {cols},
+        f"""SELECT {cols}, pe.n_images, pe.{CLUSTER_COLUMN},
                    ARRAY(SELECT pa.area_id FROM streetaudit.point_area AS pa
                          WHERE pa.point_id = pe.point_id AND pa.kind = 'core' ORDER BY pa.area_id)
             FROM api.point_elements AS pe ORDER BY pe.point_id"""
@@ -127,7 +162,10 @@ def comparisons(conn: psycopg.Connection) -> list[dict]:
     areas = conn.execute(
         "SELECT id, name FROM streetaudit.heritage_area WHERE kind = 'core' ORDER BY id"
     ).fetchall()
-    values = np.array([r[: len(ELEMENTS)] for r in rows], dtype=float).reshape(-1, len(ELEMENTS))
+    k = len(ELEMENTS)
+    values = np.array([r[:k] for r in rows], dtype=float).reshape(-1, k)
+    images = np.array([r[k] for r in rows], dtype=np.int64)
+    clusters = np.array([r[k + 1] for r in rows], dtype=np.int64)
     member = [set(r[-1]) for r in rows]
     in_any = np.array([bool(m) for m in member], dtype=bool)
     groups = [(None, ALL_CORES, in_any)] + [
@@ -135,37 +173,106 @@ def comparisons(conn: psycopg.Connection) -> list[dict]:
     ]
     results = []
     for area_id, name, mask in groups:
-        tests = [compare(values[mask, k], values[~in_any, k]) for k in range(len(ELEMENTS))]
-        for key in ("welch_p", "mannwhitney_p"):
-            for test, adjusted in zip(tests, holm([t[key] for t in tests]), strict=True):
-                test[f"{key}_holm"] = adjusted
+        tests = [compare(values[mask, j], values[~in_any, j]) for j in range(k)]
+        chosen = mask | ~in_any  # this area's points and the rest; other cores are left out
+        side = mask[chosen]
+        permuted = street_inference.permutation_test(
+            values[chosen], side, clusters[chosen], permutations=permutations, seed=0
+        )
+        for j, test in enumerate(tests):
+            robust = street_inference.cluster_robust(values[chosen, j], side, clusters[chosen])
+            test.update(
+                n_images_core=int(images[mask].sum()),
+                n_images_rest=int(images[~in_any].sum()),
+                cluster_unit=CLUSTER_UNIT,
+                n_clusters_core=permuted["n_clusters_core"],
+                n_clusters_rest=permuted["n_clusters_rest"],
+                n_permutations=permuted["n_permutations"],
+                permutation_p=permuted["p"][j],
+                cluster_diff=robust["diff"],
+                cluster_se=robust["se"],
+                cluster_ci_low=robust["ci_low"],
+                cluster_ci_high=robust["ci_high"],
+                cluster_p=robust["p"],
+                holm_family=holm_family,
+            )
         results += [
             {"area_id": area_id, "area_name": name, "element": element, **test}
             for element, test in zip(ELEMENTS, tests, strict=True)
         ]
+    families = [results] if holm_family == "all" else [results[i : i + k] for i in range(0, len(results), k)]
+    for family in families:
+        for key in ("welch_p", "mannwhitney_p", "permutation_p", "cluster_p"):
+            for test, adjusted in zip(family, holm([t[key] for t in family]), strict=True):
+                test[f"{key}_holm"] = adjusted
     return results
 
 
 _COMPARISON_COLUMNS = (
     "area_id, area_name, element, n_core, n_rest, mean_core, mean_rest, mean_diff, cohens_d, welch_t, "
-    "welch_df, welch_p, welch_p_holm, mannwhitney_u, mannwhitney_p, mannwhitney_p_holm"
+    "welch_df, welch_p, welch_p_holm, mannwhitney_u, mannwhitney_p, mannwhitney_p_holm, "
+    "n_images_core, n_images_rest, holm_family, cluster_unit, n_clusters_core, n_clusters_rest, "
+    "n_permutations, permutation_p, permutation_p_holm, cluster_diff, cluster_se, cluster_ci_low, "
+    "cluster_ci_high, cluster_p, cluster_p_holm"
 )
 
 
-def refresh_stats(url: str, *, model: str | int | None = None) -> StatsReport:
-    """Recompute every published statistic from one model and bump the data version."""
+def resolve_provider(
+    conn: psycopg.Connection, provider: str | None, model_id: int
+) -> tuple[str | None, bool]:
+    """The provider whose images the statistics use, and whether it was chosen by default.
+
+    By default the provider with the most ok images that the model segmented (then with the
+    most ok images at all); None only when there are no images.
+    """
+    counts = conn.execute(
+        """SELECT i.provider, count(*) FILTER (WHERE i.status = 'ok'),
+                  count(s.image_id) FILTER (WHERE i.status = 'ok')
+           FROM streetaudit.image AS i
+           LEFT JOIN streetaudit.segmentation AS s
+             ON s.image_id = i.id AND s.model_id = %s AND s.error IS NULL
+           GROUP BY i.provider
+           ORDER BY 3 DESC, 2 DESC, 1""",
+        (model_id,),
+    ).fetchall()
+    if provider is None:
+        return (counts[0][0] if counts else None), True
+    if provider not in {c[0] for c in counts}:
+        known = ", ".join(f"{c[0]} ({c[1]} ok)" for c in counts) or "none"
+        raise InputError(f"--provider {provider!r}: no images of that provider (known: {known})")
+    return provider, False
+
+
+def refresh_stats(
+    url: str,
+    *,
+    model: str | int | None = None,
+    provider: str | None = None,
+    complete_only: bool = False,
+    holm: str = "elements",
+    permutations: int = street_inference.PERMUTATIONS,
+) -> StatsReport:
+    """Recompute every published statistic from one (provider, model) selection and bump the data version."""
+    if holm not in HOLM_FAMILIES:
+        raise InputError(f"--holm must be one of {', '.join(HOLM_FAMILIES)}, got {holm!r}")
+    if not 99 <= permutations <= 100_000:
+        raise InputError(f"--permutations must be 99 to 100000, got {permutations}")
     start = time.perf_counter()
     with psycopg.connect(url) as conn:
         model_id, model_name = resolve_model(conn, model)
+        chosen, by_default = resolve_provider(conn, provider, model_id)
+        conn.execute(
+            "UPDATE streetaudit.stats_state SET provider = %s, complete_only = %s", (chosen, complete_only)
+        )
         version = scalar(conn.execute("SELECT streetaudit.refresh_stats(%s)", (model_id,)))
-        results = comparisons(conn)
+        results = comparisons(conn, holm_family=holm, permutations=permutations)
         conn.execute("DELETE FROM streetaudit.area_comparison_result")
         names = _COMPARISON_COLUMNS.split(", ")
         with conn.cursor() as cur:
             cur.executemany(
-                f"INSERT INTO streetaudit.area_comparison_result ({_COMPARISON_COLUMNS}, model_id) "
-                f"VALUES ({', '.join(['%s'] * len(names))}, %s)",
-                [[r[n] for n in names] + [model_id] for r in results],
+                f"INSERT INTO streetaudit.area_comparison_result ({_COMPARISON_COLUMNS}, model_id, provider, "
+                f"complete_only) VALUES ({', '.join(['%s'] * len(names))}, %s, %s, %s)",
+                [[r[n] for n in names] + [model_id, chosen, complete_only] for r in results],
             )
         points, roads, areas = one(
             conn.execute(
@@ -174,19 +281,59 @@ def refresh_stats(url: str, *, model: str | int | None = None) -> StatsReport:
                       (SELECT count(*) FROM api.area_stats WHERE area_id IS NOT NULL)"""
             )
         )
+        incomplete = scalar(
+            conn.execute("SELECT count(*) FROM streetaudit.point_views WHERE n_images > 0 AND NOT complete")
+        )
+        without_roads, without_data = _empty_areas(conn)
         conn.commit()
     return StatsReport(
-        model_id, model_name, version, points, roads, areas, results, time.perf_counter() - start
+        model_id,
+        model_name,
+        version,
+        points,
+        roads,
+        areas,
+        results,
+        time.perf_counter() - start,
+        provider=chosen,
+        provider_by_default=by_default,
+        complete_only=complete_only,
+        incomplete_points=incomplete,
+        areas_without_roads=without_roads,
+        areas_without_data=without_data,
     )
 
 
 def summary_line(report: StatsReport) -> str:
     """What `stats refresh` and the pipeline's stats stage print above the core-vs-rest table."""
     return (
-        f"stats from model {report.model_id} ({report.model_name}): {report.points} points with data, "
+        f"stats from model {report.model_id} ({report.model_name}), provider {report.provider or 'none'}: "
+        f"{report.points} points with data, "
         f"{report.roads} roads, {report.areas} heritage areas; data version {report.version} "
         f"({report.seconds:.2f} s)"
     )
+
+
+def _empty_areas(conn: psycopg.Connection) -> tuple[list[str], list[str]]:
+    """Heritage areas no road passes under, and those with no point of data: both vanish from
+    the comparison and the plots, so the report names them rather than dropping them silently."""
+    without_roads = [
+        r[0]
+        for r in conn.execute(
+            """SELECT a.name FROM streetaudit.heritage_area AS a
+               WHERE NOT EXISTS (SELECT 1 FROM streetaudit.road AS r
+                                 WHERE ST_Intersects(r.geom, a.geom))
+               ORDER BY a.id"""
+        )
+    ]
+    without_data = [
+        r[0]
+        for r in conn.execute(
+            "SELECT area_name FROM api.area_stats WHERE area_id IS NOT NULL AND n_points = 0 ORDER BY area_id"
+        )
+        if r[0] not in without_roads
+    ]
+    return without_roads, without_data
 
 
 def read_area_stats(url: str) -> list[dict]:
@@ -199,19 +346,45 @@ def read_comparison(url: str) -> list[dict]:
         return cur.execute("SELECT * FROM api.area_comparison").fetchall()
 
 
+def refresh_notes(report: StatsReport) -> list[str]:
+    """What the counts alone do not say: the selection used, and areas or points left out."""
+    how = "the provider with the most ok images" if report.provider_by_default else "--provider"
+    notes = [f"images of provider {report.provider or 'none'} only ({how})"]
+    if report.incomplete_points:
+        verb = "left out (--complete-only)" if report.complete_only else "averaged over fewer views"
+        notes.append(
+            f"{report.incomplete_points} points have a view missing, failed, excluded or not segmented: {verb}"
+        )
+    if report.areas_without_roads:
+        notes.append(
+            "heritage areas with no road under them (no points, not compared): "
+            + ", ".join(report.areas_without_roads)
+        )
+    if report.areas_without_data:
+        notes.append("heritage areas with no point of data: " + ", ".join(report.areas_without_data))
+    return notes
+
+
+def _cell(value, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _holm_family(chosen: list[dict]) -> str:
+    return "every area x element" if chosen and chosen[0].get("holm_family") == "all" else "the six elements"
+
+
 def comparison_table(rows: list[dict], *, area_id: int | None = None):
-    """A rich table of one comparison (default: all cores together vs the rest)."""
+    """A rich table of one comparison (default: all cores together vs the rest), point level."""
     from rich import box
     from rich.table import Table
 
-    def f(value, spec: str = ".3f") -> str:
-        return "–" if value is None else format(value, spec)
-
+    f = _cell
     chosen = [r for r in rows if r["area_id"] == area_id]
     title = chosen[0]["area_name"] if chosen else "no comparison"
     table = Table(
-        title=f"{title} vs rest of the city",
-        caption="d: Cohen's d; p: Welch t / Mann–Whitney U, Holm-adjusted over the six elements",
+        title=f"{title} vs rest of the city (point level)",
+        caption=f"d: Cohen's d; p: Welch t / Mann–Whitney U, Holm-adjusted over {_holm_family(chosen)}; "
+        "points as independent, which they are not (see the street-level table)",
         title_justify="left",
         box=box.SIMPLE,
     )
@@ -227,6 +400,37 @@ def comparison_table(rows: list[dict], *, area_id: int | None = None):
             f(r["cohens_d"], "+.2f"),
             f(r["welch_p_holm"], ".2g"),
             f(r["mannwhitney_p_holm"], ".2g"),
+        )
+    return table
+
+
+def street_table(rows: list[dict], *, area_id: int | None = None):
+    """The street-level tests of one comparison: the ones to report (README, Statistics)."""
+    from rich import box
+    from rich.table import Table
+
+    f = _cell
+    chosen = [r for r in rows if r["area_id"] == area_id]
+    title = chosen[0]["area_name"] if chosen else "no comparison"
+    unit = (chosen[0].get("cluster_unit") if chosen else None) or "street"
+    table = Table(
+        title=f"{title} vs rest of the city (street level: {unit}s as units)",
+        caption=f"perm p: whole {unit}s reassigned between core and rest; CR: OLS with errors clustered "
+        f"by {unit} (estimate, 95% CI, p); p Holm-adjusted over {_holm_family(chosen)}",
+        title_justify="left",
+        box=box.SIMPLE,
+    )
+    for column in ("element", f"{unit}s core/rest", "diff", "CR 95% CI", "CR p", "perm p"):
+        table.add_column(column, justify="left" if column == "element" else "right")
+    for r in chosen:
+        low, high = r.get("cluster_ci_low"), r.get("cluster_ci_high")
+        table.add_row(
+            r["element"],
+            f"{r.get('n_clusters_core')}/{r.get('n_clusters_rest')}",
+            f(r.get("cluster_diff"), "+.3f"),
+            "–" if low is None else f"{low:+.3f} to {high:+.3f}",
+            f(r.get("cluster_p_holm"), ".2g"),
+            f(r.get("permutation_p_holm"), ".2g"),
         )
     return table
 

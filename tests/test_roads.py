@@ -194,6 +194,19 @@ def test_areas_load_repairs_invalid_polygons_and_skips_unnamed(fresh_db_url: str
         assert conn.execute("SELECT count(*) FROM streetaudit.heritage_area").fetchone()[0] == 2
 
 
+def test_areas_with_no_road_under_them_are_reported(fresh_db_url: str, tmp_path: Path) -> None:
+    roads = gpd.GeoDataFrame(geometry=[LineString([(24.941, 60.161), (24.949, 60.169)])], crs="EPSG:4326")
+    load_roads(fresh_db_url, write(roads, tmp_path / "roads.geojson", "GeoJSON"))
+    crossed = Polygon([(24.94, 60.16), (24.95, 60.16), (24.95, 60.17), (24.94, 60.17)])
+    empty = Polygon([(25.00, 60.20), (25.01, 60.20), (25.01, 60.21), (25.00, 60.21)])
+    frame = gpd.GeoDataFrame({"name": ["Crossed", "Empty"]}, geometry=[crossed, empty], crs="EPSG:4326")
+    report = load_areas(fresh_db_url, write(frame, tmp_path / "areas.geojson", "GeoJSON"))
+    assert report.loaded == 2
+    assert [(row, text) for row, text in report.warnings if "no road" in text] == [
+        (2, "no road passes under area 'Empty': it gets no sample points and no statistics")
+    ]
+
+
 def test_areas_need_their_name_field(fresh_db_url: str, tmp_path: Path) -> None:
     frame = gpd.GeoDataFrame({"label": ["A"]}, geometry=[Polygon([(0, 0), (1, 0), (1, 1)])], crs="EPSG:4326")
     path = write(frame, tmp_path / "areas.geojson", "GeoJSON")

@@ -178,6 +178,24 @@ def test_rerun_skips_done_images_and_limit_bounds_a_run(fresh_db_url, tmp_path):
         assert conn.execute("SELECT count(*) FROM streetaudit.model").fetchone()[0] == 1
 
 
+def test_provider_option_segments_only_that_providers_images(fresh_db_url, tmp_path):
+    paths = []
+    for i in range(3):
+        paths.append(street_like_jpeg(tmp_path / f"{i}.jpg", seed=i))
+        label_map_png(tmp_path / f"{i}.labels.png", {0: 100})
+    ids = add_images(fresh_db_url, paths)
+    with psycopg.connect(fresh_db_url) as conn:
+        conn.execute("UPDATE streetaudit.image SET provider = 'other' WHERE id = %s", (ids[0],))
+    options = {"backend": "masks", "device": "cpu", "progress": False, "workers": 0}
+    report = segment(fresh_db_url, provider="test", **options)
+    assert report.done == 2 and set(rows_of(fresh_db_url, report.model_id)) == set(ids[1:])
+    with pytest.raises(
+        InputError, match=r"--provider 'baidu': no ok images .*known: other \(1 ok\), test \(2 ok\)"
+    ):
+        segment(fresh_db_url, provider="baidu", **options)
+    assert segment(fresh_db_url, **options).done == 1  # the rest, without --provider
+
+
 def test_corrupt_image_is_recorded_and_its_batch_goes_on(fresh_db_url, segformer_dir, tmp_path):
     good = [street_like_jpeg(tmp_path / f"{i}.jpg", seed=i) for i in range(3)]
     corrupt = tmp_path / "corrupt.jpg"

@@ -38,6 +38,26 @@ def test_stats_refresh_prints_the_core_vs_rest_table(cli, models):
     assert result.exit_code == 0, result.output
     assert "synthetic-21" in result.output and "all core areas vs rest of the city" in result.output
     assert "greenery" in result.output and "Welch p" in result.output
+    # the street-level table, and the selection the figures come from
+    assert "street level: roads as units" in result.output and "perm p" in result.output
+    assert "images of provider synthetic only (the provider with the most ok images)" in result.output
+
+
+def test_stats_refresh_selection_options(cli, db_url, models):
+    result = cli(
+        "stats", "refresh", "--provider", "synthetic", "--complete-only", "--holm", "all",
+        "--permutations", "99", "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "images of provider synthetic only (--provider)" in result.output
+    assert "left out (--complete-only)" in result.output
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(
+            "SELECT DISTINCT holm_family, complete_only, n_permutations FROM api.area_comparison"
+        ).fetchall() == [("all", True, 99)]
+        assert conn.execute("SELECT bool_and(n_images = n_views) FROM api.point_elements").fetchone()[0]
+    bad = cli("stats", "refresh", "--holm", "some")
+    assert bad.exit_code == 2 and "--holm must be one of elements, all" in bad.output
 
 
 def test_stats_refresh_with_unknown_model_fails_in_one_line(cli, models):

@@ -38,6 +38,9 @@ class View:
     fov: float = 90.0
     width: int = 1024
     height: int = 512
+    # collect --relative-headings: the road-relative direction (0 ahead, 90 right, ...) that
+    # `heading` was computed from at this point; None for a compass heading.
+    relative: float | None = None
 
 
 @dataclass

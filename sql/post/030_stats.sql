@@ -1,59 +1,75 @@
 -- Statistics: per-point element values, per-segment and per-area statistics, and the
 -- core-vs-rest comparison, published in schema api for analysts, tiles and the API.
 --
--- Everything is computed from ONE segmentation model, recorded in streetaudit.stats_state
--- by `streetaudit stats refresh` (the most recent model unless --model says otherwise).
+-- Everything is computed from ONE selection, recorded in streetaudit.stats_state by
+-- `streetaudit stats refresh`: a segmentation model (the most recent unless --model says
+-- otherwise) and a provider (the one with the most ok images unless --provider says).
 -- The heavy views are materialized: reading them costs nothing, and they change only when
 -- the stats are refreshed, which bumps the data version that HTTP caches key on. When this
 -- file changes, `db migrate` recreates them from the recorded model (a refresh without
 -- the scipy tests, whose table is kept).
 
 COMMENT ON TABLE streetaudit.stats_state IS
-    'The model the published statistics come from, and the data version (bumped by every stats refresh).';
+    'The selection the published statistics come from (model, provider, complete_only), and the data version (bumped by every stats refresh).';
 COMMENT ON COLUMN streetaudit.stats_state.version IS
     'Milliseconds since the epoch at the last refresh, never decreasing: unique even across a recreated database, so cached tiles cannot be confused.';
 COMMENT ON TABLE streetaudit.area_comparison_result IS
     'Written by the stats flow (scipy): each core area (area_id NULL = all cores together) against the rest of the city, per element.';
 
--- A point's value for an element is the mean over its ok images (all headings) that the
--- stats model segmented without error. area_ids lists the heritage areas the point lies in
--- (streetaudit.point_area, the one definition), in_core says whether one of them is of kind
--- core (otherwise the point is in the rest of the city).
+-- The selection the statistics come from (streetaudit.stats_state): one segmentation model
+-- and one provider, so views of different providers at a point are never averaged together.
+-- Per active point with a view of that provider: n_views recorded (any status) and n_images
+-- usable (ok, segmented without error by the model), with the mean share of each element
+-- over the usable ones. complete: every recorded view is usable.
+CREATE VIEW streetaudit.point_views AS
+    SELECT p.id AS point_id,
+           p.road_id,
+           count(*)::integer AS n_views,
+           count(s.image_id)::integer AS n_images,
+           count(s.image_id) = count(*) AS complete,
+           avg(s.building) AS building,
+           avg(s.road) AS road,
+           avg(s.sky) AS sky,
+           avg(s.greenery) AS greenery,
+           avg(s.sidewalk) AS sidewalk,
+           avg(s.car) AS car,
+           p.geom
+    FROM streetaudit.sample_point AS p
+    JOIN streetaudit.stats_state AS st ON true
+    JOIN streetaudit.image AS i ON i.point_id = p.id AND i.provider = st.provider
+    LEFT JOIN streetaudit.segmentation AS s
+      ON s.image_id = i.id AND i.status = 'ok' AND s.error IS NULL AND s.model_id = st.model_id
+    WHERE p.retired_at IS NULL  -- retired points keep their images but leave the statistics
+    GROUP BY p.id;
+COMMENT ON VIEW streetaudit.point_views IS
+    'Per active point, views of the stats provider: n_views recorded (any status), n_images usable (ok, segmented by the stats model without error), complete = all usable, and the mean shares over the usable ones.';
+
+-- A point's value for an element is the mean over its usable views (all headings) of the
+-- selection; with stats_state.complete_only, only points whose every view is usable count
+-- (a point averaging 2 of 4 headings sees a different street than one averaging 4).
+-- area_ids lists the heritage areas the point lies in (streetaudit.point_area, the one
+-- definition), in_core says whether one of them is of kind core (otherwise the point is in
+-- the rest of the city).
 CREATE MATERIALIZED VIEW api.point_elements AS
-    WITH mean AS (
-        SELECT p.id AS point_id,
-               p.road_id,
-               count(*)::integer AS n_images,
-               avg(s.building) AS building,
-               avg(s.road) AS road,
-               avg(s.sky) AS sky,
-               avg(s.greenery) AS greenery,
-               avg(s.sidewalk) AS sidewalk,
-               avg(s.car) AS car,
-               p.geom
-        FROM streetaudit.sample_point AS p
-        JOIN streetaudit.image AS i ON i.point_id = p.id AND i.status = 'ok'
-        JOIN streetaudit.segmentation AS s ON s.image_id = i.id AND s.error IS NULL
-        JOIN streetaudit.stats_state AS st ON s.model_id = st.model_id
-        WHERE p.retired_at IS NULL  -- retired points keep their images but leave the statistics
-        GROUP BY p.id
-    )
-    SELECT mean.point_id, mean.road_id, mean.n_images,
-           mean.building, mean.road, mean.sky, mean.greenery, mean.sidewalk, mean.car,
+    SELECT pv.point_id, pv.road_id, pv.n_images,
+           pv.building, pv.road, pv.sky, pv.greenery, pv.sidewalk, pv.car,
            coalesce(area.ids, '{}') AS area_ids,
            coalesce(area.core, false) AS in_core,
-           mean.geom
-    FROM mean
+           pv.geom,
+           pv.n_views
+    FROM streetaudit.point_views AS pv
+    JOIN streetaudit.stats_state AS st ON pv.n_images > 0 AND (pv.complete OR NOT st.complete_only)
     CROSS JOIN LATERAL (
         SELECT array_agg(pa.area_id ORDER BY pa.area_id) AS ids, bool_or(pa.kind = 'core') AS core
         FROM streetaudit.point_area AS pa
-        WHERE pa.point_id = mean.point_id
-    ) AS area;
+        WHERE pa.point_id = pv.point_id
+    ) AS area
+    ORDER BY pv.point_id;  -- a fixed row order: the float sums over points come out the same every time
 CREATE UNIQUE INDEX IF NOT EXISTS point_elements_point_idx ON api.point_elements (point_id);
 CREATE INDEX IF NOT EXISTS point_elements_road_idx ON api.point_elements (road_id);
 CREATE INDEX IF NOT EXISTS point_elements_geom_idx ON api.point_elements USING gist (geom);
 COMMENT ON MATERIALIZED VIEW api.point_elements IS
-    'Per active sample point (retired_at NULL) with at least one ok, segmented image: the mean share of each element over its images (stats model only); area_ids: the heritage areas it lies in; in_core: whether one is a core area.';
+    'Per active sample point (retired_at NULL) with at least one usable view of the stats selection (api.data_version: provider, model, complete_only): n_images usable views of n_views recorded, the mean share of each element over them; area_ids: the heritage areas it lies in; in_core: whether one is a core area.';
 
 -- Per road: how many points carry data, and the mean and sample standard deviation (n-1)
 -- of each element over those points. Roads without data are kept (n_points 0, NULLs) so
@@ -76,24 +92,25 @@ CREATE MATERIALIZED VIEW api.road_stats AS
            stddev_samp(pe.sidewalk) AS sidewalk_std,
            avg(pe.car) AS car_mean,
            stddev_samp(pe.car) AS car_std,
-           r.geom
+           r.geom,
+           coalesce(sum(pe.n_images), 0)::integer AS n_images  -- last: existing clients keep their column order
     FROM streetaudit.road AS r
     LEFT JOIN api.point_elements AS pe ON pe.road_id = r.id
     GROUP BY r.id;
 CREATE UNIQUE INDEX IF NOT EXISTS road_stats_road_idx ON api.road_stats (road_id);
 CREATE INDEX IF NOT EXISTS road_stats_geom_idx ON api.road_stats USING gist (geom);
 COMMENT ON MATERIALIZED VIEW api.road_stats IS
-    'Per road: n_points (points with >= 1 ok segmented image), mean and sample std (n-1) of each element over its points.';
+    'Per road: n_points (points with >= 1 usable view of the stats selection), n_images (the usable views behind them), mean and sample std (n-1) of each element over its points.';
 
 -- Per heritage area (its points, by point_elements.area_ids) and one row for the rest of
 -- the city (area_id NULL: points in no core area). Quartiles interpolate linearly, like numpy.
 CREATE MATERIALIZED VIEW api.area_stats AS
     WITH membership AS (
-        SELECT a.id AS area_id, a.name AS area_name, a.kind, pe.point_id, pe.building, pe.road, pe.sky, pe.greenery, pe.sidewalk, pe.car
+        SELECT a.id AS area_id, a.name AS area_name, a.kind, pe.point_id, pe.n_images, pe.building, pe.road, pe.sky, pe.greenery, pe.sidewalk, pe.car
         FROM streetaudit.heritage_area AS a
         LEFT JOIN api.point_elements AS pe ON a.id = ANY (pe.area_ids)
         UNION ALL
-        SELECT NULL, 'rest of the city', 'rest', pe.point_id, pe.building, pe.road, pe.sky, pe.greenery, pe.sidewalk, pe.car
+        SELECT NULL, 'rest of the city', 'rest', pe.point_id, pe.n_images, pe.building, pe.road, pe.sky, pe.greenery, pe.sidewalk, pe.car
         FROM (VALUES (1)) AS one (x)
         LEFT JOIN api.point_elements AS pe ON NOT pe.in_core
     )
@@ -143,28 +160,33 @@ CREATE MATERIALIZED VIEW api.area_stats AS
            percentile_cont(0.75) WITHIN GROUP (ORDER BY m.car) AS car_p75,
            min(m.car) AS car_min,
            max(m.car) AS car_max,
-           a.geom
+           a.geom,
+           coalesce(sum(m.n_images), 0)::integer AS n_images
     FROM membership AS m
     LEFT JOIN streetaudit.heritage_area AS a ON a.id = m.area_id
     GROUP BY m.area_id, m.area_name, m.kind, a.geom;
 -- Unique (the rest of the city's NULL included) so the refresh can run CONCURRENTLY.
 CREATE UNIQUE INDEX IF NOT EXISTS area_stats_area_idx ON api.area_stats (area_id) NULLS NOT DISTINCT;
 COMMENT ON MATERIALIZED VIEW api.area_stats IS
-    'Per heritage area, plus the rest of the city (area_id NULL): n_points and mean, std (n-1), p25, median, p75, min, max of each element.';
+    'Per heritage area, plus the rest of the city (area_id NULL): n_points, n_images (usable views behind them) and mean, std (n-1), p25, median, p75, min, max of each element.';
 
 CREATE OR REPLACE VIEW api.area_comparison AS
     SELECT area_id, area_name, element, n_core, n_rest, mean_core, mean_rest, mean_diff, cohens_d,
            welch_t, welch_df, welch_p, welch_p_holm, mannwhitney_u, mannwhitney_p, mannwhitney_p_holm,
-           model_id, computed_at
+           model_id, computed_at,
+           n_images_core, n_images_rest, cluster_unit, n_clusters_core, n_clusters_rest,
+           n_permutations, permutation_p, permutation_p_holm,
+           cluster_diff, cluster_se, cluster_ci_low, cluster_ci_high, cluster_p, cluster_p_holm,
+           holm_family, provider, complete_only
     FROM streetaudit.area_comparison_result
     ORDER BY area_id NULLS FIRST,
              array_position(ARRAY['building', 'road', 'sky', 'greenery', 'sidewalk', 'car'], element);
 COMMENT ON VIEW api.area_comparison IS
-    'Core area (NULL: all cores together) vs rest of the city per element: mean_diff = core - rest, Cohen''s d (pooled sd), Welch t/df/p, Mann-Whitney U (two-sided) and p; *_holm = Holm-adjusted across the six elements of that comparison.';
+    'Core area (NULL: all cores together) vs rest of the city per element. Point level: mean_diff = core - rest, Cohen''s d (pooled sd; NULL when both groups are single points or the sd is 0), Welch t/df/p, Mann-Whitney U (two-sided) and p. Street level (report these: points on one street are not independent): permutation_p reassigns whole streets (cluster_unit; split at the core boundary) between core and rest, n_permutations times; cluster_diff/se/ci_low/ci_high/p = OLS with standard errors clustered by street (CR1, t with G-1 df); both NULL with fewer than 2 clusters on a side. *_holm = Holm-adjusted over holm_family: the six elements of that comparison (elements) or every area x element (all). provider, model_id, complete_only: the selection the values come from.';
 
 CREATE OR REPLACE VIEW api.data_version AS
-    SELECT st.version, st.refreshed_at, st.model_id, m.name AS model_name
+    SELECT st.version, st.refreshed_at, st.model_id, m.name AS model_name, st.provider, st.complete_only
     FROM streetaudit.stats_state AS st
     LEFT JOIN streetaudit.model AS m ON m.id = st.model_id;
 COMMENT ON VIEW api.data_version IS
-    'Version of the published statistics and tiles (changes on every stats refresh) and the model they come from.';
+    'Version of the published statistics and tiles (changes on every stats refresh) and the selection they come from: model, provider (views of one provider only) and complete_only (only points whose every view is usable).';
