@@ -28,11 +28,10 @@ from streetaudit.models.label_sets import ELEMENTS
 from streetaudit.sql.rows import one, scalar
 
 ALL_CORES = "all core areas"
-# The unit of the street-level tests: a column of api.point_elements naming each point's
-# street. TODO(streets): engineer G's `street` table groups road pieces into streets; once
-# point_elements carries its street_id, set this to "street_id" (nothing else changes).
-CLUSTER_COLUMN = "road_id"
-CLUSTER_UNIT = "road"
+# The unit of the street-level tests: each point's street (`streets build`,
+# streetaudit.point_street) once streets are built; before that, and for a point on a road
+# added since the build, its road (negated, so road and street ids never meet).
+CLUSTER_SQL = "coalesce(ps.street_id, -pe.road_id)"
 HOLM_FAMILIES = ("elements", "all")
 
 
@@ -148,17 +147,21 @@ def comparisons(
     """Each core area, and all cores together, against the rest of the city, per element.
 
     Beside the point-level tests, the street-level ones (flows/street_inference.py), with
-    the streets of CLUSTER_COLUMN as units. Holm adjusts over the six elements of each
+    streets (CLUSTER_SQL) as units. Holm adjusts over the six elements of each
     comparison, or with holm_family "all" over every area × element at once (they share
     one rest group, so they are one family of tests on the same data).
     """
     cols = ", ".join(f"pe.{e}" for e in ELEMENTS)
     rows = conn.execute(
-        f"""SELECT {cols}, pe.n_images, pe.{CLUSTER_COLUMN},
+        f"""SELECT {cols}, pe.n_images, {CLUSTER_SQL},
                    ARRAY(SELECT pa.area_id FROM streetaudit.point_area AS pa
                          WHERE pa.point_id = pe.point_id AND pa.kind = 'core' ORDER BY pa.area_id)
-            FROM api.point_elements AS pe ORDER BY pe.point_id"""
+            FROM api.point_elements AS pe
+            LEFT JOIN streetaudit.point_street AS ps ON ps.point_id = pe.point_id
+            ORDER BY pe.point_id"""
     ).fetchall()
+    streets_built = scalar(conn.execute("SELECT EXISTS (SELECT 1 FROM streetaudit.street)"))
+    cluster_unit = "street" if streets_built else "road"
     areas = conn.execute(
         "SELECT id, name FROM streetaudit.heritage_area WHERE kind = 'core' ORDER BY id"
     ).fetchall()
@@ -184,7 +187,7 @@ def comparisons(
             test.update(
                 n_images_core=int(images[mask].sum()),
                 n_images_rest=int(images[~in_any].sum()),
-                cluster_unit=CLUSTER_UNIT,
+                cluster_unit=cluster_unit,
                 n_clusters_core=permuted["n_clusters_core"],
                 n_clusters_rest=permuted["n_clusters_rest"],
                 n_permutations=permuted["n_permutations"],

@@ -156,3 +156,20 @@ def test_stats_streets_serves_the_view_as_json_and_csv_within_a_bbox(db_url, rea
     assert all(r["road_ids"] == members[r["street_id"]] and "geom" not in r for r in got)
     table = list(csv.DictReader(io.StringIO(text)))
     assert {int(r["street_id"]): [int(v) for v in r["road_ids"].split(",")] for r in table} == members
+
+
+def test_street_level_tests_cluster_by_street_once_built(db_url, published):
+    """The permutation and clustered tests count streets, not roads, as their units."""
+    with psycopg.connect(db_url) as conn:
+        unit, core, rest = conn.execute(
+            """SELECT cluster_unit, n_clusters_core, n_clusters_rest FROM api.area_comparison
+               WHERE area_id IS NULL AND element = 'greenery'"""
+        ).fetchone()
+        expected = conn.execute(
+            """SELECT count(DISTINCT ps.street_id) FILTER (WHERE pe.in_core),
+                      count(DISTINCT ps.street_id) FILTER (WHERE NOT pe.in_core)
+               FROM api.point_elements AS pe JOIN streetaudit.point_street AS ps USING (point_id)"""
+        ).fetchone()
+        roads = conn.execute("SELECT count(DISTINCT road_id) FROM api.point_elements").fetchone()[0]
+    assert unit == "street" and (core, rest) == expected
+    assert core + rest < roads  # streets merge roads: fewer, larger units
