@@ -75,7 +75,7 @@ def models_download(
         fail(f"{name}: not a listed model ({', '.join(BY_NAME)}) nor a hub id (owner/name)", 2)
     if listed is not None and listed.repo_id is None:
         fail(f"{listed.name} has no public weights to download: {listed.note}", 2)
-    repo_id = listed.repo_id if listed is not None else name
+    repo_id = listed.repo_id if listed is not None and listed.repo_id else name
     try:
         folder = download(repo_id, cache_dir=cache_dir, revision=revision)
     except BackendError as error:

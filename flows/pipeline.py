@@ -140,7 +140,7 @@ def collect_counts(url: str, report) -> list[dict[str, Any]]:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        stored = dict(
+        stored: dict[str, int] = dict(
             conn.execute(
                 "SELECT status, count(*) FROM streetaudit.image WHERE provider = %s GROUP BY status",
                 (report.provider,),
@@ -183,8 +183,8 @@ def stage_explain(url: str, o: PipelineOptions) -> str:
     return told("explain", [summary_line(report)], measures(report), "Grad-CAM heat maps")
 
 
-CORE_VS_REST = ("element", "n_core", "n_rest", "mean_core", "mean_rest", "mean_diff", "cohens_d")
-CORE_VS_REST += ("welch_p_holm", "mannwhitney_p_holm")
+CORE_VS_REST: tuple[str, ...] = ("element", "n_core", "n_rest", "mean_core", "mean_rest", "mean_diff")
+CORE_VS_REST += ("cohens_d", "welch_p_holm", "mannwhitney_p_holm")
 
 
 def stage_stats(url: str, o: PipelineOptions) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def box_figure(values: np.ndarray, groups: list[Group], rest: np.ndarray, compar
         high = float(np.percentile(column, 99.5)) if column.size else 1.0
         top.append(min(1.0, high) * (1.3 + 0.08 * len(columns)) + 0.01)
     fig = plt.figure(figsize=(3.1 * len(ELEMENTS), 3.6 * len(groups) + 0.6), layout="constrained")
-    subfigures = np.atleast_1d(fig.subfigures(len(groups), 1))
+    subfigures: Any = np.atleast_1d(fig.subfigures(len(groups), 1))  # type: ignore[arg-type]
     for group, subfigure in zip(groups, subfigures, strict=True):
         axes = subfigure.subplots(1, len(ELEMENTS))
         subfigure.suptitle(f"{group.name} vs the rest of the city", fontweight="bold", fontsize=11)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import matplotlib.patheffects as patheffects
 import numpy as np
@@ -34,7 +35,7 @@ class MapLayers:
     unit: str
     parts: list[np.ndarray]  # one coordinate array per line part
     part_unit: np.ndarray  # the unit (row of the value table) each part belongs to
-    areas: list[tuple[int, str, str, object]] = field(default_factory=list)  # id, name, kind, geometry
+    areas: list[tuple[int, str, str, Any]] = field(default_factory=list)  # id, name, kind, geometry
 
     @classmethod
     def from_geometries(cls, unit: str, geoms, areas) -> MapLayers:
@@ -225,7 +226,7 @@ def core_area_maps(
         squeeze=False,
         constrained_layout=True,
     )
-    columns = [None] * len(ELEMENTS)
+    columns: list[Any] = [None] * len(ELEMENTS)
     for r, (_area_id, name, _kind, geom) in enumerate(cores):
         minx, miny, maxx, maxy = geom.bounds
         half = max(maxx - minx, maxy - miny) * 0.6 + 50

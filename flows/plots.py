@@ -23,6 +23,7 @@ from streetaudit.flows.errors import InputError
 from streetaudit.flows.output_files import staged_folder
 from streetaudit.flows.plot_boxes import Group
 from streetaudit.models.label_sets import ELEMENTS
+from streetaudit.sql.rows import one, scalar
 
 # unit -> its statistics view in schema api (a fixed allow-list: never a user's string).
 UNITS = {"street": "street_stats", "road": "road_stats"}
@@ -47,9 +48,9 @@ def available_units(conn: psycopg.Connection) -> dict[str, bool]:
     (api.street_stats exists from the migration on, but is empty until `streets build`)."""
     found = {}
     for unit, view in UNITS.items():
-        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"api.{view}",)).fetchone()[0]:
+        if scalar(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"api.{view}",))):
             query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier("api", view))
-            found[unit] = conn.execute(query).fetchone()[0]
+            found[unit] = scalar(conn.execute(query))
     return found
 
 
@@ -70,11 +71,13 @@ def choose_unit(conn: psycopg.Connection, unit: str | None) -> str:
 
 def utm_srid(conn: psycopg.Connection, view: str) -> int:
     """The WGS 84 / UTM zone of the data's centre: metres with under 0.1 % scale error across a city."""
-    lon, lat = conn.execute(
-        sql.SQL(
-            "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)::geometry) AS c FROM {}) s"
-        ).format(sql.Identifier("api", view))
-    ).fetchone()
+    lon, lat = one(
+        conn.execute(
+            sql.SQL(
+                "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)::geometry) AS c FROM {}) s"
+            ).format(sql.Identifier("api", view))
+        )
+    )
     if lon is None:
         return 3857
     zone = min(60, int((lon + 180) // 6) + 1)

@@ -77,7 +77,7 @@ def publish_table(name: str, rows: Sequence[dict[str, Any]], description: str) -
     from prefect.artifacts import create_table_artifact
 
     table = [{k: _cell(v) for k, v in row.items()} for row in rows]
-    create_table_artifact(table=table, key=artifact_key(name), description=description, _sync=True)
+    create_table_artifact(table=table, key=artifact_key(name), description=description, _sync=True)  # type: ignore[call-arg]
     return True
 
 
@@ -112,11 +112,11 @@ class RunProgress(Progress):
         super().__init__(*columns, **kwargs)
         self.stage = stage
         self.every = every
-        self._artifact = None
+        self._artifact: Any = None
         self._told = float("-inf")
         self._active = in_run()
 
-    def update(self, task_id: TaskID, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
         super().update(task_id, **kwargs)
         self._tell_run(task_id)
 
@@ -145,11 +145,11 @@ class RunProgress(Progress):
 
         try:
             if self._artifact is None:
-                self._artifact = create_progress_artifact(
+                self._artifact = create_progress_artifact(  # type: ignore[call-arg]
                     progress=percent, key=artifact_key(f"{self.stage}-progress"), _sync=True
                 )
             else:
-                update_progress_artifact(self._artifact, progress=percent, _sync=True)
+                update_progress_artifact(self._artifact, progress=percent, _sync=True)  # type: ignore[call-arg]
         except Exception as error:  # the stage's work matters more than its progress display
             run_logger().warning(f"{self.stage}: cannot update the progress artifact ({error})")
             self._active = False

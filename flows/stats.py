@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -176,7 +177,7 @@ def comparisons(
     ]
     results = []
     for area_id, name, mask in groups:
-        tests = [compare(values[mask, j], values[~in_any, j]) for j in range(k)]
+        tests: list[dict[str, Any]] = [compare(values[mask, j], values[~in_any, j]) for j in range(k)]
         chosen = mask | ~in_any  # this area's points and the rest; other cores are left out
         side = mask[chosen]
         permuted = street_inference.permutation_test(

@@ -20,6 +20,7 @@ Both need at least two units (clusters) on each side; otherwise they are None.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def permutation_test(
     *,
     permutations: int = PERMUTATIONS,
     seed: int = 0,
-) -> dict[str, float | int | None]:
+) -> dict[str, Any]:
     """Two-sided p of the point-level mean difference when whole units swap sides.
 
     `values` may hold several elements as columns (n × k): the same reassignments serve
@@ -96,7 +97,7 @@ def cluster_robust(values: np.ndarray, core: np.ndarray, clusters: np.ndarray) -
     values = np.asarray(values, dtype=float)
     core = np.asarray(core, dtype=bool)
     clusters = np.asarray(clusters)
-    none = {"diff": None, "se": None, "ci_low": None, "ci_high": None, "p": None}
+    none: dict[str, float | None] = {"diff": None, "se": None, "ci_low": None, "ci_high": None, "p": None}
     if len(np.unique(clusters[core])) < MIN_CLUSTERS or len(np.unique(clusters[~core])) < MIN_CLUSTERS:
         return none
     groups = np.unique(clusters, return_inverse=True)[1].reshape(-1)

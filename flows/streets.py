@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import psycopg
 
 from streetaudit.flows.errors import InputError
+from streetaudit.sql.rows import one, scalar
 
 # street_parameter_problem() names the SQL parameters; users know the options.
 OPTIONS = {"by": "--by", "max_length": "--max-length"}
@@ -54,22 +55,26 @@ def build_streets(
     start = time.perf_counter()
     with psycopg.connect(url) as conn:
         check_street_parameters(conn, by=by, max_length=max_length)
-        streets, kept, added, removed, _ = conn.execute(
-            "SELECT * FROM streetaudit.build_streets(%s, %s)", (by, max_length)
-        ).fetchone()
-        roads, median, p90, longest = conn.execute(
-            """SELECT (SELECT count(*) FROM streetaudit.road),
+        streets, kept, added, removed, _ = one(
+            conn.execute("SELECT * FROM streetaudit.build_streets(%s, %s)", (by, max_length))
+        )
+        roads, median, p90, longest = one(
+            conn.execute(
+                """SELECT (SELECT count(*) FROM streetaudit.road),
                       percentile_cont(0.5) WITHIN GROUP (ORDER BY length_m),
                       percentile_cont(0.9) WITHIN GROUP (ORDER BY length_m), max(length_m)
                FROM streetaudit.street"""
-        ).fetchone()
-        weighted = conn.execute(
-            """SELECT min(length_m) FROM (
+            )
+        )
+        weighted = scalar(
+            conn.execute(
+                """SELECT min(length_m) FROM (
                    SELECT length_m, sum(length_m) OVER (ORDER BY length_m, id) AS running,
                           sum(length_m) OVER () AS total
                    FROM streetaudit.street) AS s
                WHERE running >= total / 2"""
-        ).fetchone()[0]
+            )
+        )
     return StreetReport(
         streets, kept, added, removed, roads, median, p90, longest, weighted, time.perf_counter() - start
     )

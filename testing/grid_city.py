@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from streetaudit.sql.rows import one, scalar
+
 BLOCK_M = 120.0
 # About 3.5 points per 120 m block edge (30 m apart, junctions merged), 4 headings each, two
 # edges per grid node: images ≈ 28 n² for an n × n grid of streets.
@@ -124,7 +126,7 @@ def build(url: str, grid: int) -> City:
         conn.commit()
         build_s = time.perf_counter() - start
         start = time.perf_counter()
-        points = conn.execute("SELECT points FROM streetaudit.densify_roads(30, 1.0)").fetchone()[0]
+        points = scalar(conn.execute("SELECT points FROM streetaudit.densify_roads(30, 1.0)"))
         conn.commit()
         densify_s = time.perf_counter() - start
         start = time.perf_counter()
@@ -133,22 +135,24 @@ def build(url: str, grid: int) -> City:
         conn.commit()
         conn.execute("ANALYZE")
         build_s += time.perf_counter() - start
-        roads = conn.execute("SELECT count(*) FROM streetaudit.road").fetchone()[0]
-        images = conn.execute("SELECT count(*) FROM streetaudit.image").fetchone()[0]
+        roads = scalar(conn.execute("SELECT count(*) FROM streetaudit.road"))
+        images = scalar(conn.execute("SELECT count(*) FROM streetaudit.image"))
     return City(model, roads, points, images, build_s, densify_s)
 
 
 def add_model(conn: psycopg.Connection, name: str, *, building: float | None = None) -> int:
     """A segmentation model with a result for every image (see SEGMENT_SQL); returns its id."""
-    model = conn.execute(MODEL_SQL, {"name": name}).fetchone()[0]
+    model = scalar(conn.execute(MODEL_SQL, {"name": name}))
     segment(conn, model, building=building)
     return model
 
 
 def segment(conn: psycopg.Connection, model: int, *, building: float | None = None, after: int = 0) -> None:
-    xmin, ymin, xmax, ymax = conn.execute(
-        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM streetaudit.road) AS r"
-    ).fetchone()
+    xmin, ymin, xmax, ymax = one(
+        conn.execute(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM streetaudit.road) AS r"
+        )
+    )
     conn.execute("SELECT setseed(0.42)")
     conn.execute(
         SEGMENT_SQL,
@@ -167,7 +171,7 @@ def segment(conn: psycopg.Connection, model: int, *, building: float | None = No
 def grow(url: str, model: int) -> int:
     """+1% images: a fifth heading at every hundredth point, segmented."""
     with psycopg.connect(url) as conn:
-        last = conn.execute("SELECT coalesce(max(id), 0) FROM streetaudit.image").fetchone()[0]
+        last = scalar(conn.execute("SELECT coalesce(max(id), 0) FROM streetaudit.image"))
         added = conn.execute(IMAGES_SQL, {"headings": [45], "modulus": 100}).rowcount
         segment(conn, model, after=last)
         conn.commit()
@@ -177,10 +181,12 @@ def grow(url: str, model: int) -> int:
 def city_tiles(url: str, z: int) -> list[tuple[int, int, int]]:
     """Every tile of zoom z that meets the city's roads' bounding box."""
     with psycopg.connect(url) as conn:
-        xmin, ymin, xmax, ymax = conn.execute(
-            """SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
+        xmin, ymin, xmax, ymax = one(
+            conn.execute(
+                """SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
                FROM (SELECT ST_Extent(geom) AS e FROM streetaudit.road) AS r"""
-        ).fetchone()
+            )
+        )
 
     def tile(lon: float, lat: float) -> tuple[int, int]:
         n = 2**z
