@@ -189,7 +189,7 @@ def _segment(url, runner, target, batch_size, limit, save_masks, progress, pipel
     left = limit
     with leases:
         while left is None or left > 0:
-            chunk = claim_images(url, leases, model_id, left)
+            chunk = claim_images(url, leases, model_id, left, provider)
             if not chunk:
                 wait = leases.wait_for_others()
                 if wait is None:
@@ -264,20 +264,29 @@ def pending_images(
     return skipped, todo
 
 
-def claim_images(url: str, leases: Leases, model_id: int, limit: int | None) -> list[tuple[int, str]]:
+def claim_images(
+    url: str, leases: Leases, model_id: int, limit: int | None, provider: str | None = None
+) -> list[tuple[int, str]]:
     """The next batch of images without a row for this model that this worker now leases."""
     size = leases.settings.batch if limit is None else min(limit, leases.settings.batch)
     with psycopg.connect(url, autocommit=True, **CONNECT_OPTIONS) as conn:
         candidates = conn.execute(
             """SELECT i.id, i.uri FROM streetaudit.image AS i
                WHERE i.status = 'ok' AND i.uri IS NOT NULL
+                 AND (%(provider)s::text IS NULL OR i.provider = %(provider)s)
                  AND NOT EXISTS (SELECT 1 FROM streetaudit.segmentation AS s
                                  WHERE s.image_id = i.id AND s.model_id = %(model)s)
                  AND NOT EXISTS (SELECT 1 FROM streetaudit.work_lease AS l
                                  WHERE l.stage = 'segment' AND l.scope = %(scope)s AND l.item = i.id
                                    AND l.worker <> %(me)s AND l.expires_at > clock_timestamp())
                ORDER BY i.id LIMIT %(size)s""",
-            {"model": model_id, "scope": str(model_id), "me": leases.worker, "size": size},
+            {
+                "model": model_id,
+                "provider": provider,
+                "scope": str(model_id),
+                "me": leases.worker,
+                "size": size,
+            },
         ).fetchall()
     claimed = leases.claim([image_id for image_id, _ in candidates])
     return [(image_id, uri) for image_id, uri in candidates if image_id in claimed]
