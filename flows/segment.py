@@ -243,24 +243,29 @@ def register_model(conn: psycopg.Connection, runner: SegmentationBackend) -> int
     return model_id
 
 
+# The images a model still has to segment: `ok`, stored, of the selected provider, without a row.
+TODO_IMAGES = """
+    FROM streetaudit.image AS i
+    WHERE i.status = 'ok' AND i.uri IS NOT NULL
+      AND (%(provider)s::text IS NULL OR i.provider = %(provider)s)
+      AND NOT EXISTS (SELECT 1 FROM streetaudit.segmentation AS s
+                      WHERE s.image_id = i.id AND s.model_id = %(model)s)"""
+
+
 def pending_images(
     conn: psycopg.Connection, model_id: int, limit: int | None, provider: str | None = None
 ) -> tuple[int, list]:
+    """Images already done (reported as skipped) and the work list, for the progress bar's total."""
+    params = {"model": model_id, "provider": provider, "size": limit}
     skipped = scalar(
         conn.execute(
             """SELECT count(*) FROM streetaudit.segmentation AS s JOIN streetaudit.image AS i ON i.id = s.image_id
-           WHERE s.model_id = %s AND i.status = 'ok' AND (%s::text IS NULL OR i.provider = %s)""",
-            (model_id, provider, provider),
+           WHERE s.model_id = %(model)s AND i.status = 'ok'
+             AND (%(provider)s::text IS NULL OR i.provider = %(provider)s)""",
+            params,
         )
     )
-    todo = conn.execute(
-        """SELECT i.id, i.uri FROM streetaudit.image AS i
-           WHERE i.status = 'ok' AND i.uri IS NOT NULL AND (%s::text IS NULL OR i.provider = %s)
-             AND NOT EXISTS (SELECT 1 FROM streetaudit.segmentation AS s
-                             WHERE s.image_id = i.id AND s.model_id = %s)
-           ORDER BY i.id LIMIT %s""",
-        (provider, provider, model_id, limit),
-    ).fetchall()
+    todo = conn.execute(f"SELECT i.id, i.uri {TODO_IMAGES} ORDER BY i.id LIMIT %(size)s", params).fetchall()
     return skipped, todo
 
 
@@ -271,11 +276,7 @@ def claim_images(
     size = leases.settings.batch if limit is None else min(limit, leases.settings.batch)
     with psycopg.connect(url, autocommit=True, **CONNECT_OPTIONS) as conn:
         candidates = conn.execute(
-            """SELECT i.id, i.uri FROM streetaudit.image AS i
-               WHERE i.status = 'ok' AND i.uri IS NOT NULL
-                 AND (%(provider)s::text IS NULL OR i.provider = %(provider)s)
-                 AND NOT EXISTS (SELECT 1 FROM streetaudit.segmentation AS s
-                                 WHERE s.image_id = i.id AND s.model_id = %(model)s)
+            f"""SELECT i.id, i.uri {TODO_IMAGES}
                  AND NOT EXISTS (SELECT 1 FROM streetaudit.work_lease AS l
                                  WHERE l.stage = 'segment' AND l.scope = %(scope)s AND l.item = i.id
                                    AND l.worker <> %(me)s AND l.expires_at > clock_timestamp())

@@ -190,16 +190,16 @@ def test_images_deleted_while_segmenting_are_skipped_and_counted(
                     (point_id, str(image)),
                 ).fetchone()[0]
             )
-    real_pending = segment_module.pending_images
+    real_claim = segment_module.claim_images
 
-    def pending_then_densify(conn, model_id, limit):
+    def claim_then_densify(*args, **kwargs):
         """What a `points densify` running beside us does: its points go, their images cascade."""
-        found = real_pending(conn, model_id, limit)
+        found = real_claim(*args, **kwargs)
         with psycopg.connect(fresh_db_url) as other:
             other.execute("DELETE FROM streetaudit.sample_point WHERE id = ANY(%s)", (point_ids[:2],))
         return found
 
-    monkeypatch.setattr(segment_module, "pending_images", pending_then_densify)
+    monkeypatch.setattr(segment_module, "claim_images", claim_then_densify)
     report = segment(fresh_db_url, backend="masks", device="cpu", workers=0, progress=False)
     assert (report.done, report.failed, report.vanished) == (1, 0, 2)
     with psycopg.connect(fresh_db_url) as conn:

@@ -84,8 +84,8 @@ def test_readers_never_wait_for_a_refresh_and_see_one_version(db_url, reader_db_
 
     slow_comparisons = stats_flow.comparisons
 
-    def comparisons_then_hold(conn):
-        results = slow_comparisons(conn)
+    def comparisons_then_hold(conn, **options):
+        results = slow_comparisons(conn, **options)
         time.sleep(HOLD_S)
         return results
 
