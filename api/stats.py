@@ -107,15 +107,42 @@ async def _fetch(
     return rows, columns
 
 
+async def _answer(
+    request: Request,
+    fmt: str | None,
+    name: str,
+    query: str,
+    params: dict | None = None,
+    view: str | None = None,
+) -> Response:
+    """One table route: the format checked before the query runs, then JSON or CSV named `name`."""
+    as_csv = _wants_csv(request, fmt)
+    rows, columns = await _fetch(request, query, params, view)
+    return _respond(rows, columns, as_csv, name)
+
+
+def _row_limit(request: Request, limit: int) -> int:
+    cap = request.app.state.settings.stats_row_limit
+    if limit > cap:
+        raise BadRequest(f"limit must be at most {cap}, got {limit}")
+    return limit
+
+
+def _heat_filter(
+    model: int | None = Query(None, description="Detector (model id); default all"),
+    method: str | None = Query(None, description="CAM method, e.g. gradcam; default all"),
+    target: str | None = Query(None, description="Heat-map target, e.g. boxes; default all"),
+) -> dict:
+    return {"model": model, "method": method, "target": target}
+
+
 @router.get(
     "/areas",
     summary="Per heritage area and the rest of the city (api.area_stats)",
     responses=_table("api.area_stats", {"area_id": 1, "name": "Old town", "n_points": 40, "sky_mean": 0.21}),
 )
 async def areas(request: Request, format: str | None = Query(None, description="json or csv")) -> Response:
-    as_csv = _wants_csv(request, format)
-    rows, columns = await _fetch(request, _AREAS_SQL, view="api.area_stats")
-    return _respond(rows, columns, as_csv, "area_stats")
+    return await _answer(request, format, "area_stats", _AREAS_SQL, view="api.area_stats")
 
 
 @router.get(
@@ -128,9 +155,7 @@ async def areas(request: Request, format: str | None = Query(None, description="
 async def comparison(
     request: Request, format: str | None = Query(None, description="json or csv")
 ) -> Response:
-    as_csv = _wants_csv(request, format)
-    rows, columns = await _fetch(request, _COMPARISON_SQL)
-    return _respond(rows, columns, as_csv, "area_comparison")
+    return await _answer(request, format, "area_comparison", _COMPARISON_SQL)
 
 
 # /stats/segments was this route's name before the road/segmentation rename; kept as an alias
@@ -147,12 +172,8 @@ async def roads(
     limit: int = Query(1000, ge=1, description="Most rows returned"),
     format: str | None = Query(None, description="json or csv"),
 ) -> Response:
-    as_csv = _wants_csv(request, format)
-    cap = request.app.state.settings.stats_row_limit
-    if limit > cap:
-        raise BadRequest(f"limit must be at most {cap}, got {limit}")
-    rows, columns = await _fetch(request, _ROADS_SQL, {"bbox": box, "limit": limit}, view="api.road_stats")
-    return _respond(rows, columns, as_csv, "road_stats")
+    params = {"bbox": box, "limit": _row_limit(request, limit)}
+    return await _answer(request, format, "road_stats", _ROADS_SQL, params, view="api.road_stats")
 
 
 @router.get(
@@ -169,14 +190,8 @@ async def streets(
     limit: int = Query(1000, ge=1, description="Most rows returned"),
     format: str | None = Query(None, description="json or csv"),
 ) -> Response:
-    as_csv = _wants_csv(request, format)
-    cap = request.app.state.settings.stats_row_limit
-    if limit > cap:
-        raise BadRequest(f"limit must be at most {cap}, got {limit}")
-    rows, columns = await _fetch(
-        request, _STREETS_SQL, {"bbox": box, "limit": limit}, view="api.street_stats"
-    )
-    return _respond(rows, columns, as_csv, "street_stats")
+    params = {"bbox": box, "limit": _row_limit(request, limit)}
+    return await _answer(request, format, "street_stats", _STREETS_SQL, params, view="api.street_stats")
 
 
 # Heat maps (`streetaudit explain`): one set per detector, CAM method and target, so both
@@ -202,15 +217,10 @@ _HEAT_COMPARISON_SQL = "SELECT * FROM api.heat_comparison" + _HEAT_FILTER
 )
 async def heat(
     request: Request,
-    model: int | None = Query(None, description="Detector (model id); default all"),
-    method: str | None = Query(None, description="CAM method, e.g. gradcam; default all"),
-    target: str | None = Query(None, description="Heat-map target, e.g. boxes; default all"),
+    params: Annotated[dict, Depends(_heat_filter)],
     format: str | None = Query(None, description="json or csv"),
 ) -> Response:
-    as_csv = _wants_csv(request, format)
-    params = {"model": model, "method": method, "target": target}
-    rows, columns = await _fetch(request, _HEAT_STATS_SQL, params)
-    return _respond(rows, columns, as_csv, "heat_stats")
+    return await _answer(request, format, "heat_stats", _HEAT_STATS_SQL, params)
 
 
 @router.get(
@@ -229,12 +239,7 @@ async def heat(
 )
 async def heat_comparison(
     request: Request,
-    model: int | None = Query(None, description="Detector (model id); default all"),
-    method: str | None = Query(None, description="CAM method, e.g. gradcam; default all"),
-    target: str | None = Query(None, description="Heat-map target, e.g. boxes; default all"),
+    params: Annotated[dict, Depends(_heat_filter)],
     format: str | None = Query(None, description="json or csv"),
 ) -> Response:
-    as_csv = _wants_csv(request, format)
-    params = {"model": model, "method": method, "target": target}
-    rows, columns = await _fetch(request, _HEAT_COMPARISON_SQL, params)
-    return _respond(rows, columns, as_csv, "heat_comparison")
+    return await _answer(request, format, "heat_comparison", _HEAT_COMPARISON_SQL, params)

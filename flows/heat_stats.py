@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import psycopg
 
+from streetaudit.flows.comparison_tables import core_rest_table
 from streetaudit.flows.stats import ALL_CORES, compare, holm
 
 HEAT_STATISTICS = ("inside_boxes", "on_building", "facade_height", "upper_third")
@@ -125,29 +126,9 @@ def read_heat_comparison(
 
 def heat_comparison_table(rows: list[dict], title: str):
     """A rich table of one comparison's rows (one model, method, target and core area)."""
-    from rich import box
-    from rich.table import Table
-
-    def f(value, spec: str = ".3f") -> str:
-        return "–" if value is None else format(value, spec)
-
-    table = Table(
+    return core_rest_table(
+        rows,
+        key="statistic",
         title=title,
         caption="d: Cohen's d; p: Welch t / Mann–Whitney U, Holm-adjusted over the four statistics",
-        title_justify="left",
-        box=box.SIMPLE,
     )
-    for column in ("statistic", "n core/rest", "core", "rest", "diff", "d", "Welch p", "MW p"):
-        table.add_column(column, justify="left" if column == "statistic" else "right")
-    for r in rows:
-        table.add_row(
-            r["statistic"],
-            f"{r['n_core']}/{r['n_rest']}",
-            f(r["mean_core"]),
-            f(r["mean_rest"]),
-            f(r["mean_diff"], "+.3f"),
-            f(r["cohens_d"], "+.2f"),
-            f(r["welch_p_holm"], ".2g"),
-            f(r["mannwhitney_p_holm"], ".2g"),
-        )
-    return table

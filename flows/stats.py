@@ -24,6 +24,7 @@ from prefect import flow
 from scipy import stats as scistats
 
 from streetaudit.flows import street_inference
+from streetaudit.flows.comparison_tables import cell, core_rest_table
 from streetaudit.flows.errors import InputError
 from streetaudit.models.label_sets import ELEMENTS
 from streetaudit.sql.rows import one, scalar
@@ -369,43 +370,21 @@ def refresh_notes(report: StatsReport) -> list[str]:
     return notes
 
 
-def _cell(value, spec: str = ".3f") -> str:
-    return "–" if value is None else format(value, spec)
-
-
 def _holm_family(chosen: list[dict]) -> str:
     return "every area x element" if chosen and chosen[0].get("holm_family") == "all" else "the six elements"
 
 
 def comparison_table(rows: list[dict], *, area_id: int | None = None):
     """A rich table of one comparison (default: all cores together vs the rest), point level."""
-    from rich import box
-    from rich.table import Table
-
-    f = _cell
     chosen = [r for r in rows if r["area_id"] == area_id]
     title = chosen[0]["area_name"] if chosen else "no comparison"
-    table = Table(
+    return core_rest_table(
+        chosen,
+        key="element",
         title=f"{title} vs rest of the city (point level)",
         caption=f"d: Cohen's d; p: Welch t / Mann–Whitney U, Holm-adjusted over {_holm_family(chosen)}; "
         "points as independent, which they are not (see the street-level table)",
-        title_justify="left",
-        box=box.SIMPLE,
     )
-    for column in ("element", "n core/rest", "core", "rest", "diff", "d", "Welch p", "MW p"):
-        table.add_column(column, justify="left" if column == "element" else "right")
-    for r in chosen:
-        table.add_row(
-            r["element"],
-            f"{r['n_core']}/{r['n_rest']}",
-            f(r["mean_core"]),
-            f(r["mean_rest"]),
-            f(r["mean_diff"], "+.3f"),
-            f(r["cohens_d"], "+.2f"),
-            f(r["welch_p_holm"], ".2g"),
-            f(r["mannwhitney_p_holm"], ".2g"),
-        )
-    return table
 
 
 def street_table(rows: list[dict], *, area_id: int | None = None):
@@ -413,7 +392,7 @@ def street_table(rows: list[dict], *, area_id: int | None = None):
     from rich import box
     from rich.table import Table
 
-    f = _cell
+    f = cell
     chosen = [r for r in rows if r["area_id"] == area_id]
     title = chosen[0]["area_name"] if chosen else "no comparison"
     unit = (chosen[0].get("cluster_unit") if chosen else None) or "street"
