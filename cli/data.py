@@ -127,6 +127,10 @@ def roads_load(roads: RoadLoading) -> None:
         f"{report.summary()}",
         soft_wrap=True,
     )
+    if report.streets_rebuilt is not None:
+        by, max_length, streets = report.streets_rebuilt
+        cut = f" --max-length {max_length:g}" if max_length else ""
+        console.print(f"streets rebuilt as last built (--by {by}{cut}): {streets} streets")
     print_skipped(report.skipped)
     print_repaired(report.warnings)
 

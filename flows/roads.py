@@ -35,6 +35,9 @@ class LoadReport:
     length_km: float = 0.0
     changes: Changes = field(default_factory=Changes)
     warnings: list[tuple[int, str]] = field(default_factory=list)  # (row number, what was repaired)
+    # Streets built before (`streets build`) are rebuilt with the same options when the roads
+    # change, so street statistics never describe yesterday's network: (split_by, max_length_m, streets).
+    streets_rebuilt: tuple[str, float | None, int] | None = None
 
     def summary(self, noun: str = "roads") -> str:
         return self.changes.text(noun)
@@ -108,9 +111,29 @@ def load_roads(
                 "SELECT coalesce(sum(length_m), 0) / 1000 FROM streetaudit.road WHERE source = %s", (src,)
             )
         )
+        streets = None
+        if changes.new or changes.updated or changes.removed or deleted:
+            streets = rebuild_streets(conn)
     return LoadReport(
-        src, result.rows, len(result.features), result.skipped, deleted, km, changes, result.warnings
+        src,
+        result.rows,
+        len(result.features),
+        result.skipped,
+        deleted,
+        km,
+        changes,
+        result.warnings,
+        streets,
     )
+
+
+def rebuild_streets(conn: psycopg.Connection) -> tuple[str, float | None, int] | None:
+    """Streets again with the last build's options, in the load's transaction; None if never built."""
+    last = conn.execute("SELECT split_by, max_length_m FROM streetaudit.street_build").fetchone()
+    if last is None:
+        return None
+    streets = scalar(conn.execute("SELECT streets FROM streetaudit.build_streets(%s, %s)", last))
+    return last[0], last[1], streets
 
 
 def refuse_wipe(path: Path, source: str, changes: Changes, fields: list[str]) -> None:

@@ -6,6 +6,7 @@ road file would be; expected lengths are shapely's in the same metric CRS.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -14,9 +15,11 @@ import numpy as np
 import psycopg
 import pytest
 import shapely
+import shapely.geometry
 from pyproj import Transformer
 from shapely.geometry import LineString
 
+from streetaudit.flows.roads import load_roads
 from streetaudit.flows.stats import ELEMENTS, refresh_stats
 from streetaudit.testing.seeded_results import fill_synthetic
 
@@ -322,3 +325,34 @@ def test_street_stats_are_numpy_means_over_the_points_of_each_part(conn, fresh_d
         assert n == len(values)
         expected = np.column_stack([values.mean(axis=0), values.std(axis=0, ddof=1)]).ravel()
         assert np.allclose(np.array(stats, dtype=float), expected, rtol=1e-9, atol=1e-12)
+
+
+def write_ways(path, ways: list[Way]) -> None:
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"name": name, "kind": kind},
+            "geometry": shapely.geometry.mapping(lonlat(coords)),
+        }
+        for _, name, kind, coords in ways
+    ]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+
+def test_reloading_changed_roads_rebuilds_streets_as_last_built(conn, fresh_db_url, tmp_path):
+    roads = tmp_path / "roads.geojson"
+    write_ways(roads, T_WAYS[:1])
+    first = load_roads(fresh_db_url, roads, name_field="name", kind_field="kind")
+    assert first.streets_rebuilt is None  # never built: nothing to keep up to date
+    build(conn, "junction", None)
+    assert streets(conn) == bag(("Main Road", "secondary", ("1",), 400.0))
+    write_ways(roads, T_WAYS)  # a side street now meets the main road half way
+    second = load_roads(fresh_db_url, roads, name_field="name", kind_field="kind")
+    assert second.streets_rebuilt == ("junction", None, 3)
+    assert streets(conn) == bag(
+        ("Main Road", "secondary", ("1",), 200.0),
+        ("Main Road", "secondary", ("1",), 200.0),
+        ("Side Street", "residential", ("2",), 150.0),
+    )
+    again = load_roads(fresh_db_url, roads, name_field="name", kind_field="kind")
+    assert again.streets_rebuilt is None  # nothing changed, nothing rebuilt
