@@ -51,7 +51,9 @@ def parse_tile(z: str, x: str, y: str) -> tuple[int, int, int]:
     return zi, xi, yi
 
 
-def get_tile(
+# The dependencies are `async def` though they never await: FastAPI runs a plain `def`
+# dependency in its thread pool, a hand-off that cost more than the tile query at z14.
+async def get_tile(
     z: str = Path(description="zoom, 0 to 30"),
     x: str = Path(description="column, 0 to 2^z - 1"),
     y: str = Path(description="row, 0 to 2^z - 1 (XYZ scheme, north at 0)"),
@@ -81,7 +83,7 @@ def parse_bbox(value: str | None) -> list[float] | None:
     return numbers
 
 
-def get_bbox(
+async def get_bbox(
     bbox: str | None = Query(None, description="minx,miny,maxx,maxy in degrees (EPSG:4326)"),
 ) -> list[float] | None:
     return parse_bbox(bbox)

@@ -128,7 +128,7 @@ def _row_limit(request: Request, limit: int) -> int:
     return limit
 
 
-def _heat_filter(
+async def _heat_filter(
     model: int | None = Query(None, description="Detector (model id); default all"),
     method: str | None = Query(None, description="CAM method, e.g. gradcam; default all"),
     target: str | None = Query(None, description="Heat-map target, e.g. boxes; default all"),
