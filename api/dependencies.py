@@ -16,6 +16,7 @@ from streetaudit.api.catalog import Layer, load_layers
 from streetaudit.api.errors import BadRequest, NotFound
 
 MAX_ZOOM = 30
+BIGINT = 2**63 - 1  # ids are bigint: a larger one is a 400, never a database error
 _INTEGER = re.compile(r"^[0-9]{1,10}$")
 
 

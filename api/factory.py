@@ -86,6 +86,7 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["ETag", "Cache-Control"],
     )
+    app.include_router(tiles.tile_router)
     app.include_router(health.router)
     app.include_router(stats.router)
     app.include_router(map_page.router)

@@ -16,6 +16,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from streetaudit.api.dependencies import BIGINT
 from streetaudit.api.errors import NotFound
 from streetaudit.api.photo_models import PointDetail
 from streetaudit.api.photo_settings import PhotoSettings
@@ -23,7 +24,6 @@ from streetaudit.api.rating import read_image
 
 router = APIRouter(tags=["photos"])
 THUMB_PX = 320
-BIGINT = 2**63 - 1  # ids are bigint: a larger one is a 400, never a database error
 _CACHE = "public, max-age=86400"
 
 

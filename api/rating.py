@@ -26,7 +26,7 @@ from streetaudit.api.errors import BadRequest, NotFound
 from streetaudit.api.map import STATIC_DIR
 from streetaudit.api.rating_models import ChoiceResult, Pair, RatingStatusOut, Session, Undone
 from streetaudit.api.rating_settings import RatingApiSettings
-from streetaudit.api.stats import _fetch, _respond, _table, _wants_csv
+from streetaudit.api.stats import _answer, _fetch, _row_limit, _table
 
 router = APIRouter(tags=["rating"])
 
@@ -211,12 +211,9 @@ async def ratings(
     limit: int = Query(1000, ge=1, description="Most rows returned, best rated first"),
     format: str | None = Query(None, description="json or csv"),
 ) -> Response:
-    as_csv = _wants_csv(request, format)
-    cap = request.app.state.settings.stats_row_limit
-    if limit > cap:
-        raise BadRequest(f"limit must be at most {cap}, got {limit}")
-    rows, columns = await _fetch(request, _RATINGS_SQL, {"limit": limit})
-    return _respond(rows, columns, as_csv, "image_ratings")
+    return await _answer(
+        request, format, "image_ratings", _RATINGS_SQL, {"limit": _row_limit(request, limit)}
+    )
 
 
 @router.get(

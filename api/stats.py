@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from streetaudit.api.dependencies import get_bbox
+from streetaudit.api.dependencies import BIGINT, get_bbox
 from streetaudit.api.errors import BadRequest
 
 router = APIRouter(prefix="/stats", tags=["statistics"])
@@ -129,7 +129,7 @@ def _row_limit(request: Request, limit: int) -> int:
 
 
 async def _heat_filter(
-    model: int | None = Query(None, description="Detector (model id); default all"),
+    model: int | None = Query(None, ge=0, le=BIGINT, description="Detector (model id); default all"),
     method: str | None = Query(None, description="CAM method, e.g. gradcam; default all"),
     target: str | None = Query(None, description="Heat-map target, e.g. boxes; default all"),
 ) -> dict:

@@ -23,6 +23,10 @@ MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 MAX_TILE_BYTES = 500_000  # the budget every tile function keeps (sql/post/031_tiles.sql)
 
 router = APIRouter(tags=["tiles"])
+# The tile route alone, included first (api/factory.py): a map asks for dozens of tiles per
+# view, and every route tried before the match costs each of them. Four path segments
+# ending in .pbf/.mvt shadow none of the fixed paths.
+tile_router = APIRouter(tags=["tiles"])
 
 
 class LayerSummary(BaseModel):
@@ -206,16 +210,16 @@ def parse_max_bytes(layer: Layer, value: str | None) -> int | None:
     return int(value)
 
 
-@router.api_route(
+@tile_router.api_route(
     "/{layer_id}/{z}/{x}/{y}.pbf",
     methods=["GET", "HEAD"],
     summary="A Mapbox vector tile",
     response_class=Response,
     responses={200: {"content": {MVT_MEDIA_TYPE: {}}}, 304: {"description": "Not modified"}},
 )
-@router.api_route("/{layer_id}/{z}/{x}/{y}.mvt", methods=["GET", "HEAD"], include_in_schema=False)
+@tile_router.api_route("/{layer_id}/{z}/{x}/{y}.mvt", methods=["GET", "HEAD"], include_in_schema=False)
 # The same tile as an ArcGIS VectorTileServer addresses it (api/esri.py), row before column.
-@router.api_route(
+@tile_router.api_route(
     "/{layer_id}/VectorTileServer/tile/{z}/{y}/{x}.pbf", methods=["GET", "HEAD"], include_in_schema=False
 )
 async def tile(
