@@ -153,28 +153,33 @@ def comparisons(
     comparison, or with holm_family "all" over every area × element at once (they share
     one rest group, so they are one family of tests on the same data).
     """
+    k = len(ELEMENTS)
     cols = ", ".join(f"pe.{e}" for e in ELEMENTS)
-    rows = conn.execute(
-        f"""SELECT {cols}, pe.n_images, {CLUSTER_SQL},
-                   ARRAY(SELECT pa.area_id FROM streetaudit.point_area AS pa
-                         WHERE pa.point_id = pe.point_id AND pa.kind = 'core' ORDER BY pa.area_id)
+    table = _stream_array(
+        conn,
+        f"""SELECT {cols}, pe.n_images, {CLUSTER_SQL}, pe.point_id
             FROM api.point_elements AS pe
             LEFT JOIN streetaudit.point_street AS ps ON ps.point_id = pe.point_id
-            ORDER BY pe.point_id"""
-    ).fetchall()
+            ORDER BY pe.point_id""",
+        k + 3,
+    )
+    values = table[:, :k]
+    images, clusters, point_ids = (table[:, j].astype(np.int64) for j in (k, k + 1, k + 2))
+    cores = _stream_array(
+        conn,
+        """SELECT pa.point_id, pa.area_id FROM streetaudit.point_area AS pa
+           JOIN api.point_elements AS pe ON pe.point_id = pa.point_id
+           WHERE pa.kind = 'core'""",
+        2,
+    ).astype(np.int64)
     streets_built = scalar(conn.execute("SELECT EXISTS (SELECT 1 FROM streetaudit.street)"))
     cluster_unit = "street" if streets_built else "road"
     areas = conn.execute(
         "SELECT id, name FROM streetaudit.heritage_area WHERE kind = 'core' ORDER BY id"
     ).fetchall()
-    k = len(ELEMENTS)
-    values = np.array([r[:k] for r in rows], dtype=float).reshape(-1, k)
-    images = np.array([r[k] for r in rows], dtype=np.int64)
-    clusters = np.array([r[k + 1] for r in rows], dtype=np.int64)
-    member = [set(r[-1]) for r in rows]
-    in_any = np.array([bool(m) for m in member], dtype=bool)
+    in_any = np.isin(point_ids, cores[:, 0])
     groups = [(None, ALL_CORES, in_any)] + [
-        (area_id, name, np.array([area_id in m for m in member], dtype=bool)) for area_id, name in areas
+        (area_id, name, np.isin(point_ids, cores[cores[:, 1] == area_id, 0])) for area_id, name in areas
     ]
     results = []
     for area_id, name, mask in groups:
@@ -211,6 +216,21 @@ def comparisons(
             for test, adjusted in zip(family, holm([t[key] for t in family]), strict=True):
                 test[f"{key}_holm"] = adjusted
     return results
+
+
+def _stream_array(conn: psycopg.Connection, query: str, width: int) -> np.ndarray:
+    """A query's numeric rows as one float array, read in chunks through a server-side cursor:
+    a city's millions of points never sit in memory as Python rows (NULL becomes NaN;
+    ids stay exact below 2**53)."""
+    chunks = []
+    with conn.cursor(name="stats_comparison") as cur:
+        cur.execute(query)
+        while batch := cur.fetchmany(STREAM_ROWS):
+            chunks.append(np.array(batch, dtype=np.float64).reshape(-1, width))
+    return np.vstack(chunks) if chunks else np.empty((0, width))
+
+
+STREAM_ROWS = 50_000
 
 
 _COMPARISON_COLUMNS = (
