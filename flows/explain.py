@@ -41,6 +41,7 @@ from streetaudit.flows.run_reports import RunProgress
 from streetaudit.models.gradcam import METHODS, TARGETS, explain_image, heat_statistics, overlay_png
 from streetaudit.models.inputs import ImageReader, read_bytes
 from streetaudit.models.label_sets import LabelSetError, from_labels
+from streetaudit.sql.rows import scalar
 
 
 @dataclass
@@ -157,7 +158,7 @@ def explain(
             )
         area_id = area_filter(conn, where_area)
         # Redo: rows computed before this run are done again (the database's clock, as theirs).
-        redo_before = conn.execute("SELECT now()").fetchone()[0] if redo else None
+        redo_before = scalar(conn.execute("SELECT now()")) if redo else None
         skipped, todo = pending_images(conn, model_id, method, target, limit, area_id, redo_before)
         conn.commit()
         report = ExplainReport(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from prefect import flow, task
@@ -254,7 +254,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def upstream(stage: str, chosen: tuple[str, ...] | set[str]) -> set[str]:
+def upstream(stage: str, chosen: Collection[str]) -> set[str]:
     """The chosen stages `stage` waits for: its needs, or theirs where one is not chosen."""
     found: set[str] = set()
     for need in NEEDS[stage]:
