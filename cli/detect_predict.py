@@ -11,6 +11,7 @@ import typer
 from streetaudit.cli.app import console, exit_on_database_loss, ready_url
 from streetaudit.cli.detect import detect_app
 from streetaudit.cli.options import model_options
+from streetaudit.cli.processes import processes_option, run_copies
 from streetaudit.flows.stage_options import PredictOptions
 
 
@@ -19,6 +20,7 @@ from streetaudit.flows.stage_options import PredictOptions
 def predict_cmd(
     predict: PredictOptions,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    processes: int = processes_option(),
 ) -> None:
     """Detect heritage features on every 'ok' image the model has not run on yet. Resumable.
 
@@ -28,6 +30,9 @@ def predict_cmd(
 
     Exit status: 0 done; 2 bad input (nothing written); 3 the database went away (rerun to resume).
     """
+    if processes > 1:
+        run_copies(processes)
+        return
     from streetaudit.flows.detect_predict import predict as run_predict
     from streetaudit.flows.detect_predict import summary_line
 

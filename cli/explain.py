@@ -10,6 +10,7 @@ import typer
 from streetaudit.cli.app import app, console, exit_on_database_loss, ready_url
 from streetaudit.cli.detect import detect_app
 from streetaudit.cli.options import model_options
+from streetaudit.cli.processes import processes_option, run_copies
 from streetaudit.flows.stage_options import ExplainOptions
 
 
@@ -18,6 +19,7 @@ from streetaudit.flows.stage_options import ExplainOptions
 def explain_cmd(
     explain: ExplainOptions,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    processes: int = processes_option(),
 ) -> None:
     """Heat maps of where a detector looks: overlays in the image store and per-image shares.
 
@@ -28,6 +30,9 @@ def explain_cmd(
 
     Exit status: 0 done; 2 bad input; 3 the database went away (rerun to resume).
     """
+    if processes > 1:
+        run_copies(processes)
+        return
     from streetaudit.flows.explain import explain as run_explain
 
     with exit_on_database_loss("explain"):

@@ -191,6 +191,13 @@ def run_pipeline_cmd(
         help="Stages to run, comma-separated (e.g. points,collect); they always run in pipeline order. "
         f"All stages: {','.join(STAGES)} (predict and explain need --predict-model/--explain-model).",
     ),
+    task_runner: str = typer.Option(
+        "thread",
+        "--task-runner",
+        help="thread, or dask (the dask extra: a LocalCluster, or the scheduler at "
+        "STREETAUDIT_DASK_ADDRESS). Stages that do not need each other (segment and predict; "
+        "stats and explain) run side by side.",
+    ),
 ) -> None:
     """Run roads → areas → points → collect → clean → segment → [predict → explain →] stats.
 
@@ -220,6 +227,7 @@ def run_pipeline_cmd(
                 predict=predict,
                 explain=explain,
                 stats=stats,
+                task_runner=task_runner,
             )
     except CollectFailed as error:
         fail(str(error), 1)

@@ -25,6 +25,8 @@ VARIABLES = {
     "areas.path": "STREETAUDIT_AREAS_FILE",
     "collect.provider": "STREETAUDIT_PROVIDER",
     "path": "STREETAUDIT_LABELS_DIR",
+    "predict.model": "STREETAUDIT_DETECTOR",
+    "explain.model": "STREETAUDIT_DETECTOR",
 }
 HOME = "STREETAUDIT_HOME"
 PLACEHOLDER = re.compile(r"\{\{\s*\$([A-Z0-9_]+)\s*\}\}")

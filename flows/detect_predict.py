@@ -10,6 +10,11 @@ images that have no detection_done row yet, so a killed run loses at most the ba
 flight and a rerun skips what is stored and never stores an image twice. Images deleted
 while the run goes are skipped and counted. A lost database stops the run with
 `DatabaseLost` (exit 3; the rerun resumes).
+
+Many workers (`--processes N`, or the same command on other machines) share a model's images
+through leases (flows/leases.py, stage 'predict', scope the model id): each claims a batch,
+predicts it and releases it once its rows are stored, and a killed worker's batch is taken
+over when its leases expire, so every image is predicted once and none is left out.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.detector_registry import register_mmdet, resolve_detector
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.leases import UNLEASED, Leases
 from streetaudit.flows.run_reports import RunProgress
 from streetaudit.flows.segment import default_workers
 from streetaudit.models.backend import BackendError, resolve_device
@@ -128,6 +134,16 @@ _IN_AREA = """AND (%(area)s::bigint IS NULL OR EXISTS (
                   WHERE pa.point_id = i.point_id AND pa.area_id = %(area)s))"""
 
 
+# The images a model still has to predict: `ok`, stored, in the area if one is given, without
+# a detection_done row.
+TODO_IMAGES = f"""
+    FROM streetaudit.image AS i
+    WHERE i.status = 'ok' AND i.uri IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM streetaudit.detection_done AS d
+                      WHERE d.image_id = i.id AND d.model_id = %(model)s)
+    {_IN_AREA}"""
+
+
 def pending_images(
     conn: psycopg.Connection, model_id: int, limit: int | None, area_id: int | None
 ) -> tuple[int, list[tuple[int, str]]]:
@@ -141,16 +157,19 @@ def pending_images(
             params,
         )
     )
-    todo = conn.execute(
-        f"""SELECT i.id, i.uri FROM streetaudit.image AS i
-            WHERE i.status = 'ok' AND i.uri IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM streetaudit.detection_done AS d
-                              WHERE d.image_id = i.id AND d.model_id = %(model)s)
-            {_IN_AREA}
-            ORDER BY i.id LIMIT %(limit)s""",
-        params,
-    ).fetchall()
+    todo = conn.execute(f"SELECT i.id, i.uri {TODO_IMAGES} ORDER BY i.id LIMIT %(limit)s", params).fetchall()
     return skipped, [tuple(row) for row in todo]
+
+
+def claim_images(
+    leases: Leases, model_id: int, limit: int | None, area_id: int | None
+) -> list[tuple[int, str]]:
+    """The next batch of images still to predict that this worker now leases."""
+    size = leases.settings.batch if limit is None else min(limit, leases.settings.batch)
+    return leases.claim_rows(
+        f"SELECT i.id, i.uri {TODO_IMAGES} AND {UNLEASED} ORDER BY i.id LIMIT %(size)s",
+        {"model": model_id, "area": area_id, "size": size},
+    )
 
 
 def predict(
@@ -181,24 +200,42 @@ def predict(
         if not todo:
             return report
         workers = default_workers(target) if workers is None else workers
-        loader = make_loader(
-            todo, ImageReader(), batch_size=batch_size, workers=workers, pin_memory=target.type == "cuda"
-        )
         start = time.perf_counter()
-        with DetectionWriter(url, model_id, detector.labels, score_threshold) as writer:
-            run_batches(detector, loader, writer, report, score_threshold, progress, len(todo))
+        options = {"batch_size": batch_size, "workers": workers, "score_threshold": score_threshold}
+        leased_batches(url, detector, report, limit, area_id, progress, len(todo), **options)
         report.seconds = time.perf_counter() - start
-        if writer.stored or report.done:
+        if report.detections or report.done:
             # Tiles of api.detections are cached by data version: new detections, new version.
             with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
                 conn.execute(
                     "UPDATE streetaudit.stats_state SET version = streetaudit.next_data_version(version)"
                 )
-        report.done -= writer.vanished
-        report.vanished = writer.vanished
-        report.detections = writer.stored
+        report.done -= report.vanished  # counted when predicted, deleted before they were stored
         report.images_per_s = (report.done + report.failed) / report.seconds if report.seconds else 0.0
         return report
+
+
+def leased_batches(
+    url, detector, report, limit, area_id, progress, total, *, batch_size, workers, score_threshold
+) -> None:
+    """Predict leased batches until no image is left and no other worker holds one.
+
+    Other `detect predict` processes (here or on other machines) may work on the same model;
+    a batch's leases are released only once its writer has stored it. The decoders fork, so
+    the leases hold no connection or thread between calls (run_batches keeps them alive).
+    """
+    model_id = report.model_id
+    target = next(detector.model.parameters()).device
+    leases = Leases(url, "predict", str(model_id), background=False)
+    with leases:
+        for chunk in leases.batches(lambda left: claim_images(leases, model_id, left, area_id), limit):
+            loader = make_loader(
+                chunk, ImageReader(), batch_size=batch_size, workers=workers, pin_memory=target.type == "cuda"
+            )
+            with DetectionWriter(url, model_id, detector.labels, score_threshold) as writer:
+                run_batches(detector, loader, writer, report, score_threshold, progress, total, leases)
+            report.detections += writer.stored
+            report.vanished += writer.vanished
 
 
 def inference_context(device: torch.device):
@@ -237,7 +274,7 @@ def detect_batch(model: torch.nn.Module, batch: Batch, score_threshold: float) -
     return results
 
 
-def run_batches(detector, loader, writer, report, score_threshold, progress, total) -> None:
+def run_batches(detector, loader, writer, report, score_threshold, progress, total, leases=None) -> None:
     batches = iter(loader)  # start the workers (fork) before the writer's thread is busy
     bar = RunProgress(
         TextColumn("[bold]detect[/]"),
@@ -250,15 +287,18 @@ def run_batches(detector, loader, writer, report, score_threshold, progress, tot
     )
     started = time.perf_counter()
     with bar:
-        task = bar.add_task("detect", total=total, speed=0.0)
+        before = report.done + report.failed  # images of earlier leased batches
+        task = bar.add_task("detect", total=max(total, before), completed=before, speed=0.0)
         for batch in batches:
+            if leases is not None:
+                leases.keep_alive()
             results = detect_batch(detector.model, batch, score_threshold)
             writer.put(results)
             report.done += len(results)
             report.failed += len(batch.errors)
             report.errors.extend(list(batch.errors.items())[: max(0, 20 - len(report.errors))])
             elapsed = time.perf_counter() - started
-            bar.update(task, advance=len(batch.ids), speed=(report.done + report.failed) / elapsed)
+            bar.update(task, advance=len(batch.ids), speed=(report.done + report.failed - before) / elapsed)
 
 
 class DetectionWriter:

@@ -11,6 +11,13 @@ them again and replaces the row (never a second one). Images with the most predi
 detections go first, so `--limit 20` explains the most telling ones. Each image is its own
 transaction; an image deleted meanwhile is skipped and counted. A run that made heat maps
 then stores the core-vs-rest tests of (model, method, target) again (flows/heat_stats.py).
+
+Many workers (`--processes N`, or the same command on other machines) share the images
+through leases (flows/leases.py, stage 'explain', scope model id, method and target), a
+small batch at a time (`STREETAUDIT_LEASE_EXPLAIN_BATCH`): each image is explained by one of
+them, and a killed worker's batch is taken over when its leases expire. With `redo` an image
+is done again if its row is older than the worker's start, so workers of one redo should
+start together (`--processes N` does): one started later would redo what others just did.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ from streetaudit.flows.detect_predict import _IN_AREA, area_filter, open_detecto
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.heat_stats import store_heat_comparisons
 from streetaudit.flows.image_store import ImageStore
+from streetaudit.flows.leases import UNLEASED, Leases
 from streetaudit.flows.run_reports import RunProgress
 from streetaudit.models.gradcam import METHODS, TARGETS, explain_image, heat_statistics, overlay_png
 from streetaudit.models.inputs import ImageReader, read_bytes
 from streetaudit.models.label_sets import LabelSetError, from_labels
+from streetaudit.sql.rows import scalar
 
 
 @dataclass
@@ -53,23 +62,42 @@ class ExplainReport:
     errors: list[tuple[int, str]] = field(default_factory=list)
 
 
-def pending_images(conn, model_id, method, target, limit, area_id, redo) -> tuple[int, list]:
+# The images still to explain (model, method, target): `ok`, stored, in the area if one is
+# given, without a row computed since `redo_before` (NULL: without any row).
+TODO_IMAGES = f"""
+    FROM streetaudit.image AS i
+    LEFT JOIN streetaudit.detection_done AS d ON d.image_id = i.id AND d.model_id = %(model)s
+    WHERE i.status = 'ok' AND i.uri IS NOT NULL {_IN_AREA}
+      AND NOT EXISTS (SELECT 1 FROM streetaudit.heatmap AS h
+                      WHERE h.image_id = i.id AND h.model_id = %(model)s
+                        AND h.method = %(method)s AND h.target = %(target)s
+                        AND (%(redo_before)s::timestamptz IS NULL OR h.computed_at >= %(redo_before)s))"""
+# Most predicted detections first: `--limit 20` explains the most telling images.
+MOST_TELLING = "ORDER BY d.n DESC NULLS LAST, i.id"
+
+
+def pending_images(conn, model_id, method, target, limit, area_id, redo_before) -> tuple[int, list]:
     params = {"model": model_id, "method": method, "target": target, "limit": limit, "area": area_id}
-    done = """EXISTS (SELECT 1 FROM streetaudit.heatmap AS h WHERE h.image_id = i.id AND h.model_id = %(model)s
-                      AND h.method = %(method)s AND h.target = %(target)s)"""
+    params["redo_before"] = redo_before
     skipped = 0
-    if not redo:
+    if redo_before is None:
         skipped = conn.execute(
-            f"SELECT count(*) FROM streetaudit.image AS i WHERE i.status = 'ok' AND {done} {_IN_AREA}", params
+            f"""SELECT count(*) FROM streetaudit.image AS i WHERE i.status = 'ok' {_IN_AREA}
+                AND EXISTS (SELECT 1 FROM streetaudit.heatmap AS h WHERE h.image_id = i.id
+                            AND h.model_id = %(model)s AND h.method = %(method)s AND h.target = %(target)s)""",
+            params,
         ).fetchone()[0]
-    todo = conn.execute(
-        f"""SELECT i.id, i.uri FROM streetaudit.image AS i
-            LEFT JOIN streetaudit.detection_done AS d ON d.image_id = i.id AND d.model_id = %(model)s
-            WHERE i.status = 'ok' AND i.uri IS NOT NULL {"" if redo else f"AND NOT {done}"} {_IN_AREA}
-            ORDER BY d.n DESC NULLS LAST, i.id LIMIT %(limit)s""",
-        params,
-    ).fetchall()
+    todo = conn.execute(f"SELECT i.id, i.uri {TODO_IMAGES} {MOST_TELLING} LIMIT %(limit)s", params).fetchall()
     return skipped, todo
+
+
+def claim_images(leases: Leases, params: dict, limit: int | None) -> list[tuple[int, str]]:
+    """The next few images still to explain that this worker now leases, most telling first."""
+    size = leases.settings.explain_batch if limit is None else min(limit, leases.settings.explain_batch)
+    return leases.claim_rows(
+        f"SELECT i.id, i.uri {TODO_IMAGES} AND {UNLEASED} {MOST_TELLING} LIMIT %(size)s",
+        {**params, "size": size},
+    )
 
 
 def building_mask(conn: psycopg.Connection, image_id: int) -> np.ndarray | None:
@@ -129,7 +157,9 @@ def explain(
                 "transform), from `detect train`"
             )
         area_id = area_filter(conn, where_area)
-        skipped, todo = pending_images(conn, model_id, method, target, limit, area_id, redo)
+        # Redo: rows computed before this run are done again (the database's clock, as theirs).
+        redo_before = scalar(conn.execute("SELECT now()")) if redo else None
+        skipped, todo = pending_images(conn, model_id, method, target, limit, area_id, redo_before)
         conn.commit()
         report = ExplainReport(
             model_id,
@@ -149,11 +179,16 @@ def explain(
             stage="explain",
         )
         start = time.perf_counter()
-        with bar:
+        params = {"model": model_id, "method": method, "target": target, "area": area_id}
+        params["redo_before"] = redo_before
+        # Other `explain` processes (here or elsewhere) may share this model, method and target.
+        leases = Leases(url, "explain", f"{model_id}:{method}:{target}")
+        with bar, leases:
             task = bar.add_task("explain", total=len(todo))
-            for image_id, uri in todo:
-                explain_one(conn, detector, store, report, image_id, uri, reader, score_threshold)
-                bar.advance(task)
+            for chunk in leases.batches(lambda left: claim_images(leases, params, left), limit):
+                for image_id, uri in chunk:
+                    explain_one(conn, detector, store, report, image_id, uri, reader, score_threshold)
+                    bar.advance(task)
         report.seconds = time.perf_counter() - start
         report.images_per_s = (report.done + report.failed) / report.seconds if report.seconds else 0.0
         if report.done:

@@ -17,7 +17,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any
 
 import psycopg
 from pydantic import Field
@@ -36,9 +37,19 @@ class LeaseSettings(BaseSettings):
 
     ttl: float = Field(120.0, ge=1.0)
     poll: float = Field(2.0, gt=0)
-    # Images a segment worker claims at a time: big enough that restarting the decoders per
-    # batch costs little on a GPU, small enough that workers share a stage evenly.
+    # Images a segment or predict worker claims at a time: big enough that restarting the
+    # decoders per batch costs little on a GPU, small enough that workers share a stage evenly.
     batch: int = Field(8192, ge=1)
+    # Images an explain worker claims at a time: Grad-CAM takes a good part of a second an
+    # image and starts no decoders, so small batches keep the workers even to the end.
+    explain_batch: int = Field(256, ge=1)
+
+
+# A candidate query's condition (its items aliased `i`) that no other live worker holds the item;
+# `Leases.claim_rows` binds its parameters.
+UNLEASED = """NOT EXISTS (SELECT 1 FROM streetaudit.work_lease AS l
+                          WHERE l.stage = %(stage)s AND l.scope = %(scope)s AND l.item = i.id
+                            AND l.worker <> %(me)s AND l.expires_at > clock_timestamp())"""
 
 
 def _alive(pid: str) -> bool:
@@ -59,7 +70,8 @@ def worker_name() -> str:
 
 
 class Leases:
-    """One worker's leases on one stage and scope (collect: a provider; segment: a model id).
+    """One worker's leases on one stage and scope (collect: a provider; segment and predict: a
+    model id; explain: model id, method and target).
 
     `background=False` holds no connection and starts no thread between calls (segment forks
     its decoders, which must inherit neither); the stage then calls `keep_alive` as it goes.
@@ -77,6 +89,9 @@ class Leases:
         self.background = background
         self.conn: psycopg.Connection | None = None
         self._renewed = time.monotonic()
+        # When this worker's current look for items began, on the database's clock (see
+        # others_lease_wait): None until its first claim since it last waited.
+        self._looked_since: Any = None
 
     def __enter__(self) -> Leases:
         if self.background:
@@ -129,21 +144,62 @@ class Leases:
         """The items of `items` this worker may now work on (others hold the rest)."""
         if not items:
             return set()
+        self._mark_look()
         rows = self._call(
             "SELECT streetaudit.claim_work(%s, %s, %s, %s, %s)",
             (self.stage, self.scope, self.worker, self.settings.ttl, list(items)),
         )
         return {r[0] for r in rows}
 
+    def claim_rows(self, query: str, params: Mapping[str, Any]) -> list[tuple]:
+        """The rows of a candidate query (item id first; `UNLEASED` among its conditions, at
+        most `%(size)s` rows) whose item this worker now leases, in the query's order."""
+        bound = {**params, "stage": self.stage, "scope": self.scope, "me": self.worker}
+        self._mark_look()
+        with psycopg.connect(self.url, autocommit=True, **CONNECT_OPTIONS) as conn:
+            candidates = conn.execute(query, bound).fetchall()
+        claimed = self.claim([row[0] for row in candidates])
+        return [tuple(row) for row in candidates if row[0] in claimed]
+
+    def _mark_look(self) -> None:
+        if self._looked_since is None:
+            self._looked_since = self._call("SELECT clock_timestamp()", ())[0][0]
+
     def release(self, items: Collection[int]) -> None:
         if items:
             self._call("SELECT streetaudit.release_work(%s, %s)", (self.worker, list(items)))
 
+    def batches(
+        self, claim: Callable[[int | None], list[tuple]], limit: int | None = None
+    ) -> Iterator[list[tuple]]:
+        """This worker's share of the stage, a leased batch at a time (rows of item id first).
+
+        `claim(left)` leases the next batch of at most `left` items (None: any number). A
+        batch is released when the caller asks for the next, that is once its rows are
+        written; when none is left the worker waits while others hold leases and takes over
+        those that expire. `limit` caps this worker's items.
+        """
+        left = limit
+        while left is None or left > 0:
+            batch = claim(left)
+            if not batch:
+                wait = self.wait_for_others()
+                if wait is None:
+                    return
+                time.sleep(wait)
+                continue
+            yield batch
+            self.release([row[0] for row in batch])
+            left = None if left is None else left - len(batch)
+
     def wait_for_others(self) -> float | None:
         """Seconds to sleep before looking again for items a dead worker left; None: no other
         worker holds anything, the stage is done."""
+        # Leases that expired before this look began are on items it found done: dropped.
+        since, self._looked_since = self._looked_since, None
         (wait,) = self._call(
-            "SELECT streetaudit.others_lease_wait(%s, %s, %s)", (self.stage, self.scope, self.worker)
+            "SELECT streetaudit.others_lease_wait(%s, %s, %s, coalesce(%s, clock_timestamp()))",
+            (self.stage, self.scope, self.worker, since),
         )[0]
         if wait is None:
             return None

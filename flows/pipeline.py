@@ -10,13 +10,20 @@ are usually transient (network collection). Every stage is idempotent and resuma
 rerun after a failure redoes only what is missing. Stage modules are imported when their
 stage runs. Each stage tells its run what it did (`told`: the summary its own command prints,
 in the run's log, and a table artifact), since a deployment's run is read in the Prefect UI.
+
+The flow submits each stage to its task runner (`task_runner`: thread, or dask with the
+optional extra; flows/task_runners.py) once the stages it needs (NEEDS) are done. Up to
+`clean` each stage needs the one before, but `roads` and `areas` load different tables,
+`segment` and `predict` both read only the cleaned images, and `stats` and `explain` need
+only segmentation (explain: and predictions): those run side by side. Everything else is
+sequential by nature. The summaries are echoed in pipeline order as the stages finish.
 """
 
 from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from prefect import flow, task
@@ -25,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.load_options import AreaLoading, RoadLoading
 from streetaudit.flows.retries import worth_retrying
-from streetaudit.flows.run_reports import measures, publish_table, tell
+from streetaudit.flows.run_reports import echo_later, measures, publish_table, tell
 from streetaudit.flows.stage_options import (
     DEFAULT_STAGES,
     PREFIXES,
@@ -232,12 +239,31 @@ RUNNERS: dict[str, Callable[[str, PipelineOptions], str]] = {
 }
 
 
-def run_pipeline(url: str, options: PipelineOptions, report=print, runners=RUNNERS) -> list[str]:
-    """Run the chosen stages in pipeline order (whatever order they were given in).
+# The stages each stage needs done first (their rows are its input). A stage left out of a
+# run stands for what it needs: `stats` in a run without segment waits for clean, and so on.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "roads": (),
+    "areas": (),
+    "points": ("roads",),
+    "collect": ("points",),
+    "clean": ("collect",),
+    "segment": ("clean",),
+    "predict": ("clean",),
+    "explain": ("segment", "predict"),  # the boxes to explain first; the building masks
+    "stats": ("segment", "areas"),
+}
 
-    `runners` maps each stage to what runs it: the plain functions, or the Prefect tasks
-    wrapping them (pipeline_flow).
-    """
+
+def upstream(stage: str, chosen: Collection[str]) -> set[str]:
+    """The chosen stages `stage` waits for: its needs, or theirs where one is not chosen."""
+    found: set[str] = set()
+    for need in NEEDS[stage]:
+        found |= {need} if need in chosen else upstream(need, chosen)
+    return found
+
+
+def check_pipeline(url: str, options: PipelineOptions) -> None:
+    """Every stage's options, before any stage writes anything."""
     options.check()
     if "points" in options.stages:  # before the roads stage writes anything
         import psycopg
@@ -247,11 +273,41 @@ def run_pipeline(url: str, options: PipelineOptions, report=print, runners=RUNNE
         with psycopg.connect(url) as conn:
             p = options.points
             check_densify_parameters(conn, interval=p.interval, dedupe_within=p.dedupe_within, srid=p.srid)
+
+
+def run_pipeline(url: str, options: PipelineOptions, report=print, runners=RUNNERS) -> list[str]:
+    """Run the chosen stages one after another in pipeline order (whatever order they were
+    given in): the plain functions, in this process (`pipeline_flow` runs them as tasks)."""
+    check_pipeline(url, options)
     lines = []
     for stage in STAGES:
         if stage in options.stages:
             lines.append(runners[stage](url, options))
             report(lines[-1])
+    return lines
+
+
+def run_stages(url: str, options: PipelineOptions, task_runner: Any) -> list[str]:
+    """Submit each chosen stage's task once the stages it needs are done; their summaries in
+    pipeline order. A failed stage's error is raised once every stage still running is done
+    (those that needed it do not start)."""
+    from prefect.futures import wait
+
+    check_pipeline(url, options)
+    chosen = [stage for stage in STAGES if stage in options.stages]
+    lines: list[str] = []
+    # Tasks on Dask workers do not see this process's terminal: the flow echoes for them.
+    with echo_later() as echo, task_runner:
+        futures: dict[str, Any] = {}
+        for stage in chosen:
+            after = [futures[s] for s in sorted(upstream(stage, chosen))]
+            futures[stage] = task_runner.submit(_TASKS[stage], {"url": url, "o": options}, wait_for=after)
+        try:
+            for stage in chosen:
+                lines.append(futures[stage].result())
+                echo(lines[-1])
+        finally:
+            wait(list(futures.values()))
     return lines
 
 
@@ -281,10 +337,13 @@ def pipeline_flow(
     predict: PredictOptions | None = None,
     explain: ExplainOptions | None = None,
     stats: StatsOptions | None = None,
+    task_runner: str = "thread",
 ) -> list[str]:
     """The chosen stages (default: all but predict and explain) with each stage's options; a
-    stage not given options runs with its defaults."""
+    stage not given options runs with its defaults. `task_runner`: thread or dask (stages that
+    do not need each other run side by side; flows/task_runners.py)."""
     from streetaudit.flows.deployments import refuse_empty_variables
+    from streetaudit.flows.task_runners import make_task_runner
 
     refuse_empty_variables()  # a deployment's parameter that prefect.yaml left empty
     given: dict[str, Any] = {"roads": roads, "areas": areas, "points": points, "collect": collect}
@@ -294,11 +353,11 @@ def pipeline_flow(
         **{name: value for name, value in given.items() if value is not None},
     )
     options.check()
+    runner = make_task_runner(task_runner)
     if url is None:
         # Deployments (prefect.yaml) keep secrets out of their parameters: the worker's
         # STREETAUDIT_DATABASE_URL names the database.
         from streetaudit.sql.connect import ready_database
 
         url = ready_database()
-    # Each stage logs its own summary on its task run (told); printing it again would repeat it.
-    return run_pipeline(url, options, report=lambda _: None, runners=_TASKS)
+    return run_stages(url, options, runner)

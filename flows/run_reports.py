@@ -52,6 +52,23 @@ def echoing(write: Callable[[str], None]) -> Iterator[None]:
         _echo.reset(token)
 
 
+@contextlib.contextmanager
+def echo_later() -> Iterator[Callable[[str], None]]:
+    """For a flow whose tasks may run where its context is not (Dask workers): inside, `tell`
+    echoes nothing; the flow echoes its tasks' lines itself with the function given."""
+    write = _echo.get()
+    token = _echo.set(None)
+
+    def echo(text: str) -> None:
+        if write is not None and not run_logger().isEnabledFor(logging.INFO):
+            write(text)
+
+    try:
+        yield echo
+    finally:
+        _echo.reset(token)
+
+
 def tell(text: str) -> None:
     """Log `text` on the run; also echo it when the run's log would not reach the terminal.
 

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
 from streetaudit.flows.errors import InputError
-from streetaudit.flows.leases import Leases
+from streetaudit.flows.leases import UNLEASED, Leases
 from streetaudit.flows.run_reports import RunProgress
 from streetaudit.models.backend import (
     BackendError,
@@ -186,22 +186,12 @@ def _segment(url, runner, target, batch_size, limit, save_masks, progress, pipel
     # Other `segment` processes (here or on other machines) may work on the same model: each
     # takes a leased batch at a time (flows/leases.py) until none is left and no other holds one.
     leases = Leases(url, "segment", str(model_id), background=False)
-    left = limit
     with leases:
-        while left is None or left > 0:
-            chunk = claim_images(url, leases, model_id, left, provider)
-            if not chunk:
-                wait = leases.wait_for_others()
-                if wait is None:
-                    break
-                time.sleep(wait)
-                continue
+        for chunk in leases.batches(lambda left: claim_images(url, leases, model_id, left, provider), limit):
             loader = make_loader(
                 chunk, runner.reader(), batch_size=batch_size, workers=workers, pin_memory=runner.cuda
             )
             run_batches(url, runner, model_id, loader, len(todo), report, masks_dir, progress, leases)
-            leases.release([image_id for image_id, _ in chunk])
-            left = None if left is None else left - len(chunk)
     report.seconds = time.perf_counter() - start
     report.images_per_s = (report.done + report.failed) / report.seconds if report.seconds else 0.0
     return report
@@ -274,23 +264,10 @@ def claim_images(
 ) -> list[tuple[int, str]]:
     """The next batch of images without a row for this model that this worker now leases."""
     size = leases.settings.batch if limit is None else min(limit, leases.settings.batch)
-    with psycopg.connect(url, autocommit=True, **CONNECT_OPTIONS) as conn:
-        candidates = conn.execute(
-            f"""SELECT i.id, i.uri {TODO_IMAGES}
-                 AND NOT EXISTS (SELECT 1 FROM streetaudit.work_lease AS l
-                                 WHERE l.stage = 'segment' AND l.scope = %(scope)s AND l.item = i.id
-                                   AND l.worker <> %(me)s AND l.expires_at > clock_timestamp())
-               ORDER BY i.id LIMIT %(size)s""",
-            {
-                "model": model_id,
-                "provider": provider,
-                "scope": str(model_id),
-                "me": leases.worker,
-                "size": size,
-            },
-        ).fetchall()
-    claimed = leases.claim([image_id for image_id, _ in candidates])
-    return [(image_id, uri) for image_id, uri in candidates if image_id in claimed]
+    return leases.claim_rows(
+        f"SELECT i.id, i.uri {TODO_IMAGES} AND {UNLEASED} ORDER BY i.id LIMIT %(size)s",
+        {"model": model_id, "provider": provider, "size": size},
+    )
 
 
 def run_batches(

@@ -20,6 +20,8 @@ from streetaudit.testing.seeded_results import synthetic_models
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "streetaudit"
+# Many workers, one database: the pools whose workers share a stage (README "Many workers").
+SHARED_POOLS = {"streetaudit-gpu": {"segment", "predict", "explain"}, "streetaudit-collect": {"collect"}}
 
 
 def placeholders(value, prefix: str = "") -> dict[str, str]:
@@ -52,6 +54,27 @@ def test_the_flows_check_every_variable_prefect_yaml_fills() -> None:
     for command in ("prefect work-pool create streetaudit --type process", "prefect deploy --all",
                     "prefect worker start --pool streetaudit"):  # fmt: skip
         assert command in readme, command
+    for pool in SHARED_POOLS:
+        for command in (
+            f"prefect work-pool create {pool} --type process",
+            f"prefect worker start --pool {pool} --limit 1",
+        ):
+            assert command in readme, command
+
+
+def test_the_shared_pools_run_one_leased_stage_a_deployment_and_never_serialise_it() -> None:
+    project = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    shared = [d for d in project["deployments"] if d["work_pool"]["name"] in SHARED_POOLS]
+    stages = {d["parameters"]["stages"][0]: d["work_pool"]["name"] for d in shared}
+    assert stages == {stage: pool for pool, chosen in SHARED_POOLS.items() for stage in chosen}
+    for deployment in shared:
+        # One stage (points and clean must not run N times at once), as many runs as workers:
+        # a concurrency limit would make the other workers' runs wait instead of sharing.
+        assert len(deployment["parameters"]["stages"]) == 1, deployment["name"]
+        assert "concurrency_limit" not in deployment and deployment["schedules"] == [], deployment["name"]
+        stage = deployment["parameters"]["stages"][0]
+        if stage != "collect":
+            assert deployment["parameters"][stage]["device"] == "cuda", deployment["name"]
 
 
 def test_empty_variables_and_home_are_refused_by_name(tmp_path, monkeypatch) -> None:
@@ -81,19 +104,40 @@ async def _deploy_run_and_work(env: dict[str, str]) -> dict[str, object]:
     from prefect.workers.process import ProcessWorker
 
     async with get_client() as client:
-        await client.create_work_pool(WorkPoolCreate(name=POOL, type="process"), overwrite=True)
+        for pool in (POOL, *SHARED_POOLS):
+            await client.create_work_pool(WorkPoolCreate(name=pool, type="process"), overwrite=True)
         deployed = subprocess.run(
             [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         weekly = await client.read_deployment_by_name("pipeline/weekly-full")
+        shared = {name: await client.read_deployment_by_name(f"pipeline/{name}") for name in SHARED}
         hourly = await client.read_deployment_by_name("pipeline/hourly-stats")
         run_id = (await client.create_flow_run_from_deployment(hourly.id)).id
         async with ProcessWorker(work_pool_name=POOL) as worker:
             await worker.get_and_submit_flow_runs()
         # The worker waits for the runs it started when it stops.
-        return {"hourly-stats": (await client.read_flow_run(run_id)).state, "weekly-full": weekly}
+        state = (await client.read_flow_run(run_id)).state
+        return {"hourly-stats": state, "weekly-full": weekly, **shared}
+
+
+# The many-worker deployments as `prefect deploy` stores them: pool, entrypoint, parameters.
+SHARED = {
+    "gpu-segment": (
+        "streetaudit-gpu",
+        {"stages": ["segment"], "segment": {"backend": "hf", "device": "cuda"}},
+    ),
+    "gpu-predict": (
+        "streetaudit-gpu",
+        {"stages": ["predict"], "predict": {"model": "toy-detector", "device": "cuda"}},
+    ),
+    "gpu-explain": (
+        "streetaudit-gpu",
+        {"stages": ["explain"], "explain": {"model": "toy-detector", "method": "gradcam", "device": "cuda"}},
+    ),
+    "collect-workers": ("streetaudit-collect", {"stages": ["collect"], "collect": {"provider": "synthetic"}}),
+}
 
 
 @pytest.mark.slow
@@ -107,7 +151,11 @@ def test_deploy_all_then_a_process_worker_runs_the_deployments(
     # The deployer's environment: the weekly roads and areas files left empty, as happened.
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), HOME: str(ROOT)}
     env |= {"STREETAUDIT_PROVIDER": "synthetic", "STREETAUDIT_LABELS_DIR": str(tmp_path)}
-    env |= {"STREETAUDIT_ROADS_FILE": "", "STREETAUDIT_AREAS_FILE": ""}
+    env |= {
+        "STREETAUDIT_ROADS_FILE": "",
+        "STREETAUDIT_AREAS_FILE": "",
+        "STREETAUDIT_DETECTOR": "toy-detector",
+    }
     # The worker's environment names the database; the flow runs inherit it.
     monkeypatch.setenv("STREETAUDIT_DATABASE_URL", stats_db)
     found = asyncio.run(_deploy_run_and_work(env))
@@ -121,3 +169,7 @@ def test_deploy_all_then_a_process_worker_runs_the_deployments(
     )
     with pytest.raises(InputError, match=r"roads.path is empty: .*\$STREETAUDIT_ROADS_FILE"):
         refuse_empty_variables(weekly.parameters)
+    for name, (pool, parameters) in SHARED.items():
+        deployment = found[name]
+        assert (deployment.work_pool_name, deployment.entrypoint) == (pool, "flows/pipeline.py:pipeline_flow")
+        assert deployment.parameters == parameters, name

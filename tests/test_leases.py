@@ -50,6 +50,23 @@ def test_an_expired_batch_being_taken_is_skipped_not_waited_for(fresh_db_url: st
         assert owners == {10: "b", 11: "b", 12: "c"}
 
 
+def test_a_dead_workers_lease_on_a_done_item_is_dropped_not_waited_for_ever(fresh_db_url: str) -> None:
+    # "dead" wrote item 20's rows and died before releasing it; 21 it had not done.
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        assert claim(conn, "dead", [20], ttl=0.01) == {20}
+        time.sleep(0.05)
+        (since,) = conn.execute("SELECT clock_timestamp()").fetchone()  # b looks: nothing to do
+        assert claim(conn, "dead", [21], ttl=0.3) == {21}  # (expires after b looked)
+        found = conn.execute("SELECT streetaudit.others_lease_wait('segment', 'm1', 'b', %s)", (since,))
+        assert 0 < found.fetchone()[0] <= 0.3  # 21 may be undone: waited for; 20 is dropped
+        assert conn.execute("SELECT array_agg(item) FROM streetaudit.work_lease").fetchone()[0] == [21]
+        time.sleep(0.35)
+        (since,) = conn.execute("SELECT clock_timestamp()").fetchone()
+        found = conn.execute("SELECT streetaudit.others_lease_wait('segment', 'm1', 'b', %s)", (since,))
+        assert found.fetchone()[0] is None  # once b's next look began after it expired: done
+        assert conn.execute("SELECT count(*) FROM streetaudit.work_lease").fetchone()[0] == 0
+
+
 def test_append_heavy_tables_vacuum_early(fresh_db_url: str) -> None:
     with psycopg.connect(fresh_db_url) as conn:
         options = dict(

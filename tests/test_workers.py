@@ -1,6 +1,6 @@
-"""Many workers on one stage: concurrent `collect` and `segment` processes share the work through
-leases (flows/leases.py), with no view fetched twice, no row twice, and nothing left undone when
-one of them is killed."""
+"""Many workers on one stage: concurrent `collect`, `segment`, `detect predict` and `explain`
+processes share the work through leases (flows/leases.py), with no view fetched twice, no row
+twice, and nothing left undone when one of them is killed."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from collections import Counter
 
 import psycopg
 import pytest
+import torch
 
 from streetaudit.flows.collect import collect
+from streetaudit.models.detectors import build_detector, save_detector
 from streetaudit.testing.local_server import LocalProviders
 from streetaudit.testing.sample_rows import along, make_points
 
@@ -105,4 +107,96 @@ def test_segment_processes_share_the_images_without_overlap(fresh_db_url, tmp_pa
     rows = count(fresh_db_url, "SELECT count(*) FROM streetaudit.segmentation")
     # Each image segmented by exactly one process: the counts add up to the rows, no more.
     assert rows == 60 and sum(done) == 60, (done, output)
+    assert count(fresh_db_url, "SELECT count(*) FROM streetaudit.work_lease") == 0
+
+
+def synthetic_images(url: str, tmp_path, monkeypatch, env: dict[str, str], n_points: int) -> int:
+    """`ok` images of the synthetic provider (two headings a point), stored under env's data dir."""
+    make_points(url, along((126.62, 45.76), 0.0003, n_points), spacing=25.0)
+    monkeypatch.setenv("STREETAUDIT_DATA_DIR", env["STREETAUDIT_DATA_DIR"])
+    monkeypatch.delenv("STREETAUDIT_IMAGES_URL", raising=False)
+    monkeypatch.delenv("STREETAUDIT_IMAGE_STORE", raising=False)
+    return collect(url, "synthetic", headings=(0, 180), size=(96, 48), progress=False).ok
+
+
+def random_detector(path) -> str:
+    """A random-weight tiny Faster R-CNN sized for the synthetic images: the stage, not the
+    detector, is under test."""
+    torch.manual_seed(0)
+    detector = build_detector("fasterrcnn_tiny", ["window"], options={"min_size": 48, "max_size": 96})
+    return str(save_detector(path, detector))
+
+
+def leases_of(url: str, pid: int) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM streetaudit.work_lease WHERE worker LIKE %s", (f"%-{pid}-%",)
+        ).fetchone()[0]
+
+
+def wait_for(condition, what: str, workers: list[subprocess.Popen], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        for w in workers:
+            assert w.poll() is None, f"a worker ended before {what}: " + w.stdout.read().decode()
+        assert time.monotonic() < deadline, f"not {what} in {seconds:.0f} s"
+        time.sleep(0.02)
+
+
+def test_predict_worker_killed_mid_run_its_batch_is_taken_over_after_expiry(
+    fresh_db_url, tmp_path, monkeypatch
+):
+    env = base_env(fresh_db_url, tmp_path)
+    n_images = synthetic_images(fresh_db_url, tmp_path, monkeypatch, env, 30)
+    env["STREETAUDIT_LEASE_BATCH"] = "4"
+    args = ["detect", "predict", "--model", random_detector(tmp_path / "random.pt"), "--device", "cpu"]
+    args += ["--workers", "0", "--batch-size", "2", "--no-progress"]
+    done = "SELECT count(*) FROM streetaudit.detection_done"
+    # The doomed worker stores a batch and leases the next; then it is frozen holding them.
+    doomed = start(args, env)
+    wait_for(lambda: count(fresh_db_url, done) > 0 and leases_of(fresh_db_url, doomed.pid) > 0,
+             "a batch stored", [doomed])  # fmt: skip
+    doomed.send_signal(signal.SIGSTOP)
+    time.sleep(0.3)  # a commit in flight lands
+    done_by_doomed = count(fresh_db_url, done)
+    assert done_by_doomed < n_images, "the doomed worker finished before it was stopped"
+    # Two more workers start while it lives (so neither frees its leases at start, as a dead
+    # local worker's): to them it is a worker gone silent on another machine. Its leases are
+    # taken over once they expire; then it is killed.
+    runner = start([*args, "--processes", "2"], env)
+    wait_for(lambda: leases_of(fresh_db_url, doomed.pid) == 0, "its batch taken over", [runner])
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    output = runner.communicate(timeout=180)[0].decode()
+    assert runner.returncode == 0, output
+    survivors = [int(n) for n in re.findall(r"^\[[12]\] .* on cpu: (\d+) images", output, flags=re.M)]
+    assert len(survivors) == 2, output
+
+    with psycopg.connect(fresh_db_url) as conn:
+        rows = conn.execute(
+            """SELECT d.image_id, d.n, (SELECT count(*) FROM streetaudit.detection AS x
+                                         WHERE x.image_id = d.image_id AND x.model_id = d.model_id)
+               FROM streetaudit.detection_done AS d"""
+        ).fetchall()
+        images = conn.execute("SELECT count(*) FROM streetaudit.image WHERE status = 'ok'").fetchone()[0]
+        leases = conn.execute("SELECT count(*) FROM streetaudit.work_lease").fetchone()[0]
+    # Every image once, each with exactly the boxes its row counts (no batch stored twice) ...
+    assert len(rows) == images == n_images and leases == 0
+    assert all(n == boxes for _, n, boxes in rows)
+    # ... and predicted once: the survivors did exactly what the killed worker had not stored.
+    assert sum(survivors) + done_by_doomed == n_images, (survivors, done_by_doomed, output)
+
+
+def test_explain_processes_share_the_images_without_overlap(fresh_db_url, tmp_path, monkeypatch):
+    env = base_env(fresh_db_url, tmp_path)
+    n_images = synthetic_images(fresh_db_url, tmp_path, monkeypatch, env, 8)
+    env["STREETAUDIT_LEASE_EXPLAIN_BATCH"] = "2"
+    args = ["explain", "--model", random_detector(tmp_path / "random.pt"), "--device", "cpu"]
+    runner = start([*args, "--method", "eigencam", "--processes", "2"], env)
+    output = runner.communicate(timeout=180)[0].decode()
+    assert runner.returncode == 0, output
+    done = [int(n) for n in re.findall(r"^\[[12]\] .*?: (\d+) heat maps", output, flags=re.M)]
+    assert len(done) == 2, output
+    rows = count(fresh_db_url, "SELECT count(*) FROM streetaudit.heatmap")
+    assert rows == n_images and sum(done) == n_images, (done, output)
     assert count(fresh_db_url, "SELECT count(*) FROM streetaudit.work_lease") == 0

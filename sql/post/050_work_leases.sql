@@ -59,13 +59,27 @@ $$;
 -- already has, so its items can be taken over now); NULL when no other worker holds any. A
 -- worker that ran out of items waits this long and looks again, so it finishes only when
 -- every item is done or held by nobody.
-CREATE OR REPLACE FUNCTION streetaudit.others_lease_wait(stage text, scope text, me text)
-RETURNS double precision
-LANGUAGE sql STABLE
+--
+-- `since`: when the worker's last look for items began (the database's clock). A lease that
+-- had expired by then was free for that look, which took nothing: its item is done (its
+-- worker died after writing the rows, before releasing them) or another claim has it. So it
+-- is deleted instead of waited for, else the survivors would wait for it for ever; a lease
+-- that expired later is waited for (0 s), as its item may still be undone.
+DROP FUNCTION IF EXISTS streetaudit.others_lease_wait(text, text, text);
+CREATE OR REPLACE FUNCTION streetaudit.others_lease_wait(
+    stage text, scope text, me text, since timestamptz DEFAULT NULL
+) RETURNS double precision
+LANGUAGE sql VOLATILE
 AS $$
+    WITH stale AS (
+        DELETE FROM streetaudit.work_lease AS l
+        WHERE l.stage = others_lease_wait.stage AND l.scope = others_lease_wait.scope AND l.worker <> me
+          AND l.expires_at <= since
+    )
     -- (greatest() ignores a NULL: without the CASE, no lease would read as 0 s)
     SELECT CASE WHEN count(*) > 0
                 THEN greatest(0, extract(epoch FROM min(l.expires_at) - clock_timestamp()))::double precision END
     FROM streetaudit.work_lease AS l
     WHERE l.stage = others_lease_wait.stage AND l.scope = others_lease_wait.scope AND l.worker <> me
+      AND (since IS NULL OR l.expires_at > since)
 $$;
