@@ -179,6 +179,9 @@ BEGIN
 END
 $$;
 
+COMMENT ON TABLE streetaudit.pair_queue IS
+    'Adaptive pairs planned a round at a time by plan_pair_round (every pool image once, neighbours in jittered online-ELO rank, new opponents preferred, fewest comparisons first), taken in id order when raters ask for their next pair; derived, emptied whenever the pool or the campaign is set.';
+
 -- Whether images `low` < `high` were compared before, by any rater (a decided choice not
 -- undone; one probe of comparison_pair_idx).
 CREATE OR REPLACE FUNCTION streetaudit.pair_compared(low bigint, high bigint) RETURNS boolean
