@@ -208,9 +208,9 @@ $$;
 -- depend on that scale. Why new partners: a repeated pair adds information on one
 -- difference only, a new one ties two more images together, and Bradley-Terry ranks a
 -- well-connected graph better. In the simulation (bench/ratings.py, 60 and 200 images) this
--- beat the ±85-point ELO jitter by 0.02-0.04 Kendall tau at every budget, ±3 to ±5 % being
--- about equally good; rounds planned on a Bradley-Terry fit, Thompson-style draws and
--- pairing second neighbours did no better. Returns the number of pairs queued.
+-- beat the ±85-point ELO jitter by 0.015-0.035 Kendall tau from 3 comparisons per image on,
+-- ±3 to ±5 % being about equally good; rounds planned on a Bradley-Terry fit, Thompson-style
+-- draws and pairing second neighbours did no better. Returns the number of pairs queued.
 CREATE OR REPLACE FUNCTION streetaudit.plan_pair_round() RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog
@@ -280,6 +280,9 @@ SET search_path = pg_catalog
 AS $$
 DECLARE
     taken_id bigint;
+    taken_round integer;
+    last_id bigint;
+    last_round integer;
     pooled bigint;
 BEGIN
     FOR attempt IN 1..2 LOOP
@@ -290,11 +293,15 @@ BEGIN
             ORDER BY q.id
             LIMIT 1
             FOR UPDATE OF q SKIP LOCKED)
-        RETURNING taken.id, taken.low_image, taken.high_image INTO taken_id, a, b;
+        RETURNING taken.id, taken.round, taken.low_image, taken.high_image INTO taken_id, taken_round, a, b;
         IF a IS NOT NULL THEN
-            -- Near the end of the queue: plan the next round now, so that raters do not
-            -- find it empty (and search) while it is planned.
-            IF taken_id + 64 > (SELECT max(id) FROM streetaudit.pair_queue) THEN
+            -- Near the end of the last queued round: plan the next one now, so that raters
+            -- do not find the queue empty (and search) while it is planned. Once planned, the
+            -- last round is a later one and the counts below are not run again. (When the
+            -- pair taken was the last, last_id is null and the next caller plans, on an ELO
+            -- that has this pair's choice.)
+            SELECT q.id, q.round INTO last_id, last_round FROM streetaudit.pair_queue AS q ORDER BY q.id DESC LIMIT 1;
+            IF taken_round >= last_round AND taken_id + 64 > last_id THEN
                 pooled := (SELECT count(*) FROM streetaudit.rating_image WHERE in_pool);
                 IF (SELECT count(*) FROM streetaudit.pair_queue) < least(64, pooled / 8)
                    AND pg_try_advisory_xact_lock(6100061) THEN
