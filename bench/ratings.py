@@ -13,7 +13,8 @@ printing p50/p95 latency, choices/s and ours/bare, and the same pair of loops fo
 rater alone (the work's own cost, free of waits on the others). Then the simulation:
 simulated raters answer from known latent scores with Bradley–Terry noise, and Kendall τ
 between the true and the estimated (Bradley–Terry) ranking is tabled against comparisons per image 2…12 for
-random and adaptive pairs, at latent spreads of 1 and 2.5 logits, averaged over --seeds.
+random and adaptive pairs, at latent spreads of 1 and 2.5 logits, averaged over --seeds, with
+adaptive's gain and its standard error (paired by seed).
 """
 
 from __future__ import annotations
@@ -146,16 +147,22 @@ def simulation(url: str, pool: int, seeds: int) -> None:
                 curve = tau_curve(url, raters, latent, PER_IMAGE, rng)
                 curves[strategy].append([curve[c] for c in PER_IMAGE])
         mean = {s: np.mean(v, axis=0) for s, v in curves.items()}  # [c, (bt, elo)]
+        # Paired by seed (same latent scores): adaptive's BT gain and its standard error, so
+        # that a lead or a loss can be told from the seeds' noise.
+        gain = np.array(curves["adaptive"])[:, :, 0] - np.array(curves["random"])[:, :, 0]
+        se = gain.std(axis=0, ddof=1) / np.sqrt(seeds) if seeds > 1 else np.full(len(PER_IMAGE), np.nan)
         print(
             f"\nKendall τ vs true ranking: {pool} images, 5 simulated raters, latent spread {spread:g} logits, "
             f"mean of {seeds} seeds"
         )
         print(
-            f"{'per image':>9s} {'random BT':>10s} {'adaptive BT':>12s} {'random ELO':>11s} {'adaptive ELO':>13s}"
+            f"{'per image':>9s} {'random BT':>10s} {'adaptive BT':>12s} {'gain ± se':>14s}"
+            f" {'random ELO':>11s} {'adaptive ELO':>13s}"
         )
         for j, c in enumerate(PER_IMAGE):
             r, a = mean["random"][j], mean["adaptive"][j]
-            print(f"{c:9d} {r[0]:10.3f} {a[0]:12.3f} {r[1]:11.3f} {a[1]:13.3f}")
+            lead = f"{gain[:, j].mean():+.3f} ± {se[j]:.3f}"
+            print(f"{c:9d} {r[0]:10.3f} {a[0]:12.3f} {lead:>14s} {r[1]:11.3f} {a[1]:13.3f}")
         target = mean["random"][PER_IMAGE.index(10)][0]
         reached = next((c for j, c in enumerate(PER_IMAGE) if mean["adaptive"][j][0] >= target), None)
         print(

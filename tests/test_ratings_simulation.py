@@ -1,12 +1,13 @@
 """Simulated raters answering from known latent scores (Bradley–Terry noise): adaptive pairs
-recover the true ranking better than random pairs when comparisons are few, and no worse
-(beyond the seeds' noise) with more.
+recover the true ranking at least as well as random pairs at every budget.
 
 The pairs come from the real rating_api functions on a small pool; the server's random()
-is seeded, yet plans and timings differ between machines, so near-ties at larger budgets
-are judged against the paired standard error. Latent scores have a spread of 2.5 logits, where many
-random pairs are obvious choices (the situation adaptive pairing is for). Stated
-threshold: with 12 comparisons per image, Kendall τ of the Bradley–Terry ranking ≥ 0.70.
+is seeded, yet the order rows are scanned in differs between runs, so a run is not exactly
+repeatable. Over 16 seeds adaptive led by 0.05–0.075 τ at 4, 8 and 12 comparisons per image
+with a per-seed sd of the gain of 0.04–0.06, so the mean over 12 seeds leads by about
+four standard errors. Latent scores have a spread of 2.5 logits, where many random pairs are
+obvious choices (the situation adaptive pairing is for). Stated threshold: with 12
+comparisons per image, Kendall τ of the Bradley–Terry ranking ≥ 0.70.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from streetaudit.flows.ratings import set_campaign
 from streetaudit.flows.simulated_ratings import add_simulated_raters, seed_rating_images, tau_curve
 
 PER_IMAGE = [4, 8, 12]
-SEEDS = (1, 2, 3, 4)
+SEEDS = tuple(range(1, 13))
 SPREAD = 2.5
 TAU_AT_12 = 0.70
 
@@ -49,8 +50,6 @@ def test_adaptive_pairs_rank_at_least_as_well_as_random_pairs(fresh_db_url, tmp_
         c: (round(r, 3), round(a, 3), round(g, 3))
         for c, r, a, g in zip(PER_IMAGE, random_tau, adaptive_tau, se, strict=True)
     }
-    # Where pairs are scarce adaptive pairing must win outright; with more comparisons both
-    # converge, and adaptive may not be worse by more than two standard errors of the gain.
-    assert adaptive_tau[0] > random_tau[0], table
-    assert np.all(gain.mean(axis=0) + 2 * se >= 0), table
+    # The table carries the gain's standard error, to tell a near miss from a real loss.
+    assert np.all(adaptive_tau >= random_tau), table
     assert adaptive_tau[-1] >= TAU_AT_12, table
