@@ -160,12 +160,19 @@ def test_map_page_controls_ranges_points_and_photo_panel(site, db_url, shots, wi
         )
         bar_width = page.evaluate("() => document.querySelector('#details-body > .shares').clientWidth")
         page.screenshot(path=str(shots / f"map-point-{width}x{height}.png"))
+        legend_with_point = page.locator("#legend").is_visible()
+        panel_bottom = page.evaluate("() => document.getElementById('panel').getBoundingClientRect().bottom")
+        details_top = page.evaluate("() => document.getElementById('details').getBoundingClientRect().top")
         page.uncheck("#mask-toggle")
         mask_hidden = not masks.first.is_visible()
         browser.close()
 
     assert not errors, errors
     assert not foreign, foreign  # no CDN, no basemap unless configured
+    if width < 600:  # a phone: the legend yields to the point panel, a third of the map stays in view
+        assert not legend_with_point and details_top - panel_bottom > height / 3, (panel_bottom, details_top)
+    else:
+        assert legend_with_point
     for layer in ("api.roads", "api.streets", "api.areas", "api.points", "api.ratings"):
         assert any(f"/{layer}/" in t for t in tiles), (layer, tiles)
     assert '"elo"' in rating_paint and "ELO" in initial_legends[0]
