@@ -49,6 +49,8 @@ class DensifyReport:
     seconds: float
     kept: RetiredPoints = field(default_factory=RetiredPoints)
     pruned: PruneReport | None = None
+    # Roads placed by densify_new_roads (only roads added since the last run); None: a full run.
+    new_roads: int | None = None
 
 
 def check_densify_parameters(
@@ -124,8 +126,13 @@ def densify(
     dedupe_within: float = 1.0,
     srid: int | None = None,
     prune: bool = False,
+    full: bool = False,
 ) -> DensifyReport:
     """Place the points for `interval`; old points are retired, or deleted with `prune`.
+
+    When the roads have only grown since the last run with these parameters, only the new
+    roads are densified (streetaudit.densify_new_roads: the same points a full run places);
+    `full` runs over every road regardless.
 
     With `prune`, rows go in the densify transaction and files only after it commits: a
     failure in between leaves files without rows (`images orphans` finds them), never
@@ -134,15 +141,25 @@ def densify(
     start = time.perf_counter()
     with psycopg.connect(url) as conn:
         check_densify_parameters(conn, interval=interval, dedupe_within=dedupe_within, srid=srid)
-        row = one(
-            conn.execute(
-                """SELECT points, merged, inserted, reactivated, retired
-                   FROM streetaudit.densify_roads(%s, %s, %s)""",
+        grown = None
+        if not full:
+            grown = conn.execute(
+                "SELECT points, merged, inserted, new_roads FROM streetaudit.densify_new_roads(%s, %s, %s)",
                 (interval, dedupe_within, srid),
+            ).fetchone()
+        if grown is not None:
+            points, merged, inserted, new_roads = grown
+            report = DensifyReport(points, merged, inserted, 0, 0, seconds=0.0, new_roads=new_roads)
+        else:
+            row = one(
+                conn.execute(
+                    """SELECT points, merged, inserted, reactivated, retired
+                       FROM streetaudit.densify_roads(%s, %s, %s)""",
+                    (interval, dedupe_within, srid),
+                )
             )
-        )
-        points, merged, inserted, reactivated, retired = row
-        report = DensifyReport(points, merged, inserted, reactivated, retired, seconds=0.0)
+            points, merged, inserted, reactivated, retired = row
+            report = DensifyReport(points, merged, inserted, reactivated, retired, seconds=0.0)
         doomed: list[str] = []
         if prune:
             report.pruned, doomed = _delete_retired(conn)
@@ -160,6 +177,11 @@ def summary_lines(report: DensifyReport, interval: float) -> list[str]:
         f"{report.points} sample points every {interval:g} m: {report.inserted} new, "
         f"{report.reactivated} reused from retired points, {report.retired} retired, "
         f"{report.merged} merged into nearby points of other roads; {report.seconds:.2f} s"
+        + (
+            f" (only the {report.new_roads} roads added since the last densify; --full for all)"
+            if report.new_roads is not None
+            else ""
+        )
     ]
     if report.pruned is not None:
         p = report.pruned

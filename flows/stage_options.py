@@ -77,6 +77,11 @@ class PointsOptions(StageOptions):
         False,
         description="DELETE retired points with their images, segmentations and image files (says how many).",
     )
+    full: bool = Field(
+        False,
+        description="Densify every road, even when the roads have only grown since the last run "
+        "(then only the new roads are densified, with the same result).",
+    )
 
 
 class CollectOptions(StageOptions):

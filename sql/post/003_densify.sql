@@ -42,26 +42,30 @@ $$;
 COMMENT ON FUNCTION streetaudit.points_along(geometry, double precision, integer) IS
     'Points at d, 2d, ... metres along a line (metric CRS: its UTM zone unless given), as a 4326 multipoint.';
 
--- Sample points at 0, d, 2d, ... metres along every road (seq k at k*d metres).
+-- Sample points at 0, d, 2d, ... metres along every road (seq k at k*d metres), or along
+-- the roads whose ids are in `of_roads` (densify_new_roads).
 CREATE OR REPLACE FUNCTION streetaudit.road_points(
     interval_m double precision,
-    metric_srid integer DEFAULT NULL
+    metric_srid integer DEFAULT NULL,
+    of_roads bigint[] DEFAULT NULL
 )
 RETURNS TABLE (road_id bigint, seq integer, distance_m double precision, geom geometry(Point, 4326))
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT r.id, 0, 0.0::double precision, ST_StartPoint(r.geom)
     FROM streetaudit.road AS r
+    WHERE of_roads IS NULL OR r.id = ANY (of_roads)
     UNION ALL
     -- A single interpolated point comes back as a POINT whose dump path is empty: seq 1.
     SELECT along.id, COALESCE((along.d).path[1], 1), COALESCE((along.d).path[1], 1) * interval_m, (along.d).geom
     FROM (
         SELECT r.id, ST_Dump(streetaudit.points_along(r.geom, interval_m, metric_srid)) AS d
         FROM streetaudit.road AS r
+        WHERE of_roads IS NULL OR r.id = ANY (of_roads)
     ) AS along
 $$;
-COMMENT ON FUNCTION streetaudit.road_points(double precision, integer) IS
-    'Sample points at 0, d, 2d, ... metres along every road (not stored; see densify_roads).';
+COMMENT ON FUNCTION streetaudit.road_points(double precision, integer, bigint[]) IS
+    'Sample points at 0, d, 2d, ... metres along every road, or the roads in of_roads (not stored; see densify_roads).';
 
 
 -- What is wrong with densify's parameters, as (parameter, problem) rows; none when they are
@@ -322,8 +326,98 @@ BEGIN
     END IF;
 
     DROP TABLE streetaudit.densified;
+    -- What this run covered: the next densify with the same parameters may place only the
+    -- points of roads added after it (densify_new_roads).
+    INSERT INTO streetaudit.densify_state AS s
+        (interval_m, dedupe_m, metric_srid, reuse_m, max_road_id, merged, roads_changed, densified_at)
+    SELECT interval_m, dedupe_m, metric_srid, reuse_m, coalesce(max(r.id), 0), n_merged, false, now()
+    FROM streetaudit.road AS r
+    ON CONFLICT (singleton) DO UPDATE
+    SET interval_m = EXCLUDED.interval_m, dedupe_m = EXCLUDED.dedupe_m, metric_srid = EXCLUDED.metric_srid,
+        reuse_m = EXCLUDED.reuse_m, max_road_id = EXCLUDED.max_road_id, merged = EXCLUDED.merged,
+        roads_changed = false, densified_at = now();
     RETURN QUERY SELECT n_points - n_merged, n_merged, n_inserted, n_reactivated, n_retired;
 END
 $$;
 COMMENT ON FUNCTION streetaudit.densify_roads(double precision, double precision, integer, double precision) IS
     'Make the active sample points those every interval_m metres along every road; retires the others (never deletes); reuses stored points within reuse_m metres; idempotent.';
+
+-- The points of roads added since the last densify, when that is all that changed: the same
+-- parameters, no covered road moved or deleted (densify_state, sql/114_densify_state.sql).
+-- Then the full run's answer for the covered roads is what they already hold: their points
+-- depend only on their own line and on roads with smaller ids (merging keeps the earlier
+-- road's point). A new road's point is merged away when a point of a road with a smaller id,
+-- new or covered, lies within dedupe_m metres on the sphere, exactly as densify_roads
+-- decides; the covered roads' points are computed again only near the new roads. No row
+-- when the state does not allow it: the caller runs densify_roads.
+CREATE OR REPLACE FUNCTION streetaudit.densify_new_roads(
+    interval_m double precision DEFAULT 30,
+    dedupe_m double precision DEFAULT 1.0,
+    metric_srid integer DEFAULT NULL,
+    reuse_m double precision DEFAULT 1.5
+)
+RETURNS TABLE (points bigint, merged bigint, inserted bigint, new_roads bigint)
+LANGUAGE plpgsql VOLATILE
+SET jit = off
+AS $$
+DECLARE
+    st streetaudit.densify_state;
+    added bigint[];
+    near bigint[];
+    n_merged bigint := 0;
+    n_inserted bigint;
+    max_lat double precision;
+    tol_x double precision;
+    tol_y double precision;
+BEGIN
+    LOCK TABLE streetaudit.road IN SHARE ROW EXCLUSIVE MODE;  -- as densify_roads: runs take turns
+    SELECT * INTO st FROM streetaudit.densify_state FOR UPDATE;
+    IF NOT FOUND OR st.roads_changed OR st.interval_m <> interval_m OR st.dedupe_m <> dedupe_m
+       OR st.metric_srid IS DISTINCT FROM metric_srid OR st.reuse_m <> reuse_m THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO added
+    FROM streetaudit.road WHERE id > st.max_road_id;
+
+    DROP TABLE IF EXISTS streetaudit.densified_new;
+    CREATE UNLOGGED TABLE streetaudit.densified_new AS
+        SELECT p.road_id, p.seq, p.distance_m, p.geom
+        FROM streetaudit.road_points(interval_m, metric_srid, added) AS p;
+    IF dedupe_m > 0 AND cardinality(added) > 0 THEN
+        -- The tolerances in degrees of densify_roads, poleward-safe; the sphere decides.
+        SELECT LEAST(max(GREATEST(abs(ST_YMin(geom)), abs(ST_YMax(geom)))) + 0.01, 90)
+        INTO max_lat FROM streetaudit.road;
+        tol_y := dedupe_m / 110000.0;
+        tol_x := dedupe_m / (110000.0 * GREATEST(cos(radians(max_lat)), 0.001));
+        SELECT coalesce(array_agg(DISTINCT c.id), '{}') INTO near
+        FROM streetaudit.road AS n
+        JOIN streetaudit.road AS c ON c.id <= st.max_road_id AND c.geom && ST_Expand(n.geom, tol_x, tol_y)
+        WHERE n.id = ANY (added);
+        INSERT INTO streetaudit.densified_new
+        SELECT p.road_id, p.seq, p.distance_m, p.geom
+        FROM streetaudit.road_points(interval_m, metric_srid, near) AS p;
+        CREATE INDEX ON streetaudit.densified_new USING gist (geom);
+        ANALYZE streetaudit.densified_new;
+        DELETE FROM streetaudit.densified_new AS p
+        WHERE p.road_id > st.max_road_id
+          AND EXISTS (SELECT 1 FROM streetaudit.densified_new AS q
+                      WHERE q.road_id < p.road_id AND q.geom && ST_Expand(p.geom, tol_x, tol_y)
+                        AND ST_DistanceSphere(q.geom, p.geom) <= dedupe_m);
+        GET DIAGNOSTICS n_merged = ROW_COUNT;
+    END IF;
+    INSERT INTO streetaudit.sample_point (road_id, seq, distance_m, geom)
+    SELECT road_id, seq, distance_m, geom FROM streetaudit.densified_new
+    WHERE road_id > st.max_road_id
+    ORDER BY road_id, seq;
+    GET DIAGNOSTICS n_inserted = ROW_COUNT;
+    DROP TABLE streetaudit.densified_new;
+    UPDATE streetaudit.densify_state
+    SET max_road_id = GREATEST(st.max_road_id, coalesce((SELECT max(id) FROM streetaudit.road), 0)),
+        merged = st.merged + n_merged, densified_at = now();
+    RETURN QUERY
+        SELECT (SELECT count(*) FROM streetaudit.sample_point WHERE retired_at IS NULL),
+               st.merged + n_merged, n_inserted, cardinality(added)::bigint;
+END
+$$;
+COMMENT ON FUNCTION streetaudit.densify_new_roads(double precision, double precision, integer, double precision) IS
+    'Place only the points of roads added since the last densify with these parameters; no row when a full densify_roads is needed.';
