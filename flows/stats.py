@@ -57,6 +57,7 @@ class StatsReport:
     # already comes from this selection and these inputs); reason: why the full one ran.
     mode: str = "full"
     reason: str | None = None
+    comparison_seconds: float = 0.0  # of `seconds`: the scipy comparison (whole city, every full refresh)
 
 
 def resolve_model(conn: psycopg.Connection, model: str | int | None) -> tuple[int, str]:
@@ -307,12 +308,15 @@ def refresh_stats(
                 )
             )
         )
+        comparison_seconds = 0.0
         if reason is None:
             version = scalar(conn.execute("SELECT version FROM streetaudit.stats_state"))
             with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
                 results = cur.execute("SELECT * FROM api.area_comparison").fetchall()
         else:
-            version, results = _recompute(conn, model_id, chosen, complete_only, holm, permutations)
+            version, results, comparison_seconds = _recompute(
+                conn, model_id, chosen, complete_only, holm, permutations
+            )
         counts = _counts(conn)
         conn.commit()
     return StatsReport(
@@ -330,6 +334,7 @@ def refresh_stats(
         areas_without_data=counts[5],
         mode="full" if reason is not None else "unchanged",
         reason=reason,
+        comparison_seconds=comparison_seconds,
     )
 
 
@@ -340,14 +345,17 @@ def _recompute(
     complete_only: bool,
     holm: str,
     permutations: int,
-) -> tuple[int, list[dict]]:
-    """The full refresh: every view and tile table (SQL), then the comparison (scipy), in the caller's transaction."""
+) -> tuple[int, list[dict], float]:
+    """The full refresh: every view and tile table (SQL), then the comparison (scipy), in the
+    caller's transaction; also returns the comparison's seconds."""
     conn.execute(
         "UPDATE streetaudit.stats_state SET provider = %s, complete_only = %s, holm_family = %s, permutations = %s",
         (provider, complete_only, holm, permutations),
     )
     version = scalar(conn.execute("SELECT streetaudit.refresh_stats(%s)", (model_id,)))
+    start = time.perf_counter()
     results = comparisons(conn, holm_family=holm, permutations=permutations)
+    seconds = time.perf_counter() - start
     conn.execute("DELETE FROM streetaudit.area_comparison_result")
     names = _COMPARISON_COLUMNS.split(", ")
     with conn.cursor() as cur:
@@ -356,7 +364,7 @@ def _recompute(
             f"complete_only) VALUES ({', '.join(['%s'] * len(names))}, %s, %s, %s)",
             [[r[n] for n in names] + [model_id, provider, complete_only] for r in results],
         )
-    return version, results
+    return version, results, seconds
 
 
 def _counts(conn: psycopg.Connection) -> tuple[int, int, int, int, list[str], list[str]]:
