@@ -1,16 +1,19 @@
 -- What changed in the statistics' inputs since the last `stats refresh` (issue #13 item 2),
 -- so a refresh with nothing to do can say so instead of recomputing the city.
 --
--- One row per writing statement on a table the published statistics read (images,
--- segmentations, points, roads, heritage areas, streets), made by a statement-level trigger:
--- a bulk INSERT … SELECT of a million segmentations adds one row, and concurrent writers
--- only append (no row they would all update and wait on). The refresh deletes the rows it
+-- One row per transaction and table written, of the tables the published statistics read
+-- (images, segmentations, points, roads, heritage areas, streets), made by a statement-level
+-- trigger: a bulk INSERT … SELECT of a million segmentations adds one row, and so does a
+-- collect batch upserting its images one statement each. Concurrent writers only append
+-- rows of their own transaction (no row they would all update and wait on). The refresh deletes the rows it
 -- saw before it reads any data, so a change committed while it runs stays for the next one.
 CREATE TABLE IF NOT EXISTS streetaudit.stats_input_change (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     relation text NOT NULL,
     operation text NOT NULL,
-    changed_at timestamptz NOT NULL DEFAULT now()
+    xact xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    changed_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (xact, relation, operation)
 );
 
 -- What the last refresh published from, beyond the selection (model, provider,
@@ -27,7 +30,8 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog
 AS $$
 BEGIN
-    INSERT INTO streetaudit.stats_input_change (relation, operation) VALUES (TG_TABLE_NAME, TG_OP);
+    INSERT INTO streetaudit.stats_input_change (relation, operation) VALUES (TG_TABLE_NAME, TG_OP)
+    ON CONFLICT (xact, relation, operation) DO NOTHING;
     RETURN NULL;
 END
 $$;

@@ -127,3 +127,19 @@ def test_change_committed_during_a_refresh_is_kept_for_the_next(city):
         refreshing.commit()
     report = refresh_stats(city, permutations=99)
     assert (report.mode, report.reason) == ("full", "inputs changed: road")
+
+
+def test_a_transaction_logs_each_table_once_however_many_statements(city):
+    with psycopg.connect(city) as conn:
+        for _ in range(5):
+            conn.execute(
+                "UPDATE streetaudit.image SET status = status WHERE id = (SELECT min(id) FROM streetaudit.image)"
+            )
+        conn.execute(
+            "DELETE FROM streetaudit.segmentation WHERE image_id = (SELECT max(image_id) FROM streetaudit.segmentation)"
+        )
+    with psycopg.connect(city) as conn:
+        logged = conn.execute(
+            "SELECT relation, operation FROM streetaudit.stats_input_change ORDER BY relation"
+        ).fetchall()
+    assert logged == [("image", "UPDATE"), ("segmentation", "DELETE")]
