@@ -390,14 +390,18 @@ def summary_line(report: StatsReport) -> str:
         f"stats from model {report.model_id} ({report.model_name}), provider {report.provider or 'none'}: "
         f"{report.points} points with data, "
         f"{report.roads} roads, {report.areas} heritage areas; data version {report.version} "
-        f"({report.seconds:.2f} s, {_mode_text(report)})"
+        f"({report.seconds:.2f} s); "
+        + (
+            "unchanged since the last refresh: nothing recomputed"
+            if report.mode == "unchanged"
+            else "full refresh"
+        )
     )
 
 
-def _mode_text(report: StatsReport) -> str:
-    if report.mode == "unchanged":
-        return "unchanged since the last refresh: nothing recomputed"
-    return f"full refresh: {report.reason}"
+def mode_line(report: StatsReport) -> str | None:
+    """Why the refresh recomputed everything (None when it had nothing to do)."""
+    return None if report.reason is None else f"full refresh because: {report.reason}"
 
 
 def _empty_areas(conn: psycopg.Connection) -> tuple[list[str], list[str]]:

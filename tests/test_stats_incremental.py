@@ -143,3 +143,18 @@ def test_a_transaction_logs_each_table_once_however_many_statements(city):
             "SELECT relation, operation FROM streetaudit.stats_input_change ORDER BY relation"
         ).fetchall()
     assert logged == [("image", "UPDATE"), ("segmentation", "DELETE")]
+
+
+def test_stats_refresh_says_which_refresh_ran(cli, db_url):
+    build(db_url, 6)
+
+    def said(*args: str) -> str:
+        result = cli("stats", "refresh", "--quiet", "--permutations", "99", *args)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())  # the console wraps long lines
+
+    first = said()
+    assert "; full refresh" in first and "full refresh because: " in first
+    again = said()
+    assert "unchanged since the last refresh: nothing recomputed" in again and "because" not in again
+    assert "full refresh because: --full" in said("--full")
