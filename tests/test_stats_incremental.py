@@ -14,6 +14,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from streetaudit.flows.stats import refresh_stats, summary_line
+from streetaudit.sql.migrate import migrate
 from streetaudit.sql.rows import scalar
 from streetaudit.testing.grid_city import add_model, build, grow
 
@@ -158,3 +159,12 @@ def test_stats_refresh_says_which_refresh_ran(cli, db_url):
     again = said()
     assert "unchanged since the last refresh: nothing recomputed" in again and "because" not in again
     assert "full refresh because: --full" in said("--full")
+
+
+def test_a_migrate_that_makes_the_views_anew_recomputes_the_comparison(city):
+    with psycopg.connect(city) as conn:
+        # As `db migrate` does when a source changed: post/030_stats.sql runs again.
+        conn.execute("DELETE FROM streetaudit.schema_source WHERE name = '030_stats.sql'")
+    migrate(city)
+    report = refresh_stats(city, permutations=99)
+    assert (report.mode, report.reason) == ("full", "inputs changed: definitions")

@@ -192,3 +192,9 @@ CREATE OR REPLACE VIEW api.data_version AS
     LEFT JOIN streetaudit.model AS m ON m.id = st.model_id;
 COMMENT ON VIEW api.data_version IS
     'Version of the published statistics and tiles (changes on every stats refresh that recomputes; one with nothing changed keeps it) and the selection they come from: model, provider (views of one provider only) and complete_only (only points whose every view is usable).';
+
+-- This file just ran again (`db migrate`): the views above were made anew, perhaps with new
+-- definitions, but the comparison was kept. The next `stats refresh` recomputes it
+-- instead of finding nothing changed.
+INSERT INTO streetaudit.stats_input_change (relation, operation) VALUES ('definitions', 'db migrate')
+ON CONFLICT DO NOTHING;
