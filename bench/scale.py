@@ -15,6 +15,8 @@ the build costs what the database costs, not a Python loop. Then it measures:
 - full refresh: `streetaudit stats refresh` (the flow: SQL refresh, scipy comparison, commit);
 - +1% images: one more heading at 1% of the points, then a refresh; "incremental" is n/a
   until the refresh has an incremental mode, so the figure is a full refresh of the grown data;
+  then a refresh with nothing changed (which recomputes nothing), and the share of the full
+  refresh spent in the scipy comparison;
 - reader wait: a thread connected as the reader role calls tiles (z10, z12, z14) and reads
   api.area_stats and api.data_version in a loop, alone (baseline) and during a full refresh:
   the p95 and max of its statements' wall time, and how many 10 ms samples of its backend
@@ -66,6 +68,8 @@ class Result:
     refresh_s: float = 0.0
     grow_refresh_s: float = 0.0
     incremental_s: float | None = None
+    comparison_s: float = 0.0
+    unchanged_s: float = 0.0
     baseline_p95_ms: float = 0.0
     baseline_max_ms: float = 0.0
     wait_p95_ms: float = 0.0
@@ -200,14 +204,16 @@ def run_size(owner: str, reader: str, label: str, images: int, args) -> Result:
         flush=True,
     )
     start = time.perf_counter()
-    refresh_stats(owner, model=model)
+    first = refresh_stats(owner, model=model)
     result.refresh_s = time.perf_counter() - start
+    result.comparison_s = first.comparison_seconds
     tiles = reader_tiles(owner)
     with ReaderLoop(reader, tiles, owner) as alone:
         time.sleep(args.baseline_seconds)
     result.baseline_p95_ms, result.baseline_max_ms = alone.figures()
     with ReaderLoop(reader, tiles, owner) as during:
-        refresh_stats(owner, model=model)
+        # Nothing changed since the first refresh: --full, or it would recompute nothing.
+        refresh_stats(owner, model=model, full=True)
     result.wait_p95_ms, result.wait_max_ms = during.figures()
     result.reader_requests = len(during.latencies)
     result.lock_wait_samples = f"{during.lock_samples}/{during.samples}"
@@ -215,6 +221,9 @@ def run_size(owner: str, reader: str, label: str, images: int, args) -> Result:
     start = time.perf_counter()
     refresh_stats(owner, model=model)
     result.grow_refresh_s = time.perf_counter() - start
+    start = time.perf_counter()
+    refresh_stats(owner, model=model)
+    result.unchanged_s = time.perf_counter() - start
     print(f"[{label}] +{added} images refreshed; tiles …", flush=True)
     result.tiles = measure_tiles(reader, owner, args.max_zoom, args.tiles_per_zoom)
     with psycopg.connect(owner) as conn:
@@ -235,9 +244,11 @@ def report(results: list[Result]) -> None:
         ("build city in SQL, s", [fmt(r.build_s) for r in results]),
         ("densify, s", [fmt(r.densify_s) for r in results]),
         ("full refresh, s", [fmt(r.refresh_s) for r in results]),
+        ("  of which the comparison (scipy), s", [fmt(r.comparison_s) for r in results]),
         ("refresh after +1% images, s", [fmt(r.grow_refresh_s) for r in results]),
         ("  ratio to full", [fmt(r.grow_refresh_s / r.refresh_s) for r in results]),
         ("incremental refresh +1%, s", [fmt(r.incremental_s) for r in results]),
+        ("refresh with nothing changed, s", [fmt(r.unchanged_s) for r in results]),
         ("reader p95 alone, ms", [fmt(r.baseline_p95_ms, ".1f") for r in results]),
         ("reader max alone, ms", [fmt(r.baseline_max_ms, ".1f") for r in results]),
         ("reader p95 during refresh, ms", [fmt(r.wait_p95_ms, ".1f") for r in results]),

@@ -36,10 +36,12 @@ def stats_refresh(
     streets permuted; OLS with street-clustered errors): report the street-level ones, since
     points on one street are not independent (README, Statistics).
     """
-    from streetaudit.flows.stats import refresh_notes, refresh_stats, summary_line
+    from streetaudit.flows.stats import mode_line, refresh_notes, refresh_stats, summary_line
 
     report = refresh_stats(ready_url(), **stats.model_dump())
     console.print(summary_line(report))
+    if (why := mode_line(report)) is not None:
+        console.print(why, markup=False, soft_wrap=True)
     for line in refresh_notes(report):
         console.print(line, markup=False, soft_wrap=True)
     if show:

@@ -235,6 +235,11 @@ class StatsOptions(StageOptions):
     permutations: int = Field(
         2000, description="Street reassignments of the street-level permutation test (99 to 100000)."
     )
+    full: bool = Field(
+        False,
+        description="Recompute everything even when nothing changed since the last refresh of this "
+        "selection (by default such a refresh leaves the published statistics as they are).",
+    )
 
 
 DETECTOR_HELP = "Detector: a model name or id (from `detect train`), or a detector file (.pt)."

@@ -53,6 +53,11 @@ class StatsReport:
     incomplete_points: int = 0
     areas_without_roads: list[str] = field(default_factory=list)
     areas_without_data: list[str] = field(default_factory=list)
+    # "full" (everything recomputed) or "unchanged" (nothing to do: what is published
+    # already comes from this selection and these inputs); reason: why the full one ran.
+    mode: str = "full"
+    reason: str | None = None
+    comparison_seconds: float = 0.0  # of `seconds`: the scipy comparison (whole city, every full refresh)
 
 
 def resolve_model(conn: psycopg.Connection, model: str | int | None) -> tuple[int, str]:
@@ -276,8 +281,15 @@ def refresh_stats(
     complete_only: bool = False,
     holm: str = "elements",
     permutations: int = street_inference.PERMUTATIONS,
+    full: bool = False,
 ) -> StatsReport:
-    """Recompute every published statistic from one (provider, model) selection and bump the data version."""
+    """Recompute every published statistic from one (provider, model) selection and bump the data version.
+
+    When what is published already comes from this selection and these comparison
+    parameters, and no table the statistics read was written since the last refresh
+    (streetaudit.stats_refresh_reason), nothing is recomputed and the version stays:
+    the report's mode is "unchanged". `full` recomputes regardless.
+    """
     if holm not in HOLM_FAMILIES:
         raise InputError(f"--holm must be one of {', '.join(HOLM_FAMILIES)}, got {holm!r}")
     if not 99 <= permutations <= 100_000:
@@ -286,47 +298,90 @@ def refresh_stats(
     with psycopg.connect(url) as conn:
         model_id, model_name = resolve_model(conn, model)
         chosen, by_default = resolve_provider(conn, provider, model_id)
-        conn.execute(
-            "UPDATE streetaudit.stats_state SET provider = %s, complete_only = %s", (chosen, complete_only)
-        )
-        version = scalar(conn.execute("SELECT streetaudit.refresh_stats(%s)", (model_id,)))
-        results = comparisons(conn, holm_family=holm, permutations=permutations)
-        conn.execute("DELETE FROM streetaudit.area_comparison_result")
-        names = _COMPARISON_COLUMNS.split(", ")
-        with conn.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO streetaudit.area_comparison_result ({_COMPARISON_COLUMNS}, model_id, provider, "
-                f"complete_only) VALUES ({', '.join(['%s'] * len(names))}, %s, %s, %s)",
-                [[r[n] for n in names] + [model_id, chosen, complete_only] for r in results],
-            )
-        points, roads, areas = one(
-            conn.execute(
-                """SELECT (SELECT count(*) FROM api.point_elements),
-                      (SELECT count(*) FROM api.road_stats WHERE n_points > 0),
-                      (SELECT count(*) FROM api.area_stats WHERE area_id IS NOT NULL)"""
+        reason = (
+            "--full"
+            if full
+            else scalar(
+                conn.execute(
+                    "SELECT streetaudit.stats_refresh_reason(%s, %s, %s, %s, %s)",
+                    (model_id, chosen, complete_only, holm, permutations),
+                )
             )
         )
-        incomplete = scalar(
-            conn.execute("SELECT count(*) FROM streetaudit.point_views WHERE n_images > 0 AND NOT complete")
-        )
-        without_roads, without_data = _empty_areas(conn)
+        comparison_seconds = 0.0
+        if reason is None:
+            version = scalar(conn.execute("SELECT version FROM streetaudit.stats_state"))
+            with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+                results = cur.execute("SELECT * FROM api.area_comparison").fetchall()
+        else:
+            version, results, comparison_seconds = _recompute(
+                conn, model_id, chosen, complete_only, holm, permutations
+            )
+        counts = _counts(conn)
         conn.commit()
     return StatsReport(
         model_id,
         model_name,
         version,
-        points,
-        roads,
-        areas,
+        *counts[:3],
         results,
         time.perf_counter() - start,
         provider=chosen,
         provider_by_default=by_default,
         complete_only=complete_only,
-        incomplete_points=incomplete,
-        areas_without_roads=without_roads,
-        areas_without_data=without_data,
+        incomplete_points=counts[3],
+        areas_without_roads=counts[4],
+        areas_without_data=counts[5],
+        mode="full" if reason is not None else "unchanged",
+        reason=reason,
+        comparison_seconds=comparison_seconds,
     )
+
+
+def _recompute(
+    conn: psycopg.Connection,
+    model_id: int,
+    provider: str | None,
+    complete_only: bool,
+    holm: str,
+    permutations: int,
+) -> tuple[int, list[dict], float]:
+    """The full refresh: every view and tile table (SQL), then the comparison (scipy), in the
+    caller's transaction; also returns the comparison's seconds."""
+    conn.execute(
+        "UPDATE streetaudit.stats_state SET provider = %s, complete_only = %s, holm_family = %s, permutations = %s",
+        (provider, complete_only, holm, permutations),
+    )
+    version = scalar(conn.execute("SELECT streetaudit.refresh_stats(%s)", (model_id,)))
+    start = time.perf_counter()
+    results = comparisons(conn, holm_family=holm, permutations=permutations)
+    seconds = time.perf_counter() - start
+    conn.execute("DELETE FROM streetaudit.area_comparison_result")
+    names = _COMPARISON_COLUMNS.split(", ")
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO streetaudit.area_comparison_result ({_COMPARISON_COLUMNS}, model_id, provider, "
+            f"complete_only) VALUES ({', '.join(['%s'] * len(names))}, %s, %s, %s)",
+            [[r[n] for n in names] + [model_id, provider, complete_only] for r in results],
+        )
+    return version, results, seconds
+
+
+def _counts(conn: psycopg.Connection) -> tuple[int, int, int, int, list[str], list[str]]:
+    """What the report says of the published statistics: points, roads and areas with data,
+    incomplete points, and the areas without roads or data."""
+    points, roads, areas = one(
+        conn.execute(
+            """SELECT (SELECT count(*) FROM api.point_elements),
+                  (SELECT count(*) FROM api.road_stats WHERE n_points > 0),
+                  (SELECT count(*) FROM api.area_stats WHERE area_id IS NOT NULL)"""
+        )
+    )
+    incomplete = scalar(
+        conn.execute("SELECT count(*) FROM streetaudit.point_views WHERE n_images > 0 AND NOT complete")
+    )
+    without_roads, without_data = _empty_areas(conn)
+    return points, roads, areas, incomplete, without_roads, without_data
 
 
 def summary_line(report: StatsReport) -> str:
@@ -335,8 +390,18 @@ def summary_line(report: StatsReport) -> str:
         f"stats from model {report.model_id} ({report.model_name}), provider {report.provider or 'none'}: "
         f"{report.points} points with data, "
         f"{report.roads} roads, {report.areas} heritage areas; data version {report.version} "
-        f"({report.seconds:.2f} s)"
+        f"({report.seconds:.2f} s); "
+        + (
+            "unchanged since the last refresh: nothing recomputed"
+            if report.mode == "unchanged"
+            else "full refresh"
+        )
     )
+
+
+def mode_line(report: StatsReport) -> str | None:
+    """Why the refresh recomputed everything (None when it had nothing to do)."""
+    return None if report.reason is None else f"full refresh because: {report.reason}"
 
 
 def _empty_areas(conn: psycopg.Connection) -> tuple[list[str], list[str]]:

@@ -12,6 +12,7 @@ import pytest
 from streetaudit.flows import task_runners
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.pipeline import NEEDS, STAGES, pipeline_flow, upstream
+from streetaudit.flows.stage_options import StatsOptions
 from streetaudit.testing.seeded_results import synthetic_models
 
 
@@ -51,7 +52,9 @@ def without_timings(lines: list[str]) -> list[str]:
 
 def test_the_pipeline_on_dask_gives_what_it_gives_on_threads(db_url, models, prefect_harness, monkeypatch):
     stages = ["roads", "areas", "stats"]  # roads and areas side by side, then stats
-    on_threads = pipeline_flow(url=db_url, stages=stages)
+    # --stats-full: the second run changes no input, and must still recompute to compare.
+    full = StatsOptions(full=True)
+    on_threads = pipeline_flow(url=db_url, stages=stages, stats=full)
     by_threads = published(db_url)
 
     # A LocalCluster of one worker thread in this process: cheap, and the real DaskTaskRunner.
@@ -60,7 +63,7 @@ def test_the_pipeline_on_dask_gives_what_it_gives_on_threads(db_url, models, pre
     made = []
     real = task_runners.dask_task_runner
     monkeypatch.setattr(task_runners, "dask_task_runner", lambda s: made.append(real(s)) or made[-1])
-    on_dask = pipeline_flow(url=db_url, stages=stages, task_runner="dask")
+    on_dask = pipeline_flow(url=db_url, stages=stages, stats=full, task_runner="dask")
 
     (runner,) = made
     assert type(runner).__name__ == "DaskTaskRunner" and runner._client is not None  # it ran the tasks

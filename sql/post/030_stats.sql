@@ -10,7 +10,9 @@
 -- the scipy tests, whose table is kept).
 
 COMMENT ON TABLE streetaudit.stats_state IS
-    'The selection the published statistics come from (model, provider, complete_only), and the data version (bumped by every stats refresh).';
+    'The selection the published statistics come from (model, provider, complete_only; holm_family and permutations of the comparison), and the data version (bumped by every stats refresh that recomputes; inputs_tracked_at: when the last one cleared streetaudit.stats_input_change).';
+COMMENT ON TABLE streetaudit.stats_input_change IS
+    'One row per transaction and table written among those the published statistics read (trigger stats_input_change); cleared by the stats refresh, so a row here means the next refresh has work to do.';
 COMMENT ON COLUMN streetaudit.stats_state.version IS
     'Milliseconds since the epoch at the last refresh, never decreasing: unique even across a recreated database, so cached tiles cannot be confused.';
 COMMENT ON TABLE streetaudit.area_comparison_result IS
@@ -189,4 +191,10 @@ CREATE OR REPLACE VIEW api.data_version AS
     FROM streetaudit.stats_state AS st
     LEFT JOIN streetaudit.model AS m ON m.id = st.model_id;
 COMMENT ON VIEW api.data_version IS
-    'Version of the published statistics and tiles (changes on every stats refresh) and the selection they come from: model, provider (views of one provider only) and complete_only (only points whose every view is usable).';
+    'Version of the published statistics and tiles (changes on every stats refresh that recomputes; one with nothing changed keeps it) and the selection they come from: model, provider (views of one provider only) and complete_only (only points whose every view is usable).';
+
+-- This file just ran again (`db migrate`): the views above were made anew, perhaps with new
+-- definitions, but the comparison was kept. The next `stats refresh` recomputes it
+-- instead of finding nothing changed.
+INSERT INTO streetaudit.stats_input_change (relation, operation) VALUES ('definitions', 'db migrate')
+ON CONFLICT DO NOTHING;

@@ -472,8 +472,12 @@ AS $$
 DECLARE
     new_version bigint;
 BEGIN
+    -- First, before any data is read: a change committed from here on stays logged for the
+    -- next refresh (see streetaudit.stats_refresh_reason).
+    DELETE FROM streetaudit.stats_input_change;
     UPDATE streetaudit.stats_state
-    SET model_id = stats_model, version = streetaudit.next_data_version(version), refreshed_at = now()
+    SET model_id = stats_model, version = streetaudit.next_data_version(version), refreshed_at = now(),
+        inputs_tracked_at = now()
     RETURNING version INTO new_version;
     REFRESH MATERIALIZED VIEW CONCURRENTLY api.point_elements;
     REFRESH MATERIALIZED VIEW CONCURRENTLY api.road_stats;
@@ -490,6 +494,31 @@ END
 $$;
 COMMENT ON FUNCTION streetaudit.refresh_stats(bigint) IS
     'Recompute the published statistics and tile tables from one segmentation model; returns the new data version.';
+
+-- Why a refresh of this selection and these comparison parameters has work to do, or NULL
+-- when it has none: what is published came from them, and no statement has written a
+-- table the statistics read since (streetaudit.stats_input_change). NULL lets `stats
+-- refresh` leave everything as it is, data version included.
+CREATE OR REPLACE FUNCTION streetaudit.stats_refresh_reason(
+    stats_model bigint, stats_provider text, stats_complete_only boolean, stats_holm text, stats_permutations integer
+)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE
+        WHEN st.inputs_tracked_at IS NULL THEN 'no refresh since changes are tracked'
+        WHEN st.model_id IS DISTINCT FROM stats_model OR st.provider IS DISTINCT FROM stats_provider
+             OR st.complete_only IS DISTINCT FROM stats_complete_only THEN 'the selection changed'
+        WHEN st.holm_family IS DISTINCT FROM stats_holm OR st.permutations IS DISTINCT FROM stats_permutations
+             THEN 'the comparison parameters changed'
+        WHEN EXISTS (SELECT 1 FROM streetaudit.stats_input_change) THEN
+            'inputs changed: ' || (SELECT string_agg(DISTINCT c.relation, ', ' ORDER BY c.relation)
+                                   FROM streetaudit.stats_input_change AS c)
+    END
+    FROM streetaudit.stats_state AS st
+$$;
+COMMENT ON FUNCTION streetaudit.stats_refresh_reason(bigint, text, boolean, text, integer) IS
+    'Why a stats refresh of this selection (model, provider, complete_only) and comparison (holm family, permutations) has work to do; NULL when what is published is already that.';
 
 -- This file just ran again (it or a file before it changed), so the tile tables were made
 -- anew: encode the pre-built tiles again, and where statistics are published give them a

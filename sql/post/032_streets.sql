@@ -373,3 +373,8 @@ COMMENT ON FUNCTION streetaudit.refresh_street_stats() IS
 -- The tile layer's table exists only now (post/031_tiles.sql, which lists it, runs first):
 -- encode its pre-built tiles.
 SELECT streetaudit.prebuild_tiles();
+
+-- As at the end of post/030_stats.sql: the street statistics' definitions may have changed
+-- (the comparison's streets are read through streetaudit.point_street).
+INSERT INTO streetaudit.stats_input_change (relation, operation) VALUES ('definitions', 'db migrate')
+ON CONFLICT DO NOTHING;
