@@ -23,7 +23,9 @@ the build costs what the database costs, not a Python loop. Then it measures:
   found it waiting for a lock (a busy machine slows statements; only a lock is the refresh);
 - tiles: for each zoom 0..--max-zoom, up to --tiles-per-zoom tiles covering the city, each
   fetched as the reader: p50, p95 and max size (the 500 KB budget is the figure to watch);
-- database size.
+- database size;
+- +1% roads: a diagonal lane across every fiftieth block, then `points densify` as the command
+  runs it (only the new roads: densify_new_roads) and the same over every road (`--full`).
 
 The figures that matter are the ratios (refresh wait vs baseline, +1% vs full) and, with two
 sizes, the exponents k in cost ∝ images^k (1 = linear).
@@ -48,10 +50,11 @@ import numpy as np
 import psycopg
 import psycopg.sql
 
+from streetaudit.flows.points import densify
 from streetaudit.flows.stats import refresh_stats
 from streetaudit.sql.cluster import LocalCluster
 from streetaudit.sql.migrate import migrate
-from streetaudit.testing.grid_city import IMAGES_PER_NODE, build, city_tiles, grow
+from streetaudit.testing.grid_city import IMAGES_PER_NODE, build, city_tiles, grow, grow_roads
 
 SIZES = {"S": 50_000, "M": 490_000, "L": 3_900_000}
 
@@ -70,6 +73,9 @@ class Result:
     incremental_s: float | None = None
     comparison_s: float = 0.0
     unchanged_s: float = 0.0
+    roads_added: int = 0
+    densify_grown_s: float = 0.0
+    densify_grown_full_s: float = 0.0
     baseline_p95_ms: float = 0.0
     baseline_max_ms: float = 0.0
     wait_p95_ms: float = 0.0
@@ -228,6 +234,16 @@ def run_size(owner: str, reader: str, label: str, images: int, args) -> Result:
     result.tiles = measure_tiles(reader, owner, args.max_zoom, args.tiles_per_zoom)
     with psycopg.connect(owner) as conn:
         result.db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    # Last, so the tiles above are of the city as refreshed: +1% roads, densified as the
+    # command does (only the new roads), then the same over every road (--full).
+    result.roads_added = grow_roads(owner)
+    start = time.perf_counter()
+    grown = densify(owner)
+    result.densify_grown_s = time.perf_counter() - start
+    assert grown.new_roads == result.roads_added, grown
+    start = time.perf_counter()
+    densify(owner, full=True)
+    result.densify_grown_full_s = time.perf_counter() - start
     return result
 
 
@@ -243,6 +259,9 @@ def report(results: list[Result]) -> None:
         ("images (segmented)", [str(r.images) for r in results]),
         ("build city in SQL, s", [fmt(r.build_s) for r in results]),
         ("densify, s", [fmt(r.densify_s) for r in results]),
+        ("roads added (+1%)", [str(r.roads_added) for r in results]),
+        ("densify after +1% roads (new roads only), s", [fmt(r.densify_grown_s) for r in results]),
+        ("  the same over every road (--full), s", [fmt(r.densify_grown_full_s) for r in results]),
         ("full refresh, s", [fmt(r.refresh_s) for r in results]),
         ("  of which the comparison (scipy), s", [fmt(r.comparison_s) for r in results]),
         ("refresh after +1% images, s", [fmt(r.grow_refresh_s) for r in results]),

@@ -178,6 +178,26 @@ def grow(url: str, model: int) -> int:
     return added
 
 
+GROW_ROADS_SQL = """
+INSERT INTO streetaudit.road (source, source_id, name, kind, geom, length_m)
+SELECT 'scale-grow', 'lane-' || r.id, 'Lane ' || r.id, 'service',
+       ST_Transform(ST_MakeLine(ST_StartPoint(g), ST_Translate(ST_EndPoint(g), 0, %(block)s)), 4326),
+       %(block)s * sqrt(2)
+FROM streetaudit.road AS r
+CROSS JOIN LATERAL ST_Transform(r.geom, %(utm)s) AS g
+WHERE r.source = 'scale' AND r.source_id LIKE '0-%%' AND r.id %% %(modulus)s = 0
+"""
+
+
+def grow_roads(url: str, modulus: int = 50) -> int:
+    """+1% roads: a diagonal lane across every fiftieth block (every edge is one road; half are
+    east-west), meeting the grid at two junctions, as a later `roads load` would add them."""
+    with psycopg.connect(url) as conn:
+        added = conn.execute(GROW_ROADS_SQL, {"block": BLOCK_M, "utm": UTM, "modulus": modulus}).rowcount
+        conn.commit()
+    return added
+
+
 def city_tiles(url: str, z: int) -> list[tuple[int, int, int]]:
     """Every tile of zoom z that meets the city's roads' bounding box."""
     with psycopg.connect(url) as conn:
