@@ -123,7 +123,8 @@ def roads_load(roads: RoadLoading) -> None:
     with console.status(f"reading {roads.path.name} and writing roads…"):
         report = load_roads(url, **roads.model_dump())
     console.print(
-        f"loaded {report.loaded} road lines ({report.length_km:.1f} km) from {report.rows} rows of {roads.path}: "
+        f"loaded {report.loaded} road line{'' if report.loaded == 1 else 's'} ({report.length_km:.1f} km) "
+        f"from {report.rows} row{'' if report.rows == 1 else 's'} of {roads.path}: "
         f"{report.summary()}",
         soft_wrap=True,
     )

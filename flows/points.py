@@ -171,17 +171,22 @@ def densify(
     return report
 
 
+def _grown_note(new_roads: int | None) -> str:
+    if new_roads is None:
+        return ""
+    if new_roads == 0:
+        return " (no road added or changed since the last densify; --full to redo all)"
+    roads = "road" if new_roads == 1 else "roads"
+    return f" (only the {new_roads} {roads} added since the last densify; --full for all)"
+
+
 def summary_lines(report: DensifyReport, interval: float) -> list[str]:
     """What the CLI and the flow print: the new set, and what happened to the old one."""
     lines = [
         f"{report.points} sample points every {interval:g} m: {report.inserted} new, "
         f"{report.reactivated} reused from retired points, {report.retired} retired, "
         f"{report.merged} merged into nearby points of other roads; {report.seconds:.2f} s"
-        + (
-            f" (only the {report.new_roads} roads added since the last densify; --full for all)"
-            if report.new_roads is not None
-            else ""
-        )
+        + _grown_note(report.new_roads)
     ]
     if report.pruned is not None:
         p = report.pruned

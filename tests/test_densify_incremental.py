@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from streetaudit.flows.points import densify
+from streetaudit.flows.points import densify, summary_lines
 
 
 @pytest.fixture
@@ -51,7 +51,9 @@ def test_new_roads_alone_are_densified_and_a_full_run_then_changes_nothing(db_ur
 
 def test_a_moved_road_or_other_parameters_make_the_next_run_full(db_url):
     with psycopg.connect(db_url, autocommit=True) as conn:
-        assert densify(db_url).new_roads == 0  # nothing changed: nothing to do
+        unchanged = densify(db_url)
+        assert unchanged.new_roads == 0  # nothing changed: nothing to do, and it says so
+        assert "no road added or changed since the last densify" in summary_lines(unchanged, 30)[0]
         conn.execute(
             "UPDATE streetaudit.road SET name = 'renamed' WHERE id = (SELECT min(id) FROM streetaudit.road)"
         )
