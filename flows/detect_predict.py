@@ -165,10 +165,10 @@ def claim_images(
     leases: Leases, model_id: int, limit: int | None, area_id: int | None
 ) -> list[tuple[int, str]]:
     """The next batch of images still to predict that this worker now leases."""
-    size = leases.settings.batch if limit is None else min(limit, leases.settings.batch)
     return leases.claim_rows(
         f"SELECT i.id, i.uri {TODO_IMAGES} AND {UNLEASED} ORDER BY i.id LIMIT %(size)s",
-        {"model": model_id, "area": area_id, "size": size},
+        {"model": model_id, "area": area_id},
+        limit,
     )
 
 

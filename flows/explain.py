@@ -76,27 +76,30 @@ TODO_IMAGES = f"""
 MOST_TELLING = "ORDER BY d.n DESC NULLS LAST, i.id"
 
 
-def pending_images(conn, model_id, method, target, limit, area_id, redo_before) -> tuple[int, list]:
-    params = {"model": model_id, "method": method, "target": target, "limit": limit, "area": area_id}
-    params["redo_before"] = redo_before
+def pending_images(conn, params: dict, limit: int | None) -> tuple[int, list]:
+    """Images already explained (reported as skipped; none with a redo) and the work list, for
+    the progress bar's total; `params` as TODO_IMAGES binds them."""
     skipped = 0
-    if redo_before is None:
+    if params["redo_before"] is None:
         skipped = conn.execute(
             f"""SELECT count(*) FROM streetaudit.image AS i WHERE i.status = 'ok' {_IN_AREA}
                 AND EXISTS (SELECT 1 FROM streetaudit.heatmap AS h WHERE h.image_id = i.id
                             AND h.model_id = %(model)s AND h.method = %(method)s AND h.target = %(target)s)""",
             params,
         ).fetchone()[0]
-    todo = conn.execute(f"SELECT i.id, i.uri {TODO_IMAGES} {MOST_TELLING} LIMIT %(limit)s", params).fetchall()
+    todo = conn.execute(
+        f"SELECT i.id, i.uri {TODO_IMAGES} {MOST_TELLING} LIMIT %(limit)s", {**params, "limit": limit}
+    ).fetchall()
     return skipped, todo
 
 
 def claim_images(leases: Leases, params: dict, limit: int | None) -> list[tuple[int, str]]:
     """The next few images still to explain that this worker now leases, most telling first."""
-    size = leases.settings.explain_batch if limit is None else min(limit, leases.settings.explain_batch)
     return leases.claim_rows(
         f"SELECT i.id, i.uri {TODO_IMAGES} AND {UNLEASED} {MOST_TELLING} LIMIT %(size)s",
-        {**params, "size": size},
+        params,
+        limit,
+        batch=leases.settings.explain_batch,
     )
 
 
@@ -159,7 +162,14 @@ def explain(
         area_id = area_filter(conn, where_area)
         # Redo: rows computed before this run are done again (the database's clock, as theirs).
         redo_before = scalar(conn.execute("SELECT now()")) if redo else None
-        skipped, todo = pending_images(conn, model_id, method, target, limit, area_id, redo_before)
+        params = {
+            "model": model_id,
+            "method": method,
+            "target": target,
+            "area": area_id,
+            "redo_before": redo_before,
+        }
+        skipped, todo = pending_images(conn, params, limit)
         conn.commit()
         report = ExplainReport(
             model_id,
@@ -179,8 +189,6 @@ def explain(
             stage="explain",
         )
         start = time.perf_counter()
-        params = {"model": model_id, "method": method, "target": target, "area": area_id}
-        params["redo_before"] = redo_before
         # Other `explain` processes (here or elsewhere) may share this model, method and target.
         leases = Leases(url, "explain", f"{model_id}:{method}:{target}")
         with bar, leases:

@@ -151,10 +151,16 @@ class Leases:
         )
         return {r[0] for r in rows}
 
-    def claim_rows(self, query: str, params: Mapping[str, Any]) -> list[tuple]:
+    def claim_rows(
+        self, query: str, params: Mapping[str, Any], left: int | None = None, batch: int | None = None
+    ) -> list[tuple]:
         """The rows of a candidate query (item id first; `UNLEASED` among its conditions, at
-        most `%(size)s` rows) whose item this worker now leases, in the query's order."""
-        bound = {**params, "stage": self.stage, "scope": self.scope, "me": self.worker}
+        most `%(size)s` rows) whose item this worker now leases, in the query's order. The
+        size is a batch (`batch`, default the settings' batch), no more than `left` items."""
+        size = batch or self.settings.batch
+        if left is not None:
+            size = min(left, size)
+        bound = {**params, "size": size, "stage": self.stage, "scope": self.scope, "me": self.worker}
         self._mark_look()
         with psycopg.connect(self.url, autocommit=True, **CONNECT_OPTIONS) as conn:
             candidates = conn.execute(query, bound).fetchall()

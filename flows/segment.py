@@ -187,7 +187,7 @@ def _segment(url, runner, target, batch_size, limit, save_masks, progress, pipel
     # takes a leased batch at a time (flows/leases.py) until none is left and no other holds one.
     leases = Leases(url, "segment", str(model_id), background=False)
     with leases:
-        for chunk in leases.batches(lambda left: claim_images(url, leases, model_id, left, provider), limit):
+        for chunk in leases.batches(lambda left: claim_images(leases, model_id, left, provider), limit):
             loader = make_loader(
                 chunk, runner.reader(), batch_size=batch_size, workers=workers, pin_memory=runner.cuda
             )
@@ -260,13 +260,13 @@ def pending_images(
 
 
 def claim_images(
-    url: str, leases: Leases, model_id: int, limit: int | None, provider: str | None = None
+    leases: Leases, model_id: int, limit: int | None, provider: str | None = None
 ) -> list[tuple[int, str]]:
     """The next batch of images without a row for this model that this worker now leases."""
-    size = leases.settings.batch if limit is None else min(limit, leases.settings.batch)
     return leases.claim_rows(
         f"SELECT i.id, i.uri {TODO_IMAGES} AND {UNLEASED} ORDER BY i.id LIMIT %(size)s",
-        {"model": model_id, "provider": provider, "size": size},
+        {"model": model_id, "provider": provider},
+        limit,
     )
 
 
