@@ -323,15 +323,12 @@ def refresh_stats(
         model_id,
         model_name,
         version,
-        *counts[:3],
-        results,
-        time.perf_counter() - start,
+        comparisons=results,
+        seconds=time.perf_counter() - start,
         provider=chosen,
         provider_by_default=by_default,
         complete_only=complete_only,
-        incomplete_points=counts[3],
-        areas_without_roads=counts[4],
-        areas_without_data=counts[5],
+        **counts,
         mode="full" if reason is not None else "unchanged",
         reason=reason,
         comparison_seconds=comparison_seconds,
@@ -367,9 +364,9 @@ def _recompute(
     return version, results, seconds
 
 
-def _counts(conn: psycopg.Connection) -> tuple[int, int, int, int, list[str], list[str]]:
-    """What the report says of the published statistics: points, roads and areas with data,
-    incomplete points, and the areas without roads or data."""
+def _counts(conn: psycopg.Connection) -> dict[str, Any]:
+    """What the report says of the published statistics (StatsReport's fields): points,
+    roads and areas with data, incomplete points, and the areas without roads or data."""
     points, roads, areas = one(
         conn.execute(
             """SELECT (SELECT count(*) FROM api.point_elements),
@@ -381,7 +378,14 @@ def _counts(conn: psycopg.Connection) -> tuple[int, int, int, int, list[str], li
         conn.execute("SELECT count(*) FROM streetaudit.point_views WHERE n_images > 0 AND NOT complete")
     )
     without_roads, without_data = _empty_areas(conn)
-    return points, roads, areas, incomplete, without_roads, without_data
+    return {
+        "points": points,
+        "roads": roads,
+        "areas": areas,
+        "incomplete_points": incomplete,
+        "areas_without_roads": without_roads,
+        "areas_without_data": without_data,
+    }
 
 
 def summary_line(report: StatsReport) -> str:
