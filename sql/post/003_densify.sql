@@ -109,6 +109,22 @@ $$;
 COMMENT ON FUNCTION streetaudit.densify_parameter_problem(double precision, double precision, numeric, double precision) IS
     'What is wrong with densify_roads parameters, one (parameter, problem) row each; no rows when they are fine.';
 
+-- Merging's search box around a point, in degrees (tol_x of longitude, tol_y of latitude):
+-- conservative bounds for dedupe_m metres (1 deg >= 110 km of latitude, and >= 110 km *
+-- cos(lat) of longitude at the most poleward road); the sphere distance then decides.
+-- One home for densify_roads and densify_new_roads, which must merge alike.
+CREATE OR REPLACE FUNCTION streetaudit.merge_tolerance(
+    dedupe_m double precision, OUT tol_x double precision, OUT tol_y double precision
+)
+LANGUAGE sql STABLE
+AS $$
+    SELECT dedupe_m / (110000.0 * GREATEST(cos(radians(max_lat)), 0.001)), dedupe_m / 110000.0
+    FROM (SELECT LEAST(max(GREATEST(abs(ST_YMin(geom)), abs(ST_YMax(geom)))) + 0.01, 90) AS max_lat
+          FROM streetaudit.road) AS r
+$$;
+COMMENT ON FUNCTION streetaudit.merge_tolerance(double precision) IS
+    'Degrees of longitude and latitude that hold dedupe_m metres anywhere among the roads (merging''s search box).';
+
 -- Make the active sample points those for `interval_m`, retiring (never deleting) the rest.
 --
 -- Each new point takes, in this order: the stored point with the same road, seq, distance
@@ -151,7 +167,6 @@ DECLARE
     n_updates bigint;
     n_writes bigint;
     bulk boolean;
-    max_lat double precision;
     tol_x double precision;
     tol_y double precision;
     cell_x double precision;
@@ -165,15 +180,10 @@ BEGIN
     -- Roads must not change under us, and two densify runs must not interleave.
     LOCK TABLE streetaudit.road IN SHARE ROW EXCLUSIVE MODE;
     -- Merging uses grid hashing in degrees: cells 16 tolerances wide, so a point probes
-    -- its own cell and only the neighbours whose edge lies within the tolerance.
-    -- Degrees per metre are bounded conservatively (1 deg >= 110 km of latitude, and
-    -- >= 110 km * cos(lat) of longitude at the most poleward road); the sphere distance
-    -- then decides.
+    -- its own cell and only the neighbours whose edge lies within the tolerance
+    -- (merge_tolerance); the sphere distance then decides.
     IF dedupe_m > 0 THEN
-        SELECT LEAST(max(GREATEST(abs(ST_YMin(geom)), abs(ST_YMax(geom)))) + 0.01, 90)
-        INTO max_lat FROM streetaudit.road;
-        tol_y := dedupe_m / 110000.0;
-        tol_x := dedupe_m / (110000.0 * GREATEST(cos(radians(max_lat)), 0.001));
+        SELECT t.tol_x, t.tol_y INTO tol_x, tol_y FROM streetaudit.merge_tolerance(dedupe_m) AS t;
         cell_x := 16 * tol_x;
         cell_y := 16 * tol_y;
     END IF;
@@ -366,7 +376,6 @@ DECLARE
     near bigint[];
     n_merged bigint := 0;
     n_inserted bigint;
-    max_lat double precision;
     tol_x double precision;
     tol_y double precision;
 BEGIN
@@ -384,11 +393,7 @@ BEGIN
         SELECT p.road_id, p.seq, p.distance_m, p.geom
         FROM streetaudit.road_points(interval_m, metric_srid, added) AS p;
     IF dedupe_m > 0 AND cardinality(added) > 0 THEN
-        -- The tolerances in degrees of densify_roads, poleward-safe; the sphere decides.
-        SELECT LEAST(max(GREATEST(abs(ST_YMin(geom)), abs(ST_YMax(geom)))) + 0.01, 90)
-        INTO max_lat FROM streetaudit.road;
-        tol_y := dedupe_m / 110000.0;
-        tol_x := dedupe_m / (110000.0 * GREATEST(cos(radians(max_lat)), 0.001));
+        SELECT t.tol_x, t.tol_y INTO tol_x, tol_y FROM streetaudit.merge_tolerance(dedupe_m) AS t;
         SELECT coalesce(array_agg(DISTINCT c.id), '{}') INTO near
         FROM streetaudit.road AS n
         JOIN streetaudit.road AS c ON c.id <= st.max_road_id AND c.geom && ST_Expand(n.geom, tol_x, tol_y)
