@@ -29,11 +29,16 @@ class Tile(NamedTuple):
 async def get_layer(
     request: Request, layer_id: str = Path(description="a layer id from /index.json, e.g. api.roads")
 ) -> Layer:
-    layers = request.app.state.layers
+    return await find_layer(request.app.state, layer_id)
+
+
+async def find_layer(state, layer_id: str) -> Layer:
+    """The layer named `layer_id` in the app's catalog (`state`: the app's state)."""
+    layers = state.layers
     if layer_id not in layers:
         # A layer created after start-up is found on its first request.
-        async with request.app.state.db.pool.connection() as conn:
-            request.app.state.layers = layers = await load_layers(conn)
+        async with state.db.pool.connection() as conn:
+            state.layers = layers = await load_layers(conn)
     if layer_id not in layers:
         known = ", ".join(sorted(layers)) or "none"
         raise NotFound(f"unknown layer {layer_id[:100]!r}; layers: {known}")

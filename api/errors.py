@@ -36,15 +36,23 @@ STATUS_CODES: dict[type[Exception], int] = {
 }
 
 
+def error_detail(error: Exception) -> str:
+    """What the client is told of one of the STATUS_CODES errors."""
+    if isinstance(error, ApiError):
+        return str(error)
+    if isinstance(error, psycopg.errors.QueryCanceled):
+        return "the query took longer than the API's statement timeout"
+    return "database unavailable"
+
+
+def error_status(error: Exception) -> int | None:
+    """The HTTP status of an error the API answers itself (STATUS_CODES), else None."""
+    return next((status for cls, status in STATUS_CODES.items() if isinstance(error, cls)), None)
+
+
 def _handler(status: int):
     async def handle(request: Request, error: Exception) -> JSONResponse:
-        if isinstance(error, ApiError):
-            detail = str(error)
-        elif isinstance(error, psycopg.errors.QueryCanceled):
-            detail = "the query took longer than the API's statement timeout"
-        else:
-            detail = "database unavailable"
-        return JSONResponse({"detail": detail}, status_code=status)
+        return JSONResponse({"detail": error_detail(error)}, status_code=status)
 
     return handle
 

@@ -19,6 +19,7 @@ from streetaudit.api.errors import add_exception_handlers
 from streetaudit.api.photo_settings import PhotoSettings
 from streetaudit.api.role_check import ensure_read_only
 from streetaudit.api.settings import ApiSettings
+from streetaudit.api.tile_fast_path import TileFastPath
 from streetaudit.api.tilecache import TileCache
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def create_app(url: str, settings: ApiSettings | None = None) -> FastAPI:
     app.state.ogc_enabled = False
     app.state.map_ready = map_page.maplibre_ready(settings.maplibre_dir)
     add_exception_handlers(app)
+    # Added first, so it runs inside the gzip and CORS middleware added next.
+    app.add_middleware(TileFastPath)
     # Level 1, as nginx's gzip default: tiles are compressed per request, and levels above 1
     # cost several times the CPU for a few per cent smaller vector tiles.
     app.add_middleware(GZipMiddleware, minimum_size=512, compresslevel=1)

@@ -185,7 +185,8 @@ async def tilejson(
 def tile_etag(
     layer: Layer, z: int, x: int, y: int, properties: str | None, version: int, max_bytes: int | None = None
 ) -> str:
-    key = f"{layer.id}/{z}/{x}/{y}?{properties or ''}&{max_bytes or ''}#{version}"
+    # repr: properties="" (no attributes) and None (all of them) are different tiles.
+    key = f"{layer.id}/{z}/{x}/{y}?{properties!r}&{max_bytes!r}#{version}"
     return f'W/"{version}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}"'
 
 
@@ -238,36 +239,65 @@ async def tile(
     zi, xi, yi = address
     props = parse_properties(layer, properties)
     budget = parse_max_bytes(layer, max_bytes)
-    db = request.app.state.db
-    settings = request.app.state.settings
-    known = await db.version()
-    etag = tile_etag(layer, zi, xi, yi, props, known.version, budget)
-    headers = {"ETag": etag, "Cache-Control": _cache_control(settings, v, known.version)}
-    if _matches(request.headers.get("if-none-match"), etag):
+    status, headers, data = await render_tile(
+        request.app.state, layer, zi, xi, yi, props, budget, v, request.headers.get("if-none-match")
+    )
+    if status == 304:
         return Response(status_code=304, headers=headers)
-    cache = request.app.state.tile_cache
+    return Response(content=data, media_type=MVT_MEDIA_TYPE, headers=headers)
+
+
+async def render_tile(
+    state,
+    layer: Layer,
+    z: int,
+    x: int,
+    y: int,
+    props: str | None,
+    budget: int | None,
+    v: str | None,
+    if_none_match: str | None,
+) -> tuple[int, dict[str, str], bytes]:
+    """A checked tile request's status (200 or 304), headers and body; `state` is the app's.
+
+    Both the tile route and api/tile_fast_path.py answer through this, so they cannot differ.
+    """
+    db = state.db
+    settings = state.settings
+    known = await db.version()
+    etag = tile_etag(layer, z, x, y, props, known.version, budget)
+    headers = {"ETag": etag, "Cache-Control": _cache_control(settings, v, known.version)}
+    if _matches(if_none_match, etag):
+        return 304, headers, b""
+    cache = state.tile_cache
     data = cache.get(etag) if cache is not None else None
     if data is None:
-        extra = (", %s" if layer.takes_properties else "") + (
-            ", max_bytes => %s" if budget is not None else ""
-        )
-        call = sql.SQL("SELECT d.version, {}(%s, %s, %s{}) FROM api.data_version AS d").format(
-            sql.Identifier(layer.schema, layer.name), sql.SQL(extra)
-        )
-        params: tuple = (zi, xi, yi, props) if layer.takes_properties else (zi, xi, yi)
-        if budget is not None:
-            params += (budget,)
-        async with db.pool.connection() as conn:
-            version, data = await (await conn.execute(call, params, prepare=True)).fetchone()
-        data = bytes(data or b"")
+        version, data = await _query_tile(db, layer, z, x, y, props, budget)
         if version != known.version:
             # Refreshed since we last looked: label the tile with the version it came from.
             db.forget_version()
-            etag = tile_etag(layer, zi, xi, yi, props, version, budget)
+            etag = tile_etag(layer, z, x, y, props, version, budget)
             headers = {"ETag": etag, "Cache-Control": _cache_control(settings, v, version)}
         if cache is not None:
             cache.put(etag, data)
-    return Response(content=data, media_type=MVT_MEDIA_TYPE, headers=headers)
+    return 200, headers, data
+
+
+async def _query_tile(
+    db, layer: Layer, z: int, x: int, y: int, props: str | None, budget: int | None
+) -> tuple[int, bytes]:
+    """The tile and the data version it was made from, in one round trip. Binary results:
+    a tile comes back as its bytes, not as hex text twice its size to be decoded."""
+    extra = (", %s" if layer.takes_properties else "") + (", max_bytes => %s" if budget is not None else "")
+    call = sql.SQL("SELECT d.version, {}(%s, %s, %s{}) FROM api.data_version AS d").format(
+        sql.Identifier(layer.schema, layer.name), sql.SQL(extra)
+    )
+    params: tuple = (z, x, y, props) if layer.takes_properties else (z, x, y)
+    if budget is not None:
+        params += (budget,)
+    async with db.pool.connection() as conn:
+        version, data = await (await conn.execute(call, params, prepare=True, binary=True)).fetchone()
+    return version, bytes(data or b"")
 
 
 def _cache_control(settings, v: str | None, version: int) -> str:

@@ -7,8 +7,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from streetaudit.api import tiles
 from streetaudit.api.factory import create_app
 from streetaudit.api.settings import ApiSettings
+from streetaudit.api.tile_fast_path import TileFastPath
 from streetaudit.flows.stats import refresh_stats
 from streetaudit.testing.sample_rows import tile_of
 from streetaudit.testing.seeded_results import synthetic_models
@@ -187,3 +189,54 @@ def test_tile_cache_evicts_least_recently_used_within_its_budget():
     assert cache.get("a") is not None and cache.get("b") is None
     cache.put("big", b"z" * 200)  # over an eighth of the budget: not cached
     assert cache.get("big") is None
+
+
+@pytest.fixture(scope="module")
+def route_only(client, reader_db_url: str):
+    """The same app without the tile fast path: every tile request goes through FastAPI's route."""
+    app = create_app(
+        reader_db_url, ApiSettings(version_ttl=0, ogc=False, cors_origins="https://maps.example")
+    )
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not TileFastPath]
+    with TestClient(app) as c:
+        yield c
+
+
+def test_the_fast_path_answers_exactly_as_the_tile_route(client, route_only, z14):
+    z, x, y = z14
+    etag = client.get(f"/api.roads/{z}/{x}/{y}.pbf").headers["etag"]
+    version = client.get("/api.roads/tilejson.json").json()["tiles"][0].rsplit("=", 1)[1]
+    requests = [
+        (f"/api.roads/{z}/{x}/{y}.pbf", {}),
+        (f"/api.roads/{z}/{x}/{y}.mvt", {}),
+        (f"/api.points/{z}/{x}/{y}.pbf?properties=greenery,sky&properties=car", {}),
+        (f"/api.roads/{z}/{x}/{y}.pbf?max_bytes=2000", {}),
+        (f"/api.roads/{z}/{x}/{y}.pbf?v={version}", {}),
+        (f"/api.roads/{z}/{x}/{y}.pbf?v=1&unknown=2", {}),
+        (f"/api.roads/{z}/{x}/{y}.pbf", {"If-None-Match": etag}),
+        (f"/api.roads/{z}/{x}/{y}.pbf", {"If-None-Match": f'"x", {etag}'}),
+        (f"/api.roads/{z}/{x}/{y}.pbf", {"Accept-Encoding": "gzip", "Origin": "https://maps.example"}),
+        (f"/api.areas/{z}/{x}/{y}.pbf?properties=", {}),
+        ("/api.points/3/1/1.pbf", {}),
+        ("/api.ratings/0/0/0.pbf?max_bytes=0", {}),
+        *((path, {}) for path, _ in BAD_TILE_REQUESTS),
+        *((path, {}) for path in INJECTIONS),
+    ]
+    for path, headers in requests:
+        fast, route = client.get(path, headers=headers), route_only.get(path, headers=headers)
+        assert (fast.status_code, fast.content) == (route.status_code, route.content), path
+        assert dict(fast.headers) == dict(route.headers), path
+
+
+def test_tile_requests_take_the_fast_path(reader_db_url, z14, client):
+    """With the tile route removed, GET tiles are still answered (the ArcGIS address, which only the route serves, is not)."""
+    app = create_app(reader_db_url, ApiSettings(version_ttl=0, ogc=False))
+    app.router.routes = [
+        r for r in app.router.routes if getattr(r, "original_router", None) is not tiles.tile_router
+    ]
+    z, x, y = z14
+    with TestClient(app) as c:
+        r = c.get(f"/api.roads/{z}/{x}/{y}.pbf")
+        assert r.status_code == 200 and mapbox_vector_tile.decode(r.content)["api.roads"]["features"]
+        assert c.get("/api.nothing/1/0/0.pbf").status_code == 404
+        assert c.get(f"/api.roads/VectorTileServer/tile/{z}/{y}/{x}.pbf").status_code == 404
