@@ -53,11 +53,16 @@ class StatsReport:
     incomplete_points: int = 0
     areas_without_roads: list[str] = field(default_factory=list)
     areas_without_data: list[str] = field(default_factory=list)
-    # "full" (everything recomputed) or "unchanged" (nothing to do: what is published
-    # already comes from this selection and these inputs); reason: why the full one ran.
+    # "full" (everything recomputed), "incremental" (only what the changed points reach:
+    # their rows, roads, streets, overview cells and tiles; the area statistics and the
+    # comparison whole) or "unchanged" (nothing to do: what is published already comes from
+    # this selection and these inputs); reason: why it recomputed.
     mode: str = "full"
     reason: str | None = None
-    comparison_seconds: float = 0.0  # of `seconds`: the scipy comparison (whole city, every full refresh)
+    comparison_seconds: float = (
+        0.0  # of `seconds`: the scipy comparison (whole city, every refresh that recomputes)
+    )
+    recomputed_points: int = 0  # incremental: the changed points; full: every published point
 
 
 def resolve_model(conn: psycopg.Connection, model: str | int | None) -> tuple[int, str]:
@@ -288,7 +293,10 @@ def refresh_stats(
     When what is published already comes from this selection and these comparison
     parameters, and no table the statistics read was written since the last refresh
     (streetaudit.stats_refresh_reason), nothing is recomputed and the version stays:
-    the report's mode is "unchanged". `full` recomputes regardless.
+    the report's mode is "unchanged". When only points' images or segmentations changed
+    (or points were retired), the SQL recomputes just what those points reach (mode
+    "incremental", which publishes exactly what a full refresh would); anything else
+    recomputes everything. `full` recomputes everything regardless.
     """
     if holm not in HOLM_FAMILIES:
         raise InputError(f"--holm must be one of {', '.join(HOLM_FAMILIES)}, got {holm!r}")
@@ -308,14 +316,17 @@ def refresh_stats(
                 )
             )
         )
-        comparison_seconds = 0.0
+        comparison_seconds, mode, recomputed = 0.0, "unchanged", 0
         if reason is None:
             version = scalar(conn.execute("SELECT version FROM streetaudit.stats_state"))
             with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
                 results = cur.execute("SELECT * FROM api.area_comparison").fetchall()
         else:
-            version, results, comparison_seconds = _recompute(
-                conn, model_id, chosen, complete_only, holm, permutations
+            # Only a change of inputs may be published in part; the SQL decides from the
+            # change log it clears (a road changed since this reason was read makes it full).
+            incremental = reason.startswith("inputs changed")
+            version, mode, recomputed, results, comparison_seconds = _recompute(
+                conn, model_id, chosen, complete_only, holm, permutations, incremental
             )
         counts = _counts(conn)
         conn.commit()
@@ -329,9 +340,10 @@ def refresh_stats(
         provider_by_default=by_default,
         complete_only=complete_only,
         **counts,
-        mode="full" if reason is not None else "unchanged",
+        mode=mode,
         reason=reason,
         comparison_seconds=comparison_seconds,
+        recomputed_points=recomputed,
     )
 
 
@@ -342,14 +354,19 @@ def _recompute(
     complete_only: bool,
     holm: str,
     permutations: int,
-) -> tuple[int, list[dict], float]:
-    """The full refresh: every view and tile table (SQL), then the comparison (scipy), in the
-    caller's transaction; also returns the comparison's seconds."""
+    incremental: bool,
+) -> tuple[int, str, int, list[dict], float]:
+    """The refresh: the published tables (SQL: all of them, or with `incremental` what the
+    changed points reach), then the comparison (scipy, always over the whole city), in the
+    caller's transaction. Returns the version, mode, points recomputed, comparison and the
+    comparison's seconds."""
     conn.execute(
         "UPDATE streetaudit.stats_state SET provider = %s, complete_only = %s, holm_family = %s, permutations = %s",
         (provider, complete_only, holm, permutations),
     )
-    version = scalar(conn.execute("SELECT streetaudit.refresh_stats(%s)", (model_id,)))
+    version, mode, recomputed = one(
+        conn.execute("SELECT * FROM streetaudit.refresh_stats(%s, %s)", (model_id, incremental))
+    )
     start = time.perf_counter()
     results = comparisons(conn, holm_family=holm, permutations=permutations)
     seconds = time.perf_counter() - start
@@ -361,7 +378,7 @@ def _recompute(
             f"complete_only) VALUES ({', '.join(['%s'] * len(names))}, %s, %s, %s)",
             [[r[n] for n in names] + [model_id, provider, complete_only] for r in results],
         )
-    return version, results, seconds
+    return version, mode, recomputed, results, seconds
 
 
 def _counts(conn: psycopg.Connection) -> dict[str, Any]:
@@ -395,17 +412,16 @@ def summary_line(report: StatsReport) -> str:
         f"{report.points} points with data, "
         f"{report.roads} roads, {report.areas} heritage areas; data version {report.version} "
         f"({report.seconds:.2f} s); "
-        + (
-            "unchanged since the last refresh: nothing recomputed"
-            if report.mode == "unchanged"
-            else "full refresh"
-        )
+        + {
+            "unchanged": "unchanged since the last refresh: nothing recomputed",
+            "incremental": f"incremental refresh: {report.recomputed_points} changed points recomputed",
+        }.get(report.mode, "full refresh")
     )
 
 
 def mode_line(report: StatsReport) -> str | None:
-    """Why the refresh recomputed everything (None when it had nothing to do)."""
-    return None if report.reason is None else f"full refresh because: {report.reason}"
+    """Why the refresh recomputed (None when it had nothing to do)."""
+    return None if report.reason is None else f"{report.mode} refresh because: {report.reason}"
 
 
 def _empty_areas(conn: psycopg.Connection) -> tuple[list[str], list[str]]:
