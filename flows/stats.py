@@ -26,6 +26,7 @@ from scipy import stats as scistats
 from streetaudit.flows import street_inference
 from streetaudit.flows.comparison_tables import cell, core_rest_table
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.permutation_draws import KeptDraws
 from streetaudit.models.label_sets import ELEMENTS
 from streetaudit.sql.rows import one, scalar
 
@@ -192,15 +193,16 @@ def comparisons(
         (area_id, name, np.isin(point_ids, cores[cores[:, 1] == area_id, 0])) for area_id, name in areas
     ]
     results = []
+    draws = KeptDraws(conn)
     for area_id, name, mask in groups:
         tests: list[dict[str, Any]] = [compare(values[mask, j], values[~in_any, j]) for j in range(k)]
         chosen = mask | ~in_any  # this area's points and the rest; other cores are left out
         side = mask[chosen]
         permuted = street_inference.permutation_test(
-            values[chosen], side, clusters[chosen], permutations=permutations, seed=0
+            values[chosen], side, clusters[chosen], permutations=permutations, seed=0, draw=draws
         )
-        for j, test in enumerate(tests):
-            robust = street_inference.cluster_robust(values[chosen, j], side, clusters[chosen])
+        robusts = street_inference.cluster_robust_columns(values[chosen], side, clusters[chosen])
+        for j, (test, robust) in enumerate(zip(tests, robusts, strict=True)):
             test.update(
                 n_images_core=int(images[mask].sum()),
                 n_images_rest=int(images[~in_any].sum()),
@@ -220,6 +222,7 @@ def comparisons(
             {"area_id": area_id, "area_name": name, "element": element, **test}
             for element, test in zip(ELEMENTS, tests, strict=True)
         ]
+    draws.forget_others()
     families = [results] if holm_family == "all" else [results[i : i + k] for i in range(0, len(results), k)]
     for family in families:
         for key in ("welch_p", "mannwhitney_p", "permutation_p", "cluster_p"):

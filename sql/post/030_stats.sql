@@ -83,6 +83,7 @@ COMMENT ON VIEW streetaudit.point_elements_computed IS 'api.point_elements as it
 CREATE OR REPLACE FUNCTION streetaudit.replace_rows(target regclass, source regclass, key text, keys bigint[])
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SET work_mem = '256MB'  -- the definitions' sorts (a city's points, overview cells) in memory
 AS $$
 DECLARE
     n bigint;

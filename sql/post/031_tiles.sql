@@ -88,54 +88,53 @@ CREATE TABLE streetaudit.road_overview_line AS
     SELECT * FROM streetaudit.road_overview_line_computed ORDER BY cell;
 CREATE INDEX IF NOT EXISTS road_overview_line_cell_idx ON streetaudit.road_overview_line (cell);
 
--- A group's numbers (sums over its streets, then its roads, in road id order) with its lines.
+-- A group's numbers with its lines. The sums run over the roads of a street, then over the
+-- streets of a group, in road id order: each level reads rows sorted by its grouping keys
+-- and then road id (one sort, not one per aggregate), so a float sum does not depend on the
+-- plan, and a cell recomputed alone sums exactly as it does among all the others.
 CREATE VIEW streetaudit.road_overview_computed AS
-    WITH streets AS (
-        SELECT min(f.road_id) AS road_id, c.z, c.unit_m, c.cell, f.kind, f.n_points > 0 AS has_data, f.name,
-               sum(f.length_m ORDER BY f.road_id) AS length_m,
-               sum(f.n_points)::integer AS n_points,
-               sum(f.n_points * f.building_mean ORDER BY f.road_id) AS building_s1,
-               sum(f.n_points * f.building_mean ^ 2 ORDER BY f.road_id) AS building_s2,
-               sum(coalesce((f.n_points - 1) * f.building_std ^ 2, 0) ORDER BY f.road_id) AS building_ss,
-               sum(f.n_points * f.road_mean ORDER BY f.road_id) AS road_s1,
-               sum(f.n_points * f.road_mean ^ 2 ORDER BY f.road_id) AS road_s2,
-               sum(coalesce((f.n_points - 1) * f.road_std ^ 2, 0) ORDER BY f.road_id) AS road_ss,
-               sum(f.n_points * f.sky_mean ORDER BY f.road_id) AS sky_s1,
-               sum(f.n_points * f.sky_mean ^ 2 ORDER BY f.road_id) AS sky_s2,
-               sum(coalesce((f.n_points - 1) * f.sky_std ^ 2, 0) ORDER BY f.road_id) AS sky_ss,
-               sum(f.n_points * f.greenery_mean ORDER BY f.road_id) AS greenery_s1,
-               sum(f.n_points * f.greenery_mean ^ 2 ORDER BY f.road_id) AS greenery_s2,
-               sum(coalesce((f.n_points - 1) * f.greenery_std ^ 2, 0) ORDER BY f.road_id) AS greenery_ss,
-               sum(f.n_points * f.sidewalk_mean ORDER BY f.road_id) AS sidewalk_s1,
-               sum(f.n_points * f.sidewalk_mean ^ 2 ORDER BY f.road_id) AS sidewalk_s2,
-               sum(coalesce((f.n_points - 1) * f.sidewalk_std ^ 2, 0) ORDER BY f.road_id) AS sidewalk_ss,
-               sum(f.n_points * f.car_mean ORDER BY f.road_id) AS car_s1,
-               sum(f.n_points * f.car_mean ^ 2 ORDER BY f.road_id) AS car_s2,
-               sum(coalesce((f.n_points - 1) * f.car_std ^ 2, 0) ORDER BY f.road_id) AS car_ss,
-               count(*)::integer AS n_roads
+    WITH placed AS (
+        SELECT c.z, c.unit_m, c.cell, f.kind, f.n_points > 0 AS has_data, f.name, f.road_id, f.length_m,
+               f.n_points, f.building_mean, f.building_std, f.road_mean, f.road_std, f.sky_mean, f.sky_std,
+               f.greenery_mean, f.greenery_std, f.sidewalk_mean, f.sidewalk_std, f.car_mean, f.car_std
         FROM streetaudit.road_cell AS c
         JOIN streetaudit.road_features AS f ON f.road_id = c.road_id
-        GROUP BY c.z, c.unit_m, c.cell, f.kind, f.n_points > 0, f.name
+        ORDER BY c.z, c.unit_m, c.cell, f.kind, f.n_points > 0, f.name, f.road_id
+    ), streets AS (
+        SELECT min(road_id) AS road_id, z, unit_m, cell, kind, has_data, name,
+               sum(length_m) AS length_m,
+               sum(n_points)::integer AS n_points,
+               sum(n_points * building_mean) AS building_s1, sum(n_points * building_mean ^ 2) AS building_s2,
+               sum(coalesce((n_points - 1) * building_std ^ 2, 0)) AS building_ss,
+               sum(n_points * road_mean) AS road_s1, sum(n_points * road_mean ^ 2) AS road_s2,
+               sum(coalesce((n_points - 1) * road_std ^ 2, 0)) AS road_ss,
+               sum(n_points * sky_mean) AS sky_s1, sum(n_points * sky_mean ^ 2) AS sky_s2,
+               sum(coalesce((n_points - 1) * sky_std ^ 2, 0)) AS sky_ss,
+               sum(n_points * greenery_mean) AS greenery_s1, sum(n_points * greenery_mean ^ 2) AS greenery_s2,
+               sum(coalesce((n_points - 1) * greenery_std ^ 2, 0)) AS greenery_ss,
+               sum(n_points * sidewalk_mean) AS sidewalk_s1, sum(n_points * sidewalk_mean ^ 2) AS sidewalk_s2,
+               sum(coalesce((n_points - 1) * sidewalk_std ^ 2, 0)) AS sidewalk_ss,
+               sum(n_points * car_mean) AS car_s1, sum(n_points * car_mean ^ 2) AS car_s2,
+               sum(coalesce((n_points - 1) * car_std ^ 2, 0)) AS car_ss,
+               count(*)::integer AS n_roads
+        FROM placed
+        GROUP BY z, unit_m, cell, kind, has_data, name
+    ), street_order AS (
+        SELECT * FROM streets ORDER BY z, unit_m, cell, kind, has_data, road_id
     ), grouped AS (
         SELECT min(road_id) AS road_id, z, unit_m, cell,
                (array_agg(name ORDER BY length_m DESC, road_id) FILTER (WHERE name IS NOT NULL))[1] AS name,
                kind, has_data,
-               sum(length_m ORDER BY road_id) AS length_m,
+               sum(length_m) AS length_m,
                sum(n_points)::integer AS n_points,
-               sum(building_s1 ORDER BY road_id) AS building_s1, sum(building_s2 ORDER BY road_id) AS building_s2,
-               sum(building_ss ORDER BY road_id) AS building_ss,
-               sum(road_s1 ORDER BY road_id) AS road_s1, sum(road_s2 ORDER BY road_id) AS road_s2,
-               sum(road_ss ORDER BY road_id) AS road_ss,
-               sum(sky_s1 ORDER BY road_id) AS sky_s1, sum(sky_s2 ORDER BY road_id) AS sky_s2,
-               sum(sky_ss ORDER BY road_id) AS sky_ss,
-               sum(greenery_s1 ORDER BY road_id) AS greenery_s1, sum(greenery_s2 ORDER BY road_id) AS greenery_s2,
-               sum(greenery_ss ORDER BY road_id) AS greenery_ss,
-               sum(sidewalk_s1 ORDER BY road_id) AS sidewalk_s1, sum(sidewalk_s2 ORDER BY road_id) AS sidewalk_s2,
-               sum(sidewalk_ss ORDER BY road_id) AS sidewalk_ss,
-               sum(car_s1 ORDER BY road_id) AS car_s1, sum(car_s2 ORDER BY road_id) AS car_s2,
-               sum(car_ss ORDER BY road_id) AS car_ss,
+               sum(building_s1) AS building_s1, sum(building_s2) AS building_s2, sum(building_ss) AS building_ss,
+               sum(road_s1) AS road_s1, sum(road_s2) AS road_s2, sum(road_ss) AS road_ss,
+               sum(sky_s1) AS sky_s1, sum(sky_s2) AS sky_s2, sum(sky_ss) AS sky_ss,
+               sum(greenery_s1) AS greenery_s1, sum(greenery_s2) AS greenery_s2, sum(greenery_ss) AS greenery_ss,
+               sum(sidewalk_s1) AS sidewalk_s1, sum(sidewalk_s2) AS sidewalk_s2, sum(sidewalk_ss) AS sidewalk_ss,
+               sum(car_s1) AS car_s1, sum(car_s2) AS car_s2, sum(car_ss) AS car_ss,
                sum(n_roads)::integer AS n_roads
-        FROM streets
+        FROM street_order
         GROUP BY z, unit_m, cell, kind, has_data
     )
     SELECT g.road_id, g.z, g.name, g.kind, g.length_m, g.n_points,
@@ -511,7 +510,7 @@ $$;
 
 -- As streetaudit.replace_rows for the given keys, but writing only the rows that differ
 -- (byte for byte, *=) from those published, and noting the geometry of each row removed or
--- added in pg_temp.stats_changed_feature (per zoom when the table has one), so that only
+-- added (its bounding box) in pg_temp.stats_changed_feature (per zoom when the table has one), so that only
 -- the pre-built tiles those rows meet are encoded again.
 CREATE OR REPLACE FUNCTION streetaudit.replace_changed_rows(
     target regclass, source regclass, key text, keys bigint[], layer text, z_column text DEFAULT NULL
@@ -519,6 +518,7 @@ CREATE OR REPLACE FUNCTION streetaudit.replace_changed_rows(
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET client_min_messages = warning  -- not a notice per scratch table dropped
+SET work_mem = '256MB'  -- a city's overview cells sort in memory
 AS $$
 DECLARE
     old_z text := CASE WHEN z_column IS NULL THEN 'NULL::integer' ELSE format('t.%I', z_column) END;
@@ -537,7 +537,7 @@ BEGIN
               AND NOT EXISTS (SELECT 1 FROM pg_temp.stats_fresh AS f WHERE f.%2$I = t.%2$I AND f.* *= t.*)
             RETURNING %3$s AS z, t.geom
         )
-        INSERT INTO pg_temp.stats_changed_feature (layer, z, geom) SELECT $2, z, geom FROM gone
+        INSERT INTO pg_temp.stats_changed_feature (layer, z, geom) SELECT $2, z, ST_Envelope(geom) FROM gone
         $sql$,
         target, key, old_z)
     USING keys, layer;
@@ -551,7 +551,7 @@ BEGIN
             ORDER BY f.%2$I
             RETURNING %3$s AS z, geom
         )
-        INSERT INTO pg_temp.stats_changed_feature (layer, z, geom) SELECT $1, z, geom FROM added
+        INSERT INTO pg_temp.stats_changed_feature (layer, z, geom) SELECT $1, z, ST_Envelope(geom) FROM added
         $sql$,
         target, key, new_z)
     USING layer;
@@ -581,12 +581,19 @@ DECLARE
 BEGIN
     DROP TABLE IF EXISTS pg_temp.stats_stale_tile;
     CREATE TEMP TABLE stats_stale_tile (layer text, z integer, x integer, y integer) ON COMMIT DROP;
-    WITH gone AS (
-        DELETE FROM streetaudit.prebuilt_tile AS p
+    -- Each tile's envelope once (a city has tens of pre-built tiles, a change thousands of
+    -- features, kept as their bounding boxes).
+    WITH stale AS (
+        SELECT p.layer, p.z, p.x, p.y
+        FROM streetaudit.prebuilt_tile AS p
+        CROSS JOIN LATERAL (SELECT ST_TileEnvelope(p.z, p.x, p.y, margin => 64.0 / 4096) AS e) AS t
         WHERE EXISTS (
             SELECT 1 FROM pg_temp.stats_changed_feature AS c
-            WHERE c.layer = p.layer AND (c.z IS NULL OR c.z = p.z)
-              AND c.geom && ST_TileEnvelope(p.z, p.x, p.y, margin => 64.0 / 4096))
+            WHERE c.layer = p.layer AND (c.z IS NULL OR c.z = p.z) AND c.geom && t.e)
+    ), gone AS (
+        DELETE FROM streetaudit.prebuilt_tile AS p
+        USING stale AS s
+        WHERE (p.layer, p.z, p.x, p.y) = (s.layer, s.z, s.x, s.y)
         RETURNING p.layer, p.z, p.x, p.y
     )
     INSERT INTO pg_temp.stats_stale_tile SELECT * FROM gone;
