@@ -331,7 +331,7 @@ def refresh_stats(
             version, mode, recomputed, results, comparison_seconds = _recompute(
                 conn, model_id, chosen, complete_only, holm, permutations, incremental
             )
-        counts = _counts(conn)
+        counts = _counts(conn, complete_only)
         conn.commit()
     return StatsReport(
         model_id,
@@ -384,7 +384,7 @@ def _recompute(
     return version, mode, recomputed, results, seconds
 
 
-def _counts(conn: psycopg.Connection) -> dict[str, Any]:
+def _counts(conn: psycopg.Connection, complete_only: bool) -> dict[str, Any]:
     """What the report says of the published statistics (StatsReport's fields): points,
     roads and areas with data, incomplete points, and the areas without roads or data."""
     points, roads, areas = one(
@@ -394,8 +394,15 @@ def _counts(conn: psycopg.Connection) -> dict[str, Any]:
                   (SELECT count(*) FROM api.area_stats WHERE area_id IS NOT NULL)"""
         )
     )
+    # Published points with a view missing (n_images < n_views); with complete_only those
+    # are left out of api.point_elements, so they are counted from streetaudit.point_views,
+    # which aggregates every image (seconds at a city's scale).
     incomplete = scalar(
-        conn.execute("SELECT count(*) FROM streetaudit.point_views WHERE n_images > 0 AND NOT complete")
+        conn.execute(
+            "SELECT count(*) FROM streetaudit.point_views WHERE n_images > 0 AND NOT complete"
+            if complete_only
+            else "SELECT count(*) FROM api.point_elements WHERE n_images < n_views"
+        )
     )
     without_roads, without_data = _empty_areas(conn)
     return {

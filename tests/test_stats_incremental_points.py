@@ -190,3 +190,22 @@ def test_a_statement_marks_each_point_it_touches_once(city):
         marked = conn.execute("SELECT point_id FROM streetaudit.stats_dirty_point ORDER BY 1").fetchall()
         expected = conn.execute("SELECT id FROM streetaudit.sample_point ORDER BY id LIMIT 3").fetchall()
     assert marked == expected
+
+
+def test_kept_permutation_draws_give_the_p_values_of_fresh_ones(city):
+    draws = "SELECT key, drawn_at FROM streetaudit.permutation_draw ORDER BY key"
+    with psycopg.connect(city) as conn:
+        made = conn.execute(draws).fetchall()
+    assert len(made) == 3  # all cores together, and each of the two core areas, against the rest
+    kept = published(city)["api.area_comparison"]
+    refresh_stats(city, permutations=99, full=True)
+    with psycopg.connect(city) as conn:
+        assert conn.execute(draws).fetchall() == made  # read back, not drawn again
+        conn.execute("DELETE FROM streetaudit.permutation_draw")
+    refresh_stats(city, permutations=99, full=True)
+    assert published(city)["api.area_comparison"] == kept
+    # Another count of permutations is another draw; the unused ones go.
+    refresh_stats(city, permutations=199)
+    with psycopg.connect(city) as conn:
+        assert len(set(conn.execute(draws).fetchall()) & set(made)) == 0
+        assert scalar(conn.execute("SELECT count(*) FROM streetaudit.permutation_draw")) == 3

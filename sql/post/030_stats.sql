@@ -158,58 +158,73 @@ CREATE VIEW streetaudit.area_stats_computed AS
         SELECT NULL, 'rest of the city', 'rest', pe.point_id, pe.n_images, pe.building, pe.road, pe.sky, pe.greenery, pe.sidewalk, pe.car
         FROM (VALUES (1)) AS one (x)
         LEFT JOIN api.point_elements AS pe ON NOT pe.in_core
-    )
+    ),
+    -- The points of each area in point id order, so a float mean does not depend on the plan
+    -- (a refresh that rewrote some points' rows leaves them elsewhere in the table).
+    ordered AS (
+        SELECT * FROM membership ORDER BY area_id, area_name, kind, point_id
+    ), stats AS (
     SELECT m.area_id,
            m.area_name,
            m.kind,
            count(m.point_id)::integer AS n_points,
-           avg(m.building ORDER BY m.point_id) AS building_mean,
-           stddev_samp(m.building ORDER BY m.point_id) AS building_std,
+           avg(m.building) AS building_mean,
+           stddev_samp(m.building) AS building_std,
            percentile_cont(0.25) WITHIN GROUP (ORDER BY m.building) AS building_p25,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY m.building) AS building_median,
            percentile_cont(0.75) WITHIN GROUP (ORDER BY m.building) AS building_p75,
            min(m.building) AS building_min,
            max(m.building) AS building_max,
-           avg(m.road ORDER BY m.point_id) AS road_mean,
-           stddev_samp(m.road ORDER BY m.point_id) AS road_std,
+           avg(m.road) AS road_mean,
+           stddev_samp(m.road) AS road_std,
            percentile_cont(0.25) WITHIN GROUP (ORDER BY m.road) AS road_p25,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY m.road) AS road_median,
            percentile_cont(0.75) WITHIN GROUP (ORDER BY m.road) AS road_p75,
            min(m.road) AS road_min,
            max(m.road) AS road_max,
-           avg(m.sky ORDER BY m.point_id) AS sky_mean,
-           stddev_samp(m.sky ORDER BY m.point_id) AS sky_std,
+           avg(m.sky) AS sky_mean,
+           stddev_samp(m.sky) AS sky_std,
            percentile_cont(0.25) WITHIN GROUP (ORDER BY m.sky) AS sky_p25,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY m.sky) AS sky_median,
            percentile_cont(0.75) WITHIN GROUP (ORDER BY m.sky) AS sky_p75,
            min(m.sky) AS sky_min,
            max(m.sky) AS sky_max,
-           avg(m.greenery ORDER BY m.point_id) AS greenery_mean,
-           stddev_samp(m.greenery ORDER BY m.point_id) AS greenery_std,
+           avg(m.greenery) AS greenery_mean,
+           stddev_samp(m.greenery) AS greenery_std,
            percentile_cont(0.25) WITHIN GROUP (ORDER BY m.greenery) AS greenery_p25,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY m.greenery) AS greenery_median,
            percentile_cont(0.75) WITHIN GROUP (ORDER BY m.greenery) AS greenery_p75,
            min(m.greenery) AS greenery_min,
            max(m.greenery) AS greenery_max,
-           avg(m.sidewalk ORDER BY m.point_id) AS sidewalk_mean,
-           stddev_samp(m.sidewalk ORDER BY m.point_id) AS sidewalk_std,
+           avg(m.sidewalk) AS sidewalk_mean,
+           stddev_samp(m.sidewalk) AS sidewalk_std,
            percentile_cont(0.25) WITHIN GROUP (ORDER BY m.sidewalk) AS sidewalk_p25,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY m.sidewalk) AS sidewalk_median,
            percentile_cont(0.75) WITHIN GROUP (ORDER BY m.sidewalk) AS sidewalk_p75,
            min(m.sidewalk) AS sidewalk_min,
            max(m.sidewalk) AS sidewalk_max,
-           avg(m.car ORDER BY m.point_id) AS car_mean,
-           stddev_samp(m.car ORDER BY m.point_id) AS car_std,
+           avg(m.car) AS car_mean,
+           stddev_samp(m.car) AS car_std,
            percentile_cont(0.25) WITHIN GROUP (ORDER BY m.car) AS car_p25,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY m.car) AS car_median,
            percentile_cont(0.75) WITHIN GROUP (ORDER BY m.car) AS car_p75,
            min(m.car) AS car_min,
            max(m.car) AS car_max,
-           a.geom,
            coalesce(sum(m.n_images), 0)::integer AS n_images
-    FROM membership AS m
-    LEFT JOIN streetaudit.heritage_area AS a ON a.id = m.area_id
-    GROUP BY m.area_id, m.area_name, m.kind, a.geom;
+    FROM ordered AS m
+    GROUP BY m.area_id, m.area_name, m.kind
+    )
+    SELECT s.area_id, s.area_name, s.kind, s.n_points,
+           s.building_mean, s.building_std, s.building_p25, s.building_median, s.building_p75, s.building_min, s.building_max,
+           s.road_mean, s.road_std, s.road_p25, s.road_median, s.road_p75, s.road_min, s.road_max,
+           s.sky_mean, s.sky_std, s.sky_p25, s.sky_median, s.sky_p75, s.sky_min, s.sky_max,
+           s.greenery_mean, s.greenery_std, s.greenery_p25, s.greenery_median, s.greenery_p75, s.greenery_min, s.greenery_max,
+           s.sidewalk_mean, s.sidewalk_std, s.sidewalk_p25, s.sidewalk_median, s.sidewalk_p75, s.sidewalk_min, s.sidewalk_max,
+           s.car_mean, s.car_std, s.car_p25, s.car_median, s.car_p75, s.car_min, s.car_max,
+           a.geom,
+           s.n_images
+    FROM stats AS s
+    LEFT JOIN streetaudit.heritage_area AS a ON a.id = s.area_id;
 COMMENT ON VIEW streetaudit.area_stats_computed IS 'api.area_stats as api.point_elements gives it now.';
 CREATE TABLE api.area_stats AS SELECT * FROM streetaudit.area_stats_computed ORDER BY area_id;
 -- Unique, the rest of the city's NULL included.

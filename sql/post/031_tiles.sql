@@ -50,22 +50,42 @@ CREATE INDEX IF NOT EXISTS road_features_geom_idx ON streetaudit.road_features U
 -- numbers of the cells that hold a changed road and the lines of the cells where one
 -- flipped; at low zooms a cell is most of the city, and merging its lines is what costs.
 
--- Each road's cell per zoom: unit_m is one tile unit (1/4096 of the tile) at zoom z, a cell
--- 128 units square; `cell` names (z, cx, cy) in one bigint (each index offset by 2^23 into
--- 24 bits; exact in double precision), so a refresh can select cells by `cell = ANY (…)`.
+-- A cell's name: (z, cx, cy) in one bigint, each index offset by 2^23 into 24 bits, so a
+-- refresh can select cells by `cell = ANY (…)`. The cell holding a cell at the zoom above
+-- is its parent (indices halved, rounding down: cells are nested, 2 × 2 in each).
+CREATE OR REPLACE FUNCTION streetaudit.overview_cell(z integer, cx bigint, cy bigint)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT (z::bigint << 48) | ((cx + 8388608) << 24) | (cy + 8388608)
+$$;
+
+CREATE OR REPLACE FUNCTION streetaudit.parent_cell(cell bigint)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN cell >> 48 > 0 THEN
+        (((cell >> 48) - 1) << 48) | (((((cell >> 24) & 16777215) >> 1) + 4194304) << 24)
+        | (((cell & 16777215) >> 1) + 4194304) END
+$$;
+
+-- Each road's cell per zoom < 14 (road_overview: 128 tile units square; unit_m is one tile
+-- unit, 1/4096 of the tile, at zoom z): its midpoint's cell at zoom 13, and the cells that
+-- hold that one at the zooms below, so the zooms' groups nest exactly.
 CREATE VIEW streetaudit.road_cell AS
-    SELECT f.road_id, zoom.z, zoom.unit_m,
-           (zoom.z * 281474976710656::double precision
-            + (floor(ST_X(mid.p) / (zoom.unit_m * 128)) + 8388608) * 16777216
-            + (floor(ST_Y(mid.p) / (zoom.unit_m * 128)) + 8388608))::bigint AS cell
+    SELECT f.road_id, zoom.z, 40075016.685578488 / 2 ^ zoom.z / 4096 AS unit_m,
+           streetaudit.overview_cell(zoom.z, (at13.x >> (13 - zoom.z)) - (8388608 >> (13 - zoom.z)),
+                                     (at13.y >> (13 - zoom.z)) - (8388608 >> (13 - zoom.z))) AS cell
     FROM streetaudit.road_features AS f
     CROSS JOIN LATERAL (SELECT ST_LineInterpolatePoint(f.geom, 0.5) AS p) AS mid
-    CROSS JOIN (
-        SELECT z, 40075016.685578488 / 2 ^ z / 4096 AS unit_m
-        FROM generate_series(0, 13) AS z
-    ) AS zoom;
+    -- Zoom 13's indices, offset by 2^23 so that a shift halves them rounding down.
+    CROSS JOIN LATERAL (
+        SELECT floor(ST_X(mid.p) / (40075016.685578488 / 2 ^ 13 / 4096 * 128))::bigint + 8388608 AS x,
+               floor(ST_Y(mid.p) / (40075016.685578488 / 2 ^ 13 / 4096 * 128))::bigint + 8388608 AS y
+    ) AS at13
+    CROSS JOIN generate_series(0, 13) AS zoom (z);
 COMMENT ON VIEW streetaudit.road_cell IS
-    'The cell (road_overview: 128 tile units at zoom z, one bigint) holding each road''s midpoint, per zoom < 14.';
+    'The cell (streetaudit.overview_cell) holding each road''s midpoint, per zoom < 14, nested across zooms.';
 
 -- A group's lines: first each street of the group (its roads of one name) as one line: a
 -- named street is a path, so ST_LineMerge joins it through the junctions that split it
@@ -88,22 +108,26 @@ CREATE TABLE streetaudit.road_overview_line AS
     SELECT * FROM streetaudit.road_overview_line_computed ORDER BY cell;
 CREATE INDEX IF NOT EXISTS road_overview_line_cell_idx ON streetaudit.road_overview_line (cell);
 
--- A group's numbers with its lines. The sums run over the roads of a street, then over the
--- streets of a group, in road id order: each level reads rows sorted by its grouping keys
--- and then road id (one sort, not one per aggregate), so a float sum does not depend on the
--- plan, and a cell recomputed alone sums exactly as it does among all the others.
-CREATE VIEW streetaudit.road_overview_computed AS
-    WITH placed AS (
-        SELECT c.z, c.unit_m, c.cell, f.kind, f.n_points > 0 AS has_data, f.name, f.road_id, f.length_m,
-               f.n_points, f.building_mean, f.building_std, f.road_mean, f.road_std, f.sky_mean, f.sky_std,
-               f.greenery_mean, f.greenery_std, f.sidewalk_mean, f.sidewalk_std, f.car_mean, f.car_std
-        FROM streetaudit.road_cell AS c
-        JOIN streetaudit.road_features AS f ON f.road_id = c.road_id
-        ORDER BY c.z, c.unit_m, c.cell, f.kind, f.n_points > 0, f.name, f.road_id
-    ), streets AS (
-        SELECT min(road_id) AS road_id, z, unit_m, cell, kind, has_data, name,
-               sum(length_m) AS length_m,
-               sum(n_points)::integer AS n_points,
+-- Each street of a group (its roads of one name) with the sums the group's numbers need:
+-- at zoom 13 over its roads, at each zoom below over its parts in the four cells the cell
+-- holds, the zoom above. Kept as a table, so a refresh recomputes a changed road's street
+-- in its zoom 13 cell and then in that cell's parents only, 14 small steps, where the
+-- low zooms' cells would otherwise sum the whole city again. Each sum reads its rows
+-- sorted by its grouping keys and then road id or cell (one sort, not one per aggregate):
+-- a float sum does not depend on the plan, and a cell recomputed alone sums exactly as it
+-- does among all the others.
+CREATE TABLE streetaudit.road_overview_street (
+    z integer NOT NULL, cell bigint NOT NULL, parent bigint, kind text, has_data boolean NOT NULL, name text,
+    road_id bigint NOT NULL, length_m double precision, n_points integer,
+    building_s1 double precision, building_s2 double precision, building_ss double precision, road_s1 double precision, road_s2 double precision, road_ss double precision, sky_s1 double precision, sky_s2 double precision, sky_ss double precision, greenery_s1 double precision, greenery_s2 double precision, greenery_ss double precision, sidewalk_s1 double precision, sidewalk_s2 double precision, sidewalk_ss double precision, car_s1 double precision, car_s2 double precision, car_ss double precision,
+    n_roads integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS road_overview_street_cell_idx ON streetaudit.road_overview_street (cell);
+CREATE INDEX IF NOT EXISTS road_overview_street_parent_idx ON streetaudit.road_overview_street (parent);
+
+CREATE VIEW streetaudit.road_overview_street_computed AS
+    SELECT z, cell, streetaudit.parent_cell(cell) AS parent, kind, has_data, name,
+           min(road_id) AS road_id, sum(length_m) AS length_m, sum(n_points)::integer AS n_points,
                sum(n_points * building_mean) AS building_s1, sum(n_points * building_mean ^ 2) AS building_s2,
                sum(coalesce((n_points - 1) * building_std ^ 2, 0)) AS building_ss,
                sum(n_points * road_mean) AS road_s1, sum(n_points * road_mean ^ 2) AS road_s2,
@@ -116,13 +140,68 @@ CREATE VIEW streetaudit.road_overview_computed AS
                sum(coalesce((n_points - 1) * sidewalk_std ^ 2, 0)) AS sidewalk_ss,
                sum(n_points * car_mean) AS car_s1, sum(n_points * car_mean ^ 2) AS car_s2,
                sum(coalesce((n_points - 1) * car_std ^ 2, 0)) AS car_ss,
-               count(*)::integer AS n_roads
-        FROM placed
-        GROUP BY z, unit_m, cell, kind, has_data, name
-    ), street_order AS (
-        SELECT * FROM streets ORDER BY z, unit_m, cell, kind, has_data, road_id
-    ), grouped AS (
-        SELECT min(road_id) AS road_id, z, unit_m, cell,
+           count(*)::integer AS n_roads
+    FROM (
+        SELECT c.z, c.cell, f.kind, f.n_points > 0 AS has_data, f.name, f.road_id, f.length_m, f.n_points,
+               f.building_mean, f.building_std, f.road_mean, f.road_std, f.sky_mean, f.sky_std,
+               f.greenery_mean, f.greenery_std, f.sidewalk_mean, f.sidewalk_std, f.car_mean, f.car_std
+        FROM streetaudit.road_cell AS c
+        JOIN streetaudit.road_features AS f ON f.road_id = c.road_id
+        WHERE c.z = 13
+        ORDER BY c.z, c.cell, f.kind, f.n_points > 0, f.name, f.road_id
+    ) AS roads
+    GROUP BY z, cell, kind, has_data, name
+    UNION ALL
+    SELECT z - 1, parent, streetaudit.parent_cell(parent), kind, has_data, name,
+           min(road_id), sum(length_m), sum(n_points)::integer,
+               sum(building_s1) AS building_s1, sum(building_s2) AS building_s2, sum(building_ss) AS building_ss,
+               sum(road_s1) AS road_s1, sum(road_s2) AS road_s2, sum(road_ss) AS road_ss,
+               sum(sky_s1) AS sky_s1, sum(sky_s2) AS sky_s2, sum(sky_ss) AS sky_ss,
+               sum(greenery_s1) AS greenery_s1, sum(greenery_s2) AS greenery_s2, sum(greenery_ss) AS greenery_ss,
+               sum(sidewalk_s1) AS sidewalk_s1, sum(sidewalk_s2) AS sidewalk_s2, sum(sidewalk_ss) AS sidewalk_ss,
+               sum(car_s1) AS car_s1, sum(car_s2) AS car_s2, sum(car_ss) AS car_ss,
+           sum(n_roads)::integer
+    FROM (
+        SELECT * FROM streetaudit.road_overview_street WHERE z > 0
+        ORDER BY z, parent, kind, has_data, name, cell
+    ) AS parts
+    GROUP BY z, parent, kind, has_data, name;
+COMMENT ON VIEW streetaudit.road_overview_street_computed IS
+    'streetaudit.road_overview_street as road_features and (below zoom 13) the table''s own rows of the zoom above give it now.';
+
+-- The streets of these cells (NULL: all) of every zoom, from zoom 13 down: each zoom's
+-- rows are made from the zoom above, whose changed cells' parents are the cells to redo.
+CREATE OR REPLACE FUNCTION streetaudit.replace_overview_streets(cells13 bigint[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET work_mem = '256MB'
+AS $$
+DECLARE
+    cells bigint[] := cells13;
+BEGIN
+    FOR level IN REVERSE 13..0 LOOP
+        IF cells13 IS NULL THEN
+            DELETE FROM streetaudit.road_overview_street WHERE z = level;
+            INSERT INTO streetaudit.road_overview_street
+            SELECT * FROM streetaudit.road_overview_street_computed WHERE z = level ORDER BY cell;
+        ELSE
+            DELETE FROM streetaudit.road_overview_street WHERE cell = ANY (cells);
+            -- Planned for this zoom (EXECUTE), so that below 13 the branch over the roads is
+            -- pruned rather than scanned for cells it cannot hold.
+            EXECUTE 'INSERT INTO streetaudit.road_overview_street '
+                    'SELECT * FROM streetaudit.road_overview_street_computed WHERE z = $1 AND cell = ANY ($2) ORDER BY cell'
+            USING level, cells;
+            cells := array(SELECT DISTINCT streetaudit.parent_cell(c) FROM unnest(cells) AS c);
+        END IF;
+    END LOOP;
+END
+$$;
+SELECT streetaudit.replace_overview_streets(NULL);
+
+-- A group's numbers (over its streets in road id order) with its lines.
+CREATE VIEW streetaudit.road_overview_computed AS
+    WITH grouped AS (
+        SELECT min(road_id) AS road_id, z, 40075016.685578488 / 2 ^ z / 4096 AS unit_m, cell,
                (array_agg(name ORDER BY length_m DESC, road_id) FILTER (WHERE name IS NOT NULL))[1] AS name,
                kind, has_data,
                sum(length_m) AS length_m,
@@ -134,8 +213,10 @@ CREATE VIEW streetaudit.road_overview_computed AS
                sum(sidewalk_s1) AS sidewalk_s1, sum(sidewalk_s2) AS sidewalk_s2, sum(sidewalk_ss) AS sidewalk_ss,
                sum(car_s1) AS car_s1, sum(car_s2) AS car_s2, sum(car_ss) AS car_ss,
                sum(n_roads)::integer AS n_roads
-        FROM street_order
-        GROUP BY z, unit_m, cell, kind, has_data
+        FROM (
+            SELECT * FROM streetaudit.road_overview_street ORDER BY z, cell, kind, has_data, road_id
+        ) AS streets
+        GROUP BY z, cell, kind, has_data
     )
     SELECT g.road_id, g.z, g.name, g.kind, g.length_m, g.n_points,
            round((building_s1 / nullif(n_points, 0))::numeric, 3)::double precision AS building_mean,
@@ -625,6 +706,7 @@ BEGIN
     PERFORM streetaudit.replace_rows('api.street_stats', 'streetaudit.street_stats_computed', 'street_id', NULL);
     PERFORM streetaudit.replace_rows('streetaudit.road_features', 'streetaudit.road_features_computed', 'road_id', NULL);
     PERFORM streetaudit.replace_rows('streetaudit.road_overview_line', 'streetaudit.road_overview_line_computed', 'cell', NULL);
+    PERFORM streetaudit.replace_overview_streets(NULL);
     PERFORM streetaudit.replace_rows('streetaudit.road_overview', 'streetaudit.road_overview_computed', 'cell', NULL);
     PERFORM streetaudit.replace_rows('streetaudit.point_features', 'streetaudit.point_features_computed', 'point_id', NULL);
     PERFORM streetaudit.replace_rows('streetaudit.area_features', 'streetaudit.area_features_computed', 'area_id', NULL);
@@ -664,6 +746,8 @@ BEGIN
             'streetaudit.road_overview_line', 'streetaudit.road_overview_line_computed', 'cell',
             array(SELECT DISTINCT c.cell FROM streetaudit.road_cell AS c WHERE c.road_id = ANY (flipped)));
     END IF;
+    PERFORM streetaudit.replace_overview_streets(
+        array(SELECT DISTINCT c.cell FROM streetaudit.road_cell AS c WHERE c.road_id = ANY (roads) AND c.z = 13));
     PERFORM streetaudit.replace_changed_rows(
         'streetaudit.road_overview', 'streetaudit.road_overview_computed', 'cell',
         array(SELECT DISTINCT c.cell FROM streetaudit.road_cell AS c WHERE c.road_id = ANY (roads)), 'api.roads', 'z');
