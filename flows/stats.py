@@ -1,7 +1,7 @@
 """Stage 6: statistics per road and heritage area, and the core-vs-rest comparison.
 
-SQL computes the descriptive statistics (materialized views in schema `api`, see
-sql/030_stats.sql); the tests the SQL cannot do (Welch's t, Mann–Whitney U, Holm, and the
+SQL computes the descriptive statistics (tables in schema `api`, each filled from its
+definition view, in full or for the changed points only: sql/post/030_stats.sql); the tests the SQL cannot do (Welch's t, Mann–Whitney U, Holm, and the
 street-level permutation and cluster-robust tests of flows/street_inference.py) are
 computed here and stored in the same transaction as the refresh, so readers never see
 views of one selection next to tests of another.
