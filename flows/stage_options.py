@@ -237,8 +237,9 @@ class StatsOptions(StageOptions):
     )
     full: bool = Field(
         False,
-        description="Recompute everything even when nothing changed since the last refresh of this "
-        "selection (by default such a refresh leaves the published statistics as they are).",
+        description="Recompute everything, even when nothing changed since the last refresh of this "
+        "selection or only some points did (by default such a refresh leaves the published statistics "
+        "as they are, or recomputes only what the changed points reach).",
     )
 
 

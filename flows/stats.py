@@ -1,7 +1,7 @@
 """Stage 6: statistics per road and heritage area, and the core-vs-rest comparison.
 
-SQL computes the descriptive statistics (materialized views in schema `api`, see
-sql/030_stats.sql); the tests the SQL cannot do (Welch's t, Mann–Whitney U, Holm, and the
+SQL computes the descriptive statistics (tables in schema `api`, each filled from its
+definition view, in full or for the changed points only: sql/post/030_stats.sql); the tests the SQL cannot do (Welch's t, Mann–Whitney U, Holm, and the
 street-level permutation and cluster-robust tests of flows/street_inference.py) are
 computed here and stored in the same transaction as the refresh, so readers never see
 views of one selection next to tests of another.
@@ -26,6 +26,7 @@ from scipy import stats as scistats
 from streetaudit.flows import street_inference
 from streetaudit.flows.comparison_tables import cell, core_rest_table
 from streetaudit.flows.errors import InputError
+from streetaudit.flows.permutation_draws import KeptDraws
 from streetaudit.models.label_sets import ELEMENTS
 from streetaudit.sql.rows import one, scalar
 
@@ -53,11 +54,16 @@ class StatsReport:
     incomplete_points: int = 0
     areas_without_roads: list[str] = field(default_factory=list)
     areas_without_data: list[str] = field(default_factory=list)
-    # "full" (everything recomputed) or "unchanged" (nothing to do: what is published
-    # already comes from this selection and these inputs); reason: why the full one ran.
+    # "full" (everything recomputed), "incremental" (only what the changed points reach:
+    # their rows, roads, streets, overview cells and tiles; the area statistics and the
+    # comparison whole) or "unchanged" (nothing to do: what is published already comes from
+    # this selection and these inputs); reason: why it recomputed.
     mode: str = "full"
     reason: str | None = None
-    comparison_seconds: float = 0.0  # of `seconds`: the scipy comparison (whole city, every full refresh)
+    comparison_seconds: float = (
+        0.0  # of `seconds`: the scipy comparison (whole city, every refresh that recomputes)
+    )
+    recomputed_points: int = 0  # incremental: the changed points; full: every published point
 
 
 def resolve_model(conn: psycopg.Connection, model: str | int | None) -> tuple[int, str]:
@@ -187,15 +193,16 @@ def comparisons(
         (area_id, name, np.isin(point_ids, cores[cores[:, 1] == area_id, 0])) for area_id, name in areas
     ]
     results = []
+    draws = KeptDraws(conn)
     for area_id, name, mask in groups:
         tests: list[dict[str, Any]] = [compare(values[mask, j], values[~in_any, j]) for j in range(k)]
         chosen = mask | ~in_any  # this area's points and the rest; other cores are left out
         side = mask[chosen]
         permuted = street_inference.permutation_test(
-            values[chosen], side, clusters[chosen], permutations=permutations, seed=0
+            values[chosen], side, clusters[chosen], permutations=permutations, seed=0, draw=draws
         )
-        for j, test in enumerate(tests):
-            robust = street_inference.cluster_robust(values[chosen, j], side, clusters[chosen])
+        robusts = street_inference.cluster_robust_columns(values[chosen], side, clusters[chosen])
+        for j, (test, robust) in enumerate(zip(tests, robusts, strict=True)):
             test.update(
                 n_images_core=int(images[mask].sum()),
                 n_images_rest=int(images[~in_any].sum()),
@@ -215,6 +222,7 @@ def comparisons(
             {"area_id": area_id, "area_name": name, "element": element, **test}
             for element, test in zip(ELEMENTS, tests, strict=True)
         ]
+    draws.forget_others()
     families = [results] if holm_family == "all" else [results[i : i + k] for i in range(0, len(results), k)]
     for family in families:
         for key in ("welch_p", "mannwhitney_p", "permutation_p", "cluster_p"):
@@ -288,7 +296,10 @@ def refresh_stats(
     When what is published already comes from this selection and these comparison
     parameters, and no table the statistics read was written since the last refresh
     (streetaudit.stats_refresh_reason), nothing is recomputed and the version stays:
-    the report's mode is "unchanged". `full` recomputes regardless.
+    the report's mode is "unchanged". When only points' images or segmentations changed
+    (or points were retired), the SQL recomputes just what those points reach (mode
+    "incremental", which publishes exactly what a full refresh would); anything else
+    recomputes everything. `full` recomputes everything regardless.
     """
     if holm not in HOLM_FAMILIES:
         raise InputError(f"--holm must be one of {', '.join(HOLM_FAMILIES)}, got {holm!r}")
@@ -308,16 +319,19 @@ def refresh_stats(
                 )
             )
         )
-        comparison_seconds = 0.0
+        comparison_seconds, mode, recomputed = 0.0, "unchanged", 0
         if reason is None:
             version = scalar(conn.execute("SELECT version FROM streetaudit.stats_state"))
             with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
                 results = cur.execute("SELECT * FROM api.area_comparison").fetchall()
         else:
-            version, results, comparison_seconds = _recompute(
-                conn, model_id, chosen, complete_only, holm, permutations
+            # Only a change of inputs may be published in part; the SQL decides from the
+            # change log it clears (a road changed since this reason was read makes it full).
+            incremental = reason.startswith("inputs changed")
+            version, mode, recomputed, results, comparison_seconds = _recompute(
+                conn, model_id, chosen, complete_only, holm, permutations, incremental
             )
-        counts = _counts(conn)
+        counts = _counts(conn, complete_only)
         conn.commit()
     return StatsReport(
         model_id,
@@ -329,9 +343,10 @@ def refresh_stats(
         provider_by_default=by_default,
         complete_only=complete_only,
         **counts,
-        mode="full" if reason is not None else "unchanged",
+        mode=mode,
         reason=reason,
         comparison_seconds=comparison_seconds,
+        recomputed_points=recomputed,
     )
 
 
@@ -342,14 +357,19 @@ def _recompute(
     complete_only: bool,
     holm: str,
     permutations: int,
-) -> tuple[int, list[dict], float]:
-    """The full refresh: every view and tile table (SQL), then the comparison (scipy), in the
-    caller's transaction; also returns the comparison's seconds."""
+    incremental: bool,
+) -> tuple[int, str, int, list[dict], float]:
+    """The refresh: the published tables (SQL: all of them, or with `incremental` what the
+    changed points reach), then the comparison (scipy, always over the whole city), in the
+    caller's transaction. Returns the version, mode, points recomputed, comparison and the
+    comparison's seconds."""
     conn.execute(
         "UPDATE streetaudit.stats_state SET provider = %s, complete_only = %s, holm_family = %s, permutations = %s",
         (provider, complete_only, holm, permutations),
     )
-    version = scalar(conn.execute("SELECT streetaudit.refresh_stats(%s)", (model_id,)))
+    version, mode, recomputed = one(
+        conn.execute("SELECT * FROM streetaudit.refresh_stats(%s, %s)", (model_id, incremental))
+    )
     start = time.perf_counter()
     results = comparisons(conn, holm_family=holm, permutations=permutations)
     seconds = time.perf_counter() - start
@@ -361,10 +381,10 @@ def _recompute(
             f"complete_only) VALUES ({', '.join(['%s'] * len(names))}, %s, %s, %s)",
             [[r[n] for n in names] + [model_id, provider, complete_only] for r in results],
         )
-    return version, results, seconds
+    return version, mode, recomputed, results, seconds
 
 
-def _counts(conn: psycopg.Connection) -> dict[str, Any]:
+def _counts(conn: psycopg.Connection, complete_only: bool) -> dict[str, Any]:
     """What the report says of the published statistics (StatsReport's fields): points,
     roads and areas with data, incomplete points, and the areas without roads or data."""
     points, roads, areas = one(
@@ -374,8 +394,15 @@ def _counts(conn: psycopg.Connection) -> dict[str, Any]:
                   (SELECT count(*) FROM api.area_stats WHERE area_id IS NOT NULL)"""
         )
     )
+    # Published points with a view missing (n_images < n_views); with complete_only those
+    # are left out of api.point_elements, so they are counted from streetaudit.point_views,
+    # which aggregates every image (seconds at a city's scale).
     incomplete = scalar(
-        conn.execute("SELECT count(*) FROM streetaudit.point_views WHERE n_images > 0 AND NOT complete")
+        conn.execute(
+            "SELECT count(*) FROM streetaudit.point_views WHERE n_images > 0 AND NOT complete"
+            if complete_only
+            else "SELECT count(*) FROM api.point_elements WHERE n_images < n_views"
+        )
     )
     without_roads, without_data = _empty_areas(conn)
     return {
@@ -395,17 +422,16 @@ def summary_line(report: StatsReport) -> str:
         f"{report.points} points with data, "
         f"{report.roads} roads, {report.areas} heritage areas; data version {report.version} "
         f"({report.seconds:.2f} s); "
-        + (
-            "unchanged since the last refresh: nothing recomputed"
-            if report.mode == "unchanged"
-            else "full refresh"
-        )
+        + {
+            "unchanged": "unchanged since the last refresh: nothing recomputed",
+            "incremental": f"incremental refresh: {report.recomputed_points} changed points recomputed",
+        }.get(report.mode, "full refresh")
     )
 
 
 def mode_line(report: StatsReport) -> str | None:
-    """Why the refresh recomputed everything (None when it had nothing to do)."""
-    return None if report.reason is None else f"full refresh because: {report.reason}"
+    """Why the refresh recomputed (None when it had nothing to do)."""
+    return None if report.reason is None else f"{report.mode} refresh because: {report.reason}"
 
 
 def _empty_areas(conn: psycopg.Connection) -> tuple[list[str], list[str]]:

@@ -20,6 +20,7 @@ Both need at least two units (clusters) on each side; otherwise they are None.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ import numpy as np
 MIN_CLUSTERS = 2
 PERMUTATIONS = 2000
 # Chunks of permutations at a time keep the label matrix small on a city of many roads.
-_CHUNK = 500
+CHUNK = 500
 
 
 def _finite(value) -> float | None:
@@ -42,6 +43,31 @@ def units(clusters: np.ndarray, core: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return index.reshape(-1), unique[:, 1].astype(bool)
 
 
+def draw_core_units(unit_core: np.ndarray, permutations: int, seed: int) -> np.ndarray:
+    """The units each permutation puts on the core side, as a permutations × n_core array of
+    unit indices (ascending in each row): every reassignment keeps the number of core units.
+
+    The random part of the permutation test, the same for every element and for any values:
+    it depends only on which units are core, the count and the seed, so a caller may keep it
+    (flows/stats.py does, between refreshes that leave the units as they were). Drawn as
+    whole rows of `unit_core` shuffled, CHUNK rows at a time.
+    """
+    rng = np.random.default_rng(seed)
+    unit_core = np.asarray(unit_core, dtype=bool)
+    n_core = int(unit_core.sum())
+    chunks = []
+    done = 0
+    while done < permutations:
+        size = min(CHUNK, permutations - done)
+        labels = rng.permuted(np.broadcast_to(unit_core, (size, len(unit_core))), axis=1)
+        chunks.append(np.nonzero(labels)[1].astype(np.int32).reshape(size, n_core))
+        done += size
+    return np.vstack(chunks) if chunks else np.empty((0, n_core), dtype=np.int32)
+
+
+Draw = Callable[[np.ndarray, int, int], np.ndarray]
+
+
 def permutation_test(
     values: np.ndarray,
     core: np.ndarray,
@@ -49,12 +75,14 @@ def permutation_test(
     *,
     permutations: int = PERMUTATIONS,
     seed: int = 0,
+    draw: Draw = draw_core_units,
 ) -> dict[str, Any]:
     """Two-sided p of the point-level mean difference when whole units swap sides.
 
-    `values` may hold several elements as columns (n × k): the same reassignments serve
-    all of them, so one run costs one matrix product per chunk. p = (1 + #{|T*| ≥ |T|}) /
-    (1 + permutations), which is never 0 and is valid for any number of permutations.
+    `values` may hold several elements as columns (n × k): the same reassignments
+    (`draw`, see draw_core_units) serve all of them; each costs a sum over its core units.
+    p = (1 + #{|T*| ≥ |T|}) / (1 + permutations), which is never 0 and is valid for any
+    number of permutations.
     """
     values = np.asarray(values, dtype=float)
     matrix = values.reshape(len(values), -1)
@@ -69,21 +97,18 @@ def permutation_test(
     counts = np.bincount(index).astype(float)
     total_sum, total_n = sums.sum(axis=0), counts.sum()
 
-    def differences(labels: np.ndarray) -> np.ndarray:
-        core_sum, core_n = labels @ sums, labels @ counts
+    def differences(core_sum: np.ndarray, core_n: np.ndarray) -> np.ndarray:
         return core_sum / core_n[:, None] - (total_sum - core_sum) / (total_n - core_n)[:, None]
 
-    observed = differences(unit_core[None, :].astype(float))[0]
-    rng = np.random.default_rng(seed)
+    observed = differences(sums[unit_core].sum(axis=0)[None, :], counts[unit_core].sum()[None])[0]
+    # A relative tolerance: the observed labelling drawn again must count as extreme.
+    threshold = np.abs(observed) - 1e-12 * np.maximum(1.0, np.abs(observed))
+    drawn = draw(unit_core, permutations, seed)
     extreme = np.zeros(columns)
-    done = 0
-    while done < permutations:
-        size = min(_CHUNK, permutations - done)
-        labels = rng.permuted(np.broadcast_to(unit_core, (size, len(unit_core))), axis=1)
-        # A relative tolerance: the observed labelling drawn again must count as extreme.
-        tolerance = 1e-12 * np.maximum(1.0, np.abs(observed))
-        extreme += (np.abs(differences(labels.astype(float))) >= np.abs(observed) - tolerance).sum(axis=0)
-        done += size
+    for start in range(0, permutations, CHUNK):
+        chosen = drawn[start : start + CHUNK]
+        core_sum = np.stack([sums[:, j][chosen].sum(axis=1) for j in range(columns)], axis=1)
+        extreme += (np.abs(differences(core_sum, counts[chosen].sum(axis=1))) >= threshold).sum(axis=0)
     p = (1 + extreme) / (1 + permutations)
     out["n_permutations"] = permutations
     out["p"] = [_finite(v) if math.isfinite(observed[j]) else None for j, v in enumerate(p)]
@@ -92,25 +117,54 @@ def permutation_test(
 
 def cluster_robust(values: np.ndarray, core: np.ndarray, clusters: np.ndarray) -> dict[str, float | None]:
     """OLS of value on [1, core] with standard errors clustered by street (CR1, t with G−1 df)."""
-    import statsmodels.api as sm
+    return cluster_robust_columns(np.asarray(values, dtype=float)[:, None], core, clusters)[0]
 
-    values = np.asarray(values, dtype=float)
+
+def cluster_robust_columns(
+    matrix: np.ndarray, core: np.ndarray, clusters: np.ndarray
+) -> list[dict[str, float | None]]:
+    """cluster_robust of each column of `matrix` (n × k), the clusters found once for all.
+
+    In closed form, as statsmodels' OLS(...).fit(cov_type="cluster", use_t=True) computes
+    it (tests/test_street_inference.py checks the two agree): with one indicator the fit is
+    the two sides' means, and the sandwich needs only each cluster's sums of residuals
+    and of core residuals, so no design matrix or model object is built for a city's
+    points (statsmodels took most of the comparison's time, its import included).
+    """
+    from scipy import stats as scistats
+
+    matrix = np.asarray(matrix, dtype=float)
     core = np.asarray(core, dtype=bool)
     clusters = np.asarray(clusters)
     none: dict[str, float | None] = {"diff": None, "se": None, "ci_low": None, "ci_high": None, "p": None}
     if len(np.unique(clusters[core])) < MIN_CLUSTERS or len(np.unique(clusters[~core])) < MIN_CLUSTERS:
-        return none
+        return [dict(none) for _ in range(matrix.shape[1])]
     groups = np.unique(clusters, return_inverse=True)[1].reshape(-1)
-    design = np.column_stack([np.ones(len(values)), core.astype(float)])
-    fit = sm.OLS(values, design).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
-    low, high = fit.conf_int(alpha=0.05)[1]
-    se = _finite(fit.bse[1])
-    if se is None or se == 0:
-        return {**none, "diff": _finite(fit.params[1])}
-    return {
-        "diff": _finite(fit.params[1]),
-        "se": se,
-        "ci_low": _finite(low),
-        "ci_high": _finite(high),
-        "p": _finite(fit.pvalues[1]),
-    }
+    n, n_core, g = len(matrix), int(core.sum()), int(groups.max()) + 1
+    bread = np.linalg.inv(np.array([[n, n_core], [n_core, n_core]], dtype=float))
+    t = scistats.t(df=g - 1)
+    out = []
+    for values in matrix.T:
+        mean_core, mean_rest = values[core].mean(), values[~core].mean()
+        diff = mean_core - mean_rest
+        residual = values - np.where(core, mean_core, mean_rest)
+        # Per cluster, X_g' e_g = (sum of residuals, sum of core residuals).
+        s0 = np.bincount(groups, weights=residual, minlength=g)
+        s1 = np.bincount(groups, weights=residual * core, minlength=g)
+        meat = np.array([[s0 @ s0, s0 @ s1], [s1 @ s0, s1 @ s1]])
+        cov = bread @ meat @ bread * (g / (g - 1)) * ((n - 1) / (n - 2))
+        se = _finite(math.sqrt(cov[1, 1])) if cov[1, 1] >= 0 else None
+        if se is None or se == 0:
+            out.append({**none, "diff": _finite(diff)})
+            continue
+        half = t.ppf(0.975) * se
+        out.append(
+            {
+                "diff": _finite(diff),
+                "se": se,
+                "ci_low": _finite(diff - half),
+                "ci_high": _finite(diff + half),
+                "p": _finite(2 * t.sf(abs(diff / se))),
+            }
+        )
+    return out

@@ -9,12 +9,15 @@ Where a statement goes (the rule, as in pgstac's idempotent pre/post scripts):
   must not use what `sql/post/` defines: on a new database that does not exist yet when
   migrations run. It may DROP such a view when it changes a column the view reads; the
   sources put it back in the same `db migrate`.
-- `sql/post/NNN_name.sql`, sources: functions, views, materialized views (with their
-  indexes), grants and comments. Edited in place. After the migrations, every
+- `sql/post/NNN_name.sql`, sources: functions, views, materialized views and derived
+  tables (with their indexes), grants and comments. A derived table (`CREATE TABLE … AS`
+  from a view of the same file) holds only what that view computes: the stats refresh
+  updates it in part, which it could not do to a materialized view. Edited in place. After the migrations, every
   `db migrate` runs again each source whose text changed since it last ran, or one of
   whose objects is missing, together with every source after it (a later one may depend
   on it): first the views, materialized views and functions those files define are
-  dropped, in reverse order of definition and without CASCADE — an object outside the
+  dropped, in reverse order of definition and without CASCADE (a derived table that is
+  still the materialized view it was before is dropped as one) — an object outside the
   sources that depends on one stops the migrate, naming it, rather than silently
   disappearing — and then the files run in order. Materialized views are created with
   their data, computed from the recorded stats model, so published statistics survive;
@@ -81,7 +84,7 @@ _BEFORE_SOURCES = {
 # What a source defines, and so drops before it runs again: statements at the start of a
 # line (CREATE inside a function body is indented or names a table).
 _DEFINES = re.compile(
-    r"^CREATE\s+(?:OR\s+REPLACE\s+)?(MATERIALIZED\s+VIEW|VIEW|FUNCTION|PROCEDURE)\s+"
+    r"^CREATE\s+(?:OR\s+REPLACE\s+)?(MATERIALIZED\s+VIEW|VIEW|TABLE|FUNCTION|PROCEDURE)\s+"
     r"(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -114,7 +117,7 @@ class Migration:
 class Source(Migration):
     @cached_property
     def objects(self) -> list[tuple[str, str, str]]:
-        """(kind, schema, name) of each view, materialized view and function, in file order."""
+        """(kind, schema, name) of each view, materialized view, derived table and function, in file order."""
         return [(" ".join(k.upper().split()), s, n) for k, s, n in _DEFINES.findall(self.sql)]
 
 
@@ -238,6 +241,9 @@ def _drop(conn: psycopg.Connection, sources: list[Source]) -> None:
             (schema, name),
         ).fetchone()
         if relkind is None:
+            continue
+        if relkind[0] == "r" and kind == "TABLE":
+            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
             continue
         if relkind[0] not in ("v", "m"):
             raise MigrationError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import shutil
 from pathlib import Path
@@ -308,6 +309,22 @@ def snapshot(url: str, old: bool = False) -> dict[str, list[tuple]]:
 OLD_TO_NEW = {old: new for new, old in OLD_NAMES.items()}
 
 
+def same_to_the_last_bits(got: dict[str, list[tuple]], expected: dict[str, list[tuple]]) -> bool:
+    def same(a: object, b: object) -> bool:
+        if isinstance(a, float) and isinstance(b, float):
+            return math.isclose(a, b, rel_tol=1e-12)
+        return a == b
+
+    return got.keys() == expected.keys() and all(
+        len(got[k]) == len(expected[k])
+        and all(
+            len(r) == len(e) and all(same(a, b) for a, b in zip(r, e, strict=True))
+            for r, e in zip(got[k], expected[k], strict=True)
+        )
+        for k in got
+    )
+
+
 def features(url: str, layer: str, z: int, x: int, y: int, old: bool = False) -> dict[int, dict]:
     name = old_named(f"api.{layer}") if old else f"api.{layer}"
     with psycopg.connect(url) as conn:
@@ -332,7 +349,9 @@ def test_a_database_built_by_main_migrates_without_losing_data(empty_db_url: str
 
     after_main = [m.name for m in discover() if m.name >= "032"]
     assert applied == after_main + [f"post/{s.name}" for s in discover_sources()]
-    assert snapshot(url) == before
+    # The same rows and values; a mean may differ in its last bit (the statistics now sum a
+    # road's points in point id order, main in whatever order its plan read them).
+    assert same_to_the_last_bits(snapshot(url), before)
     new_tiles = {t: features(url, *t) for t in tiles}
     # Same features and attributes; a std may differ in its last bit (points summed in another order).
     # Except low-zoom roads, generalised since (merged features): the same total length.

@@ -121,3 +121,19 @@ def test_cohens_d_with_one_point_uses_the_other_groups_spread(n_core):
     expected = (core.mean() - rest.mean()) / math.sqrt(squares / (n_core + 9 - 2))
     assert math.isclose(compare(core, rest)["cohens_d"], expected, rel_tol=1e-12)
     assert compare(np.array([1.0]), np.array([2.0]))["cohens_d"] is None  # no degrees of freedom
+
+
+def test_cluster_robust_gives_what_statsmodels_gives():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(11)
+    values, core, clusters = simulated(rng, streets=30, core_streets=8, per_street=6)
+    core[::5] = ~core[::5]
+    groups = np.unique(clusters, return_inverse=True)[1]
+    design = np.column_stack([np.ones(len(values)), core.astype(float)])
+    fit = sm.OLS(values, design).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+    low, high = fit.conf_int(alpha=0.05)[1]
+    got = cluster_robust(values, core, clusters)
+    expected = {"diff": fit.params[1], "se": fit.bse[1], "ci_low": low, "ci_high": high, "p": fit.pvalues[1]}
+    for key, value in expected.items():
+        assert math.isclose(got[key], value, rel_tol=1e-10), (key, got[key], value)

@@ -4,10 +4,16 @@
 -- Everything is computed from ONE selection, recorded in streetaudit.stats_state by
 -- `streetaudit stats refresh`: a segmentation model (the most recent unless --model says
 -- otherwise) and a provider (the one with the most ok images unless --provider says).
--- The heavy views are materialized: reading them costs nothing, and they change only when
--- the stats are refreshed, which bumps the data version that HTTP caches key on. When this
--- file changes, `db migrate` recreates them from the recorded model (a refresh without
--- the scipy tests, whose table is kept).
+-- The published statistics are derived tables, each filled from its definition view
+-- (streetaudit.<table>_computed) by streetaudit.replace_rows: reading them costs nothing,
+-- and they change only when the stats are refreshed, which bumps the data version that
+-- HTTP caches key on. A full refresh replaces every row; an incremental one (only points'
+-- images or segmentations changed, streetaudit.stats_dirty_point) replaces the rows of the
+-- changed points, their roads and streets, by the same statement restricted to their keys.
+-- Every mean over points or images is taken in id order (ORDER BY in the aggregate), so a
+-- float sum does not depend on the plan and the incremental result equals the full one
+-- exactly. When this file changes, `db migrate` recreates the tables from the recorded
+-- model (a refresh without the scipy tests, whose table is kept).
 
 COMMENT ON TABLE streetaudit.stats_state IS
     'The selection the published statistics come from (model, provider, complete_only; holm_family and permutations of the comparison), and the data version (bumped by every stats refresh that recomputes; inputs_tracked_at: when the last one cleared streetaudit.stats_input_change).';
@@ -22,19 +28,19 @@ COMMENT ON TABLE streetaudit.area_comparison_result IS
 -- and one provider, so views of different providers at a point are never averaged together.
 -- Per active point with a view of that provider: n_views recorded (any status) and n_images
 -- usable (ok, segmented without error by the model), with the mean share of each element
--- over the usable ones. complete: every recorded view is usable.
+-- over the usable ones (in image id order). complete: every recorded view is usable.
 CREATE VIEW streetaudit.point_views AS
     SELECT p.id AS point_id,
            p.road_id,
            count(*)::integer AS n_views,
            count(s.image_id)::integer AS n_images,
            count(s.image_id) = count(*) AS complete,
-           avg(s.building) AS building,
-           avg(s.road) AS road,
-           avg(s.sky) AS sky,
-           avg(s.greenery) AS greenery,
-           avg(s.sidewalk) AS sidewalk,
-           avg(s.car) AS car,
+           avg(s.building ORDER BY i.id) AS building,
+           avg(s.road ORDER BY i.id) AS road,
+           avg(s.sky ORDER BY i.id) AS sky,
+           avg(s.greenery ORDER BY i.id) AS greenery,
+           avg(s.sidewalk ORDER BY i.id) AS sidewalk,
+           avg(s.car ORDER BY i.id) AS car,
            p.geom
     FROM streetaudit.sample_point AS p
     JOIN streetaudit.stats_state AS st ON true
@@ -52,7 +58,7 @@ COMMENT ON VIEW streetaudit.point_views IS
 -- area_ids lists the heritage areas the point lies in (streetaudit.point_area, the one
 -- definition), in_core says whether one of them is of kind core (otherwise the point is in
 -- the rest of the city).
-CREATE MATERIALIZED VIEW api.point_elements AS
+CREATE VIEW streetaudit.point_elements_computed AS
     SELECT pv.point_id, pv.road_id, pv.n_images,
            pv.building, pv.road, pv.sky, pv.greenery, pv.sidewalk, pv.car,
            coalesce(area.ids, '{}') AS area_ids,
@@ -65,48 +71,85 @@ CREATE MATERIALIZED VIEW api.point_elements AS
         SELECT array_agg(pa.area_id ORDER BY pa.area_id) AS ids, bool_or(pa.kind = 'core') AS core
         FROM streetaudit.point_area AS pa
         WHERE pa.point_id = pv.point_id
-    ) AS area
-    ORDER BY pv.point_id;  -- a fixed row order: the float sums over points come out the same every time
-CREATE UNIQUE INDEX IF NOT EXISTS point_elements_point_idx ON api.point_elements (point_id);
+    ) AS area;
+COMMENT ON VIEW streetaudit.point_elements_computed IS 'api.point_elements as its inputs give it now.';
+
+-- Replace the rows of a derived table by what its definition view gives now: all of them
+-- (keys NULL: the full refresh) or those whose `key` is one of `keys` (the incremental
+-- one). Both run this one statement, the incremental one with the predicate on the key,
+-- which the planner pushes into the view's grouping (an index probe per key, not a scan
+-- of the city). Rows go in key order. Identifiers come from the catalog (regclass) and
+-- from the callers' own SQL, never from a user.
+CREATE OR REPLACE FUNCTION streetaudit.replace_rows(target regclass, source regclass, key text, keys bigint[])
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET work_mem = '256MB'  -- the definitions' sorts (a city's points, overview cells) in memory
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF keys IS NULL THEN
+        EXECUTE format('DELETE FROM %s', target);
+        EXECUTE format('INSERT INTO %s SELECT * FROM %s ORDER BY %I', target, source, key);
+    ELSE
+        EXECUTE format('DELETE FROM %s WHERE %I = ANY ($1)', target, key) USING keys;
+        EXECUTE format('INSERT INTO %s SELECT * FROM %s WHERE %I = ANY ($1) ORDER BY %I', target, source, key, key)
+        USING keys;
+    END IF;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION streetaudit.replace_rows(regclass, regclass, text, bigint[]) IS
+    'Replace the rows of a derived table (all, or those whose key is in keys) by those its definition view gives now; returns how many were written.';
+
+-- The published tables: made with their data from the recorded selection, then kept by
+-- the stats refresh (streetaudit.refresh_stats).
+CREATE TABLE api.point_elements AS SELECT * FROM streetaudit.point_elements_computed ORDER BY point_id;
+ALTER TABLE api.point_elements ADD PRIMARY KEY (point_id);
 CREATE INDEX IF NOT EXISTS point_elements_road_idx ON api.point_elements (road_id);
 CREATE INDEX IF NOT EXISTS point_elements_geom_idx ON api.point_elements USING gist (geom);
-COMMENT ON MATERIALIZED VIEW api.point_elements IS
+COMMENT ON TABLE api.point_elements IS
     'Per active sample point (retired_at NULL) with at least one usable view of the stats selection (api.data_version: provider, model, complete_only): n_images usable views of n_views recorded, the mean share of each element over them; area_ids: the heritage areas it lies in; in_core: whether one is a core area.';
 
 -- Per road: how many points carry data, and the mean and sample standard deviation (n-1)
--- of each element over those points. Roads without data are kept (n_points 0, NULLs) so
--- the map can show where imagery is missing.
-CREATE MATERIALIZED VIEW api.road_stats AS
+-- of each element over those points (in point id order). Roads without data are kept
+-- (n_points 0, NULLs) so the map can show where imagery is missing.
+CREATE VIEW streetaudit.road_stats_computed AS
     SELECT r.id AS road_id,
            r.name,
            r.kind,
            r.length_m,
            count(pe.point_id)::integer AS n_points,
-           avg(pe.building) AS building_mean,
-           stddev_samp(pe.building) AS building_std,
-           avg(pe.road) AS road_mean,
-           stddev_samp(pe.road) AS road_std,
-           avg(pe.sky) AS sky_mean,
-           stddev_samp(pe.sky) AS sky_std,
-           avg(pe.greenery) AS greenery_mean,
-           stddev_samp(pe.greenery) AS greenery_std,
-           avg(pe.sidewalk) AS sidewalk_mean,
-           stddev_samp(pe.sidewalk) AS sidewalk_std,
-           avg(pe.car) AS car_mean,
-           stddev_samp(pe.car) AS car_std,
+           avg(pe.building ORDER BY pe.point_id) AS building_mean,
+           stddev_samp(pe.building ORDER BY pe.point_id) AS building_std,
+           avg(pe.road ORDER BY pe.point_id) AS road_mean,
+           stddev_samp(pe.road ORDER BY pe.point_id) AS road_std,
+           avg(pe.sky ORDER BY pe.point_id) AS sky_mean,
+           stddev_samp(pe.sky ORDER BY pe.point_id) AS sky_std,
+           avg(pe.greenery ORDER BY pe.point_id) AS greenery_mean,
+           stddev_samp(pe.greenery ORDER BY pe.point_id) AS greenery_std,
+           avg(pe.sidewalk ORDER BY pe.point_id) AS sidewalk_mean,
+           stddev_samp(pe.sidewalk ORDER BY pe.point_id) AS sidewalk_std,
+           avg(pe.car ORDER BY pe.point_id) AS car_mean,
+           stddev_samp(pe.car ORDER BY pe.point_id) AS car_std,
            r.geom,
            coalesce(sum(pe.n_images), 0)::integer AS n_images  -- last: existing clients keep their column order
     FROM streetaudit.road AS r
     LEFT JOIN api.point_elements AS pe ON pe.road_id = r.id
     GROUP BY r.id;
-CREATE UNIQUE INDEX IF NOT EXISTS road_stats_road_idx ON api.road_stats (road_id);
+COMMENT ON VIEW streetaudit.road_stats_computed IS 'api.road_stats as api.point_elements gives it now.';
+CREATE TABLE api.road_stats AS SELECT * FROM streetaudit.road_stats_computed ORDER BY road_id;
+ALTER TABLE api.road_stats ADD PRIMARY KEY (road_id);
 CREATE INDEX IF NOT EXISTS road_stats_geom_idx ON api.road_stats USING gist (geom);
-COMMENT ON MATERIALIZED VIEW api.road_stats IS
+COMMENT ON TABLE api.road_stats IS
     'Per road: n_points (points with >= 1 usable view of the stats selection), n_images (the usable views behind them), mean and sample std (n-1) of each element over its points.';
 
 -- Per heritage area (its points, by point_elements.area_ids) and one row for the rest of
 -- the city (area_id NULL: points in no core area). Quartiles interpolate linearly, like numpy.
-CREATE MATERIALIZED VIEW api.area_stats AS
+-- Every point counts in some area: each refresh recomputes it whole (a fraction of a second
+-- at a city's scale).
+CREATE VIEW streetaudit.area_stats_computed AS
     WITH membership AS (
         SELECT a.id AS area_id, a.name AS area_name, a.kind, pe.point_id, pe.n_images, pe.building, pe.road, pe.sky, pe.greenery, pe.sidewalk, pe.car
         FROM streetaudit.heritage_area AS a
@@ -115,7 +158,12 @@ CREATE MATERIALIZED VIEW api.area_stats AS
         SELECT NULL, 'rest of the city', 'rest', pe.point_id, pe.n_images, pe.building, pe.road, pe.sky, pe.greenery, pe.sidewalk, pe.car
         FROM (VALUES (1)) AS one (x)
         LEFT JOIN api.point_elements AS pe ON NOT pe.in_core
-    )
+    ),
+    -- The points of each area in point id order, so a float mean does not depend on the plan
+    -- (a refresh that rewrote some points' rows leaves them elsewhere in the table).
+    ordered AS (
+        SELECT * FROM membership ORDER BY area_id, area_name, kind, point_id
+    ), stats AS (
     SELECT m.area_id,
            m.area_name,
            m.kind,
@@ -162,14 +210,26 @@ CREATE MATERIALIZED VIEW api.area_stats AS
            percentile_cont(0.75) WITHIN GROUP (ORDER BY m.car) AS car_p75,
            min(m.car) AS car_min,
            max(m.car) AS car_max,
-           a.geom,
            coalesce(sum(m.n_images), 0)::integer AS n_images
-    FROM membership AS m
-    LEFT JOIN streetaudit.heritage_area AS a ON a.id = m.area_id
-    GROUP BY m.area_id, m.area_name, m.kind, a.geom;
--- Unique (the rest of the city's NULL included) so the refresh can run CONCURRENTLY.
+    FROM ordered AS m
+    GROUP BY m.area_id, m.area_name, m.kind
+    )
+    SELECT s.area_id, s.area_name, s.kind, s.n_points,
+           s.building_mean, s.building_std, s.building_p25, s.building_median, s.building_p75, s.building_min, s.building_max,
+           s.road_mean, s.road_std, s.road_p25, s.road_median, s.road_p75, s.road_min, s.road_max,
+           s.sky_mean, s.sky_std, s.sky_p25, s.sky_median, s.sky_p75, s.sky_min, s.sky_max,
+           s.greenery_mean, s.greenery_std, s.greenery_p25, s.greenery_median, s.greenery_p75, s.greenery_min, s.greenery_max,
+           s.sidewalk_mean, s.sidewalk_std, s.sidewalk_p25, s.sidewalk_median, s.sidewalk_p75, s.sidewalk_min, s.sidewalk_max,
+           s.car_mean, s.car_std, s.car_p25, s.car_median, s.car_p75, s.car_min, s.car_max,
+           a.geom,
+           s.n_images
+    FROM stats AS s
+    LEFT JOIN streetaudit.heritage_area AS a ON a.id = s.area_id;
+COMMENT ON VIEW streetaudit.area_stats_computed IS 'api.area_stats as api.point_elements gives it now.';
+CREATE TABLE api.area_stats AS SELECT * FROM streetaudit.area_stats_computed ORDER BY area_id;
+-- Unique, the rest of the city's NULL included.
 CREATE UNIQUE INDEX IF NOT EXISTS area_stats_area_idx ON api.area_stats (area_id) NULLS NOT DISTINCT;
-COMMENT ON MATERIALIZED VIEW api.area_stats IS
+COMMENT ON TABLE api.area_stats IS
     'Per heritage area, plus the rest of the city (area_id NULL): n_points, n_images (usable views behind them) and mean, std (n-1), p25, median, p75, min, max of each element.';
 
 CREATE OR REPLACE VIEW api.area_comparison AS

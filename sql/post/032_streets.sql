@@ -286,24 +286,24 @@ COMMENT ON FUNCTION streetaudit.build_streets(text, double precision) IS
     'Rebuild the streets from the roads: merged by name and kind, cut at junctions (split_by junction) or where a name forks (name), and every max_length_m metres into equal parts (NULL: not); points and images are untouched.';
 
 -- Per street: as api.road_stats per road. Streets without data are kept (n_points 0).
-CREATE MATERIALIZED VIEW api.street_stats AS
+CREATE VIEW streetaudit.street_stats_computed AS
     SELECT st.id AS street_id,
            st.name,
            st.kind,
            st.length_m,
            count(pe.point_id)::integer AS n_points,
-           avg(pe.building) AS building_mean,
-           stddev_samp(pe.building) AS building_std,
-           avg(pe.road) AS road_mean,
-           stddev_samp(pe.road) AS road_std,
-           avg(pe.sky) AS sky_mean,
-           stddev_samp(pe.sky) AS sky_std,
-           avg(pe.greenery) AS greenery_mean,
-           stddev_samp(pe.greenery) AS greenery_std,
-           avg(pe.sidewalk) AS sidewalk_mean,
-           stddev_samp(pe.sidewalk) AS sidewalk_std,
-           avg(pe.car) AS car_mean,
-           stddev_samp(pe.car) AS car_std,
+           avg(pe.building ORDER BY pe.point_id) AS building_mean,
+           stddev_samp(pe.building ORDER BY pe.point_id) AS building_std,
+           avg(pe.road ORDER BY pe.point_id) AS road_mean,
+           stddev_samp(pe.road ORDER BY pe.point_id) AS road_std,
+           avg(pe.sky ORDER BY pe.point_id) AS sky_mean,
+           stddev_samp(pe.sky ORDER BY pe.point_id) AS sky_std,
+           avg(pe.greenery ORDER BY pe.point_id) AS greenery_mean,
+           stddev_samp(pe.greenery ORDER BY pe.point_id) AS greenery_std,
+           avg(pe.sidewalk ORDER BY pe.point_id) AS sidewalk_mean,
+           stddev_samp(pe.sidewalk ORDER BY pe.point_id) AS sidewalk_std,
+           avg(pe.car ORDER BY pe.point_id) AS car_mean,
+           stddev_samp(pe.car ORDER BY pe.point_id) AS car_std,
            st.road_ids,
            st.geom
     FROM streetaudit.street AS st
@@ -311,9 +311,11 @@ CREATE MATERIALIZED VIEW api.street_stats AS
         streetaudit.point_street AS ps JOIN api.point_elements AS pe ON pe.point_id = ps.point_id
     ) ON ps.street_id = st.id
     GROUP BY st.id;
-CREATE UNIQUE INDEX IF NOT EXISTS street_stats_street_idx ON api.street_stats (street_id);
+COMMENT ON VIEW streetaudit.street_stats_computed IS 'api.street_stats as api.point_elements gives it now.';
+CREATE TABLE api.street_stats AS SELECT * FROM streetaudit.street_stats_computed ORDER BY street_id;
+ALTER TABLE api.street_stats ADD PRIMARY KEY (street_id);
 CREATE INDEX IF NOT EXISTS street_stats_geom_idx ON api.street_stats USING gist (geom);
-COMMENT ON MATERIALIZED VIEW api.street_stats IS
+COMMENT ON TABLE api.street_stats IS
     'Per street (streetaudit build_streets): n_points (points with >= 1 ok segmented image), mean and sample std (n-1) of each element over its points; road_ids: its member roads.';
 
 -- For analysts (and tests on streets as clusters): the street of each active sample point.
@@ -326,7 +328,7 @@ COMMENT ON VIEW api.point_streets IS
     'The street (api.street_stats.street_id) of each active sample point, after `streetaudit streets build`.';
 
 -- The tile table of api.streets, as road_features is of api.roads.
-CREATE MATERIALIZED VIEW streetaudit.street_features AS
+CREATE VIEW streetaudit.street_features_computed AS
     SELECT street_id, name, kind, length_m, n_points,
            building_mean, building_std, road_mean, road_std, sky_mean, sky_std,
            greenery_mean, greenery_std, sidewalk_mean, sidewalk_std, car_mean, car_std,
@@ -334,7 +336,8 @@ CREATE MATERIALIZED VIEW streetaudit.street_features AS
            ST_Simplify(g.geom, 20, true)::geometry(LineString, 3857) AS overview_geom
     FROM api.street_stats AS s,
          LATERAL (SELECT ST_Transform(s.geom, 3857)::geometry(LineString, 3857) AS geom) AS g;
-CREATE UNIQUE INDEX IF NOT EXISTS street_features_street_idx ON streetaudit.street_features (street_id);
+CREATE TABLE streetaudit.street_features AS SELECT * FROM streetaudit.street_features_computed ORDER BY street_id;
+ALTER TABLE streetaudit.street_features ADD PRIMARY KEY (street_id);
 CREATE INDEX IF NOT EXISTS street_features_geom_idx ON streetaudit.street_features USING gist (geom);
 CREATE INDEX IF NOT EXISTS street_features_overview_geom_idx ON streetaudit.street_features USING gist (overview_geom);
 
@@ -361,8 +364,8 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-    REFRESH MATERIALIZED VIEW CONCURRENTLY api.street_stats;
-    REFRESH MATERIALIZED VIEW CONCURRENTLY streetaudit.street_features;
+    PERFORM streetaudit.replace_rows('api.street_stats', 'streetaudit.street_stats_computed', 'street_id', NULL);
+    PERFORM streetaudit.replace_rows('streetaudit.street_features', 'streetaudit.street_features_computed', 'street_id', NULL);
     PERFORM streetaudit.prebuild_tiles();
     UPDATE streetaudit.stats_state SET version = streetaudit.next_data_version(version) WHERE model_id IS NOT NULL;
 END
