@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from prefect import flow
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
+from streetaudit.flows.detection_writer import DetectionWriter
 from streetaudit.flows.detector_registry import register_mmdet, resolve_detector
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.leases import UNLEASED, Leases
@@ -43,8 +43,6 @@ from streetaudit.sql.rows import one, scalar
 
 #: torchvision: detector files of `detect train`; mmdet: an mmdetection config + checkpoint (optional extra)
 BACKENDS = ("torchvision", "mmdet")
-
-DETECTION_COLUMNS = ("image_id", "model_id", "label", "score", "x1", "y1", "x2", "y2")
 
 
 @dataclass
@@ -299,98 +297,6 @@ def run_batches(detector, loader, writer, report, score_threshold, progress, tot
             report.errors.extend(list(batch.errors.items())[: max(0, 20 - len(report.errors))])
             elapsed = time.perf_counter() - started
             bar.update(task, advance=len(batch.ids), speed=(report.done + report.failed - before) / elapsed)
-
-
-class DetectionWriter:
-    """Stores batches on one connection in a background thread (at most two batches queued).
-
-    Per batch, one transaction: the images still there are locked (FOR KEY SHARE), their
-    detection_done rows inserted ON CONFLICT DO NOTHING, and detections written only for the
-    images whose row this transaction inserted — so two runs never store an image twice.
-    """
-
-    def __init__(self, url: str, model_id: int, labels: list[str], score_threshold: float) -> None:
-        self.url = url
-        self.model_id = model_id
-        self.labels = labels
-        self.score_threshold = score_threshold
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="detection-writer")
-        self.pending: list[Future] = []
-        self.vanished = 0
-        self.stored = 0
-
-    def __enter__(self) -> DetectionWriter:
-        self.conn = psycopg.connect(self.url, **CONNECT_OPTIONS)
-        self.conn.execute(
-            """CREATE TEMP TABLE detection_load (LIKE streetaudit.detection INCLUDING DEFAULTS)
-               ON COMMIT DELETE ROWS"""
-        )
-        self.conn.execute("ALTER TABLE detection_load DROP COLUMN id")
-        self.conn.commit()
-        return self
-
-    def put(self, results: list[tuple[int, dict]]) -> None:
-        """Queue a batch; a failure of an earlier one (a lost database) is raised here."""
-        while len(self.pending) >= 2:
-            self.pending.pop(0).result()
-        self.pending.append(self.pool.submit(self.write, results))
-
-    def __exit__(self, *exc) -> None:
-        try:
-            for future in self.pending:
-                if exc[0] is None:
-                    future.result()
-                else:
-                    future.exception()
-        finally:
-            self.pool.shutdown()
-            self.conn.close()
-
-    def rows(self, results: list[tuple[int, dict]]) -> list[tuple]:
-        rows = []
-        for image_id, output in results:
-            for box, score, label in zip(
-                output["boxes"].tolist(), output["scores"].tolist(), output["labels"].tolist(), strict=True
-            ):
-                name = self.labels[label - 1] if 1 <= label <= len(self.labels) else "background"
-                rows.append((image_id, self.model_id, name, min(1.0, max(0.0, score)), *box))
-        return rows
-
-    def write(self, results: list[tuple[int, dict]]) -> None:
-        if not results:
-            return
-        ids = [image_id for image_id, _ in results]
-        counts = [len(output["scores"]) for _, output in results]
-        with self.conn.transaction():
-            new = {
-                row[0]
-                for row in self.conn.execute(
-                    """WITH alive AS (
-                           SELECT i.id FROM streetaudit.image AS i WHERE i.id = ANY(%s) FOR KEY SHARE
-                       )
-                       INSERT INTO streetaudit.detection_done (image_id, model_id, score_threshold, n)
-                       SELECT t.id, %s, %s, t.n FROM unnest(%s::bigint[], %s::integer[]) AS t (id, n)
-                       WHERE t.id IN (SELECT id FROM alive)
-                       ON CONFLICT (model_id, image_id) DO NOTHING
-                       RETURNING image_id""",
-                    (ids, self.model_id, self.score_threshold, ids, counts),
-                )
-            }
-            alive = {
-                row[0]
-                for row in self.conn.execute("SELECT id FROM streetaudit.image WHERE id = ANY(%s)", (ids,))
-            }
-            rows = [row for row in self.rows(results) if row[0] in new]
-            if rows:
-                columns = ", ".join(DETECTION_COLUMNS)
-                with self.conn.cursor().copy(f"COPY detection_load ({columns}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                self.conn.execute(
-                    f"INSERT INTO streetaudit.detection ({columns}) SELECT {columns} FROM detection_load"
-                )
-        self.vanished += sum(1 for image_id in ids if image_id not in alive)
-        self.stored += len(rows)
 
 
 def summary_line(report: PredictReport) -> str:
