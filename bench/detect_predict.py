@@ -111,7 +111,13 @@ def ours(url: str, path: Path, args) -> tuple[float, int]:
     """(b) images/s of `detect predict` and the boxes it stored; its rows are deleted after,
     so every run predicts every image."""
     report = predict(
-        url, str(path), batch_size=args.batch_size, score_threshold=0.0, device=args.device, progress=False
+        url,
+        str(path),
+        batch_size=args.batch_size,
+        score_threshold=0.0,
+        device=args.device,
+        workers=args.workers,
+        progress=False,
     )
     with psycopg.connect(url) as conn:
         conn.execute("DELETE FROM streetaudit.detection_done WHERE model_id = %s", (report.model_id,))
@@ -138,6 +144,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cam-images", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=None, help="(b)'s decoders (default: its own)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of each loop; best kept")
     parser.add_argument("--url", default=None)
     args = parser.parse_args()

@@ -1,8 +1,9 @@
 """City-wide prediction of heritage features: a trained detector over every 'ok' image.
 
-As in segmentation, DataLoader workers decode the next JPEGs while the detector runs and a
-writer thread stores finished batches, so the loop runs at close to the model's own speed
-(bench/detect_predict.py measures it against a bare torchvision loop).
+Beside a GPU, as in segmentation, DataLoader workers decode the next JPEGs while the detector
+runs; beside a CPU model the main process decodes between batches (the model needs the
+cores). A writer thread stores finished batches, so the loop runs at close to the speed of a
+bare torchvision loop over the same files (bench/detect_predict.py measures both).
 
 Resumable and idempotent per (image, model): an image's detections and its detection_done
 row (how many, at which threshold, possibly 0) are written in one transaction, only for
@@ -170,6 +171,16 @@ def claim_images(
     )
 
 
+def decoder_workers(device: torch.device) -> int:
+    """Decoder processes beside an accelerator; none beside a CPU model.
+
+    On a CPU the model already uses every core: a decoder process there takes its share of
+    them from every batch (and costs a fork per leased batch), while decoding in the main
+    process between batches costs only the decoding, a few percent of a detector's time.
+    """
+    return 0 if device.type == "cpu" else default_workers(device)
+
+
 def predict(
     url: str,
     model: str | None = None,
@@ -197,7 +208,7 @@ def predict(
         report = PredictReport(model_id, name, detector.architecture, skipped=skipped, device=str(target))
         if not todo:
             return report
-        workers = default_workers(target) if workers is None else workers
+        workers = decoder_workers(target) if workers is None else workers
         start = time.perf_counter()
         options = {"batch_size": batch_size, "workers": workers, "score_threshold": score_threshold}
         leased_batches(url, detector, report, limit, area_id, progress, len(todo), **options)
@@ -219,12 +230,13 @@ def leased_batches(
     """Predict leased batches until no image is left and no other worker holds one.
 
     Other `detect predict` processes (here or on other machines) may work on the same model;
-    a batch's leases are released only once its writer has stored it. The decoders fork, so
-    the leases hold no connection or thread between calls (run_batches keeps them alive).
+    a batch's leases are released only once its writer has stored it. Decoder processes fork,
+    so with them the leases hold no connection or thread between calls (run_batches keeps
+    them alive); without them, one connection and a renewal thread save a connection a call.
     """
     model_id = report.model_id
     target = next(detector.model.parameters()).device
-    leases = Leases(url, "predict", str(model_id), background=False)
+    leases = Leases(url, "predict", str(model_id), background=workers == 0)
     with leases:
         for chunk in leases.batches(lambda left: claim_images(leases, model_id, left, area_id), limit):
             loader = make_loader(
