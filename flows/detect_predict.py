@@ -21,6 +21,7 @@ over when its leases expire, so every image is predicted once and none is left o
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,8 @@ class PredictReport:
     vanished: int = 0
     detections: int = 0
     seconds: float = 0.0
+    #: CPU seconds of this process and its decoders over `seconds` (the database's not counted)
+    cpu_seconds: float = 0.0
     images_per_s: float = 0.0
     device: str = "cpu"
     errors: list[tuple[int, str]] = field(default_factory=list)
@@ -171,6 +174,12 @@ def claim_images(
     )
 
 
+def cpu_time() -> float:
+    """CPU seconds of this process and its finished children (decoder processes)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def decoder_workers(device: torch.device) -> int:
     """Decoder processes beside an accelerator; none beside a CPU model.
 
@@ -209,10 +218,10 @@ def predict(
         if not todo:
             return report
         workers = decoder_workers(target) if workers is None else workers
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_time()
         options = {"batch_size": batch_size, "workers": workers, "score_threshold": score_threshold}
         leased_batches(url, detector, report, limit, area_id, progress, len(todo), **options)
-        report.seconds = time.perf_counter() - start
+        report.seconds, report.cpu_seconds = time.perf_counter() - start, cpu_time() - cpu_start
         if report.detections or report.done:
             # Tiles of api.detections are cached by data version: new detections, new version.
             with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
