@@ -3,7 +3,8 @@
 Run: `python bench/detect_predict.py --quick` (CPU, tiny detector, small images) or with
 `--device cuda --architecture fasterrcnn_resnet50_fpn_v2 --size 1024x512`. Starts a
 throwaway PostGIS (or uses `--url`, whose data it may overwrite). Random weights: speed
-does not depend on them (the score threshold is 0 so every box is written).
+does not depend on them (the score threshold is 0 so every box is written: 100 an image, the
+most a detector returns and the most writing (b) can have to do).
 
 (a) bare loop on decoded images: the same JPEGs decoded beforehand, outside the timing,
     already on the device, model(list) in inference mode (autocast on CUDA): the model's
@@ -135,7 +136,7 @@ def ours(url: str, path: Path, args) -> tuple[float, float, int]:
         url,
         str(path),
         batch_size=args.batch_size,
-        score_threshold=0.0,
+        score_threshold=args.score_threshold,
         device=args.device,
         workers=args.workers,
         progress=False,
@@ -166,6 +167,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cam-images", type=int, default=8)
+    parser.add_argument(
+        "--score-threshold", type=float, default=0.0, help="(b)'s; 0 stores every box (100 an image)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="(b)'s decoders (default: its own)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of each loop; best kept")
     parser.add_argument("--url", default=None)
