@@ -1,8 +1,9 @@
 """City-wide prediction of heritage features: a trained detector over every 'ok' image.
 
-As in segmentation, DataLoader workers decode the next JPEGs while the detector runs and a
-writer thread stores finished batches, so the loop runs at close to the model's own speed
-(bench/detect_predict.py measures it against a bare torchvision loop).
+Beside a GPU, as in segmentation, DataLoader workers decode the next JPEGs while the detector
+runs; beside a CPU model the main process decodes between batches (the model needs the
+cores). A writer thread stores finished batches, so the loop runs at close to the speed of a
+bare torchvision loop over the same files (bench/detect_predict.py measures both).
 
 Resumable and idempotent per (image, model): an image's detections and its detection_done
 row (how many, at which threshold, possibly 0) are written in one transaction, only for
@@ -20,8 +21,8 @@ over when its leases expire, so every image is predicted once and none is left o
 from __future__ import annotations
 
 import contextlib
+import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from prefect import flow
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS, reporting_database_loss
+from streetaudit.flows.detection_writer import DetectionWriter
 from streetaudit.flows.detector_registry import register_mmdet, resolve_detector
 from streetaudit.flows.errors import InputError
 from streetaudit.flows.leases import UNLEASED, Leases
@@ -44,8 +46,6 @@ from streetaudit.sql.rows import one, scalar
 #: torchvision: detector files of `detect train`; mmdet: an mmdetection config + checkpoint (optional extra)
 BACKENDS = ("torchvision", "mmdet")
 
-DETECTION_COLUMNS = ("image_id", "model_id", "label", "score", "x1", "y1", "x2", "y2")
-
 
 @dataclass
 class PredictReport:
@@ -58,6 +58,8 @@ class PredictReport:
     vanished: int = 0
     detections: int = 0
     seconds: float = 0.0
+    #: CPU seconds of this process and its decoders over `seconds` (the database's not counted)
+    cpu_seconds: float = 0.0
     images_per_s: float = 0.0
     device: str = "cpu"
     errors: list[tuple[int, str]] = field(default_factory=list)
@@ -172,6 +174,22 @@ def claim_images(
     )
 
 
+def cpu_time() -> float:
+    """CPU seconds of this process and its finished children (decoder processes)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def decoder_workers(device: torch.device) -> int:
+    """Decoder processes beside an accelerator; none beside a CPU model.
+
+    On a CPU the model already uses every core: a decoder process there takes its share of
+    them from every batch (and costs a fork per leased batch), while decoding in the main
+    process between batches costs only the decoding, a few percent of a detector's time.
+    """
+    return 0 if device.type == "cpu" else default_workers(device)
+
+
 def predict(
     url: str,
     model: str | None = None,
@@ -199,11 +217,11 @@ def predict(
         report = PredictReport(model_id, name, detector.architecture, skipped=skipped, device=str(target))
         if not todo:
             return report
-        workers = default_workers(target) if workers is None else workers
-        start = time.perf_counter()
+        workers = decoder_workers(target) if workers is None else workers
+        start, cpu_start = time.perf_counter(), cpu_time()
         options = {"batch_size": batch_size, "workers": workers, "score_threshold": score_threshold}
         leased_batches(url, detector, report, limit, area_id, progress, len(todo), **options)
-        report.seconds = time.perf_counter() - start
+        report.seconds, report.cpu_seconds = time.perf_counter() - start, cpu_time() - cpu_start
         if report.detections or report.done:
             # Tiles of api.detections are cached by data version: new detections, new version.
             with psycopg.connect(url, **CONNECT_OPTIONS) as conn:
@@ -221,12 +239,13 @@ def leased_batches(
     """Predict leased batches until no image is left and no other worker holds one.
 
     Other `detect predict` processes (here or on other machines) may work on the same model;
-    a batch's leases are released only once its writer has stored it. The decoders fork, so
-    the leases hold no connection or thread between calls (run_batches keeps them alive).
+    a batch's leases are released only once its writer has stored it. Decoder processes fork,
+    so with them the leases hold no connection or thread between calls (run_batches keeps
+    them alive); without them, one connection and a renewal thread save a connection a call.
     """
     model_id = report.model_id
     target = next(detector.model.parameters()).device
-    leases = Leases(url, "predict", str(model_id), background=False)
+    leases = Leases(url, "predict", str(model_id), background=workers == 0)
     with leases:
         for chunk in leases.batches(lambda left: claim_images(leases, model_id, left, area_id), limit):
             loader = make_loader(
@@ -299,98 +318,6 @@ def run_batches(detector, loader, writer, report, score_threshold, progress, tot
             report.errors.extend(list(batch.errors.items())[: max(0, 20 - len(report.errors))])
             elapsed = time.perf_counter() - started
             bar.update(task, advance=len(batch.ids), speed=(report.done + report.failed - before) / elapsed)
-
-
-class DetectionWriter:
-    """Stores batches on one connection in a background thread (at most two batches queued).
-
-    Per batch, one transaction: the images still there are locked (FOR KEY SHARE), their
-    detection_done rows inserted ON CONFLICT DO NOTHING, and detections written only for the
-    images whose row this transaction inserted — so two runs never store an image twice.
-    """
-
-    def __init__(self, url: str, model_id: int, labels: list[str], score_threshold: float) -> None:
-        self.url = url
-        self.model_id = model_id
-        self.labels = labels
-        self.score_threshold = score_threshold
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="detection-writer")
-        self.pending: list[Future] = []
-        self.vanished = 0
-        self.stored = 0
-
-    def __enter__(self) -> DetectionWriter:
-        self.conn = psycopg.connect(self.url, **CONNECT_OPTIONS)
-        self.conn.execute(
-            """CREATE TEMP TABLE detection_load (LIKE streetaudit.detection INCLUDING DEFAULTS)
-               ON COMMIT DELETE ROWS"""
-        )
-        self.conn.execute("ALTER TABLE detection_load DROP COLUMN id")
-        self.conn.commit()
-        return self
-
-    def put(self, results: list[tuple[int, dict]]) -> None:
-        """Queue a batch; a failure of an earlier one (a lost database) is raised here."""
-        while len(self.pending) >= 2:
-            self.pending.pop(0).result()
-        self.pending.append(self.pool.submit(self.write, results))
-
-    def __exit__(self, *exc) -> None:
-        try:
-            for future in self.pending:
-                if exc[0] is None:
-                    future.result()
-                else:
-                    future.exception()
-        finally:
-            self.pool.shutdown()
-            self.conn.close()
-
-    def rows(self, results: list[tuple[int, dict]]) -> list[tuple]:
-        rows = []
-        for image_id, output in results:
-            for box, score, label in zip(
-                output["boxes"].tolist(), output["scores"].tolist(), output["labels"].tolist(), strict=True
-            ):
-                name = self.labels[label - 1] if 1 <= label <= len(self.labels) else "background"
-                rows.append((image_id, self.model_id, name, min(1.0, max(0.0, score)), *box))
-        return rows
-
-    def write(self, results: list[tuple[int, dict]]) -> None:
-        if not results:
-            return
-        ids = [image_id for image_id, _ in results]
-        counts = [len(output["scores"]) for _, output in results]
-        with self.conn.transaction():
-            new = {
-                row[0]
-                for row in self.conn.execute(
-                    """WITH alive AS (
-                           SELECT i.id FROM streetaudit.image AS i WHERE i.id = ANY(%s) FOR KEY SHARE
-                       )
-                       INSERT INTO streetaudit.detection_done (image_id, model_id, score_threshold, n)
-                       SELECT t.id, %s, %s, t.n FROM unnest(%s::bigint[], %s::integer[]) AS t (id, n)
-                       WHERE t.id IN (SELECT id FROM alive)
-                       ON CONFLICT (model_id, image_id) DO NOTHING
-                       RETURNING image_id""",
-                    (ids, self.model_id, self.score_threshold, ids, counts),
-                )
-            }
-            alive = {
-                row[0]
-                for row in self.conn.execute("SELECT id FROM streetaudit.image WHERE id = ANY(%s)", (ids,))
-            }
-            rows = [row for row in self.rows(results) if row[0] in new]
-            if rows:
-                columns = ", ".join(DETECTION_COLUMNS)
-                with self.conn.cursor().copy(f"COPY detection_load ({columns}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                self.conn.execute(
-                    f"INSERT INTO streetaudit.detection ({columns}) SELECT {columns} FROM detection_load"
-                )
-        self.vanished += sum(1 for image_id in ids if image_id not in alive)
-        self.stored += len(rows)
 
 
 def summary_line(report: PredictReport) -> str:

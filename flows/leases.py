@@ -127,7 +127,7 @@ class Leases:
         if self.conn is not None:
             self.conn.close()
 
-    def _call(self, query: str, params: tuple) -> list[tuple]:
+    def _call(self, query: str, params: tuple | Mapping[str, Any]) -> list[tuple]:
         if self.conn is None:
             with psycopg.connect(self.url, autocommit=True, **CONNECT_OPTIONS) as conn:
                 return conn.execute(query, params).fetchall()
@@ -162,8 +162,7 @@ class Leases:
             size = min(left, size)
         bound = {**params, "size": size, "stage": self.stage, "scope": self.scope, "me": self.worker}
         self._mark_look()
-        with psycopg.connect(self.url, autocommit=True, **CONNECT_OPTIONS) as conn:
-            candidates = conn.execute(query, bound).fetchall()
+        candidates = self._call(query, bound)
         claimed = self.claim([row[0] for row in candidates])
         return [tuple(row) for row in candidates if row[0] in claimed]
 

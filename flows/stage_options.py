@@ -257,7 +257,9 @@ class PredictOptions(StageOptions):
     where_area: str | None = Field(None, description=AREA_HELP)
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N.")
     workers: int | None = Field(
-        None, description="DataLoader processes decoding images (default: by device and CPU count)."
+        None,
+        description="DataLoader processes decoding images (default: none beside a CPU model, "
+        "which needs the cores; by CPU count beside a GPU).",
     )
     backend: str = Field(
         "torchvision",
