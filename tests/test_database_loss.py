@@ -1,4 +1,4 @@
-"""`db down` in the middle of `collect` and `segment`: a prompt one-line stop, then a clean resume.
+"""`db down` in the middle of `collect`, `segment` and `detect predict`: a prompt one-line stop, then a clean resume.
 
 Each test runs its own PostGIS cluster (the session cluster is shared with every other test
 module and must stay up), starts the command in a subprocess, stops the cluster once rows
@@ -19,10 +19,13 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+import torch
 from PIL import Image
 
 from streetaudit.flows.collect import collect
+from streetaudit.flows.detect_predict import predict
 from streetaudit.flows.segment import segment
+from streetaudit.models.detectors import build_detector, save_detector
 from streetaudit.sql.cluster import LocalCluster
 from streetaudit.sql.migrate import migrate
 from streetaudit.testing.local_server import LocalProviders
@@ -166,6 +169,62 @@ def test_segment_stops_within_seconds_when_the_database_goes_and_resumes_exactly
         models = conn.execute("SELECT count(*) FROM streetaudit.model").fetchone()[0]
     assert sorted(r[0] for r in stored) == sorted(ids)
     assert models == 1 and {r[1] for r in stored} == {report.model_id}
+
+
+@pytest.mark.slow
+def test_detect_predict_stops_within_seconds_when_the_database_goes_and_resumes_exactly(
+    own_cluster, tmp_path
+):
+    """The boxes are written by a thread of their own (flows/detection_writer.py): a lost
+    database must still stop the command at once, with the same line, and lose nothing."""
+    cluster, url = own_cluster
+    torch.manual_seed(0)
+    detector = build_detector("fasterrcnn_tiny", ["window"], options={"min_size": 512, "max_size": 1024})
+    model = save_detector(tmp_path / "detector.pt", detector)
+    paths = [street_like_jpeg(tmp_path / f"{i}_0.jpg", seed=i, size=(512, 1024)) for i in range(160)]
+    ids = add_images(url, paths)
+    env = {**os.environ, "STREETAUDIT_DATABASE_URL": url, "STREETAUDIT_DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen(
+        [
+            *CLI,
+            "detect",
+            "predict",
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--score-threshold",
+            "0",
+            "--no-progress",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for_rows(process, url, "SELECT count(*) FROM streetaudit.detection_done", 6)
+    took, output = stop_and_time_exit(cluster, process)
+    print(f"\ndetect predict exited {took:.1f} s after the database stopped")
+    assert took < EXIT_BOUND_S, f"exit took {took:.1f} s"
+    assert_one_line_stop(output, process.returncode, "detect predict")
+
+    url = cluster.up()  # the port may differ after a restart
+    done_before = count(url, "SELECT count(*) FROM streetaudit.detection_done")
+    assert done_before < len(ids), "the stop came too late to test anything"
+    report = predict(
+        url, str(model), batch_size=8, workers=0, device="cpu", score_threshold=0.0, progress=False
+    )
+    assert report.skipped == done_before and report.done == len(ids) - done_before
+    with psycopg.connect(url) as conn:
+        done = conn.execute("SELECT image_id FROM streetaudit.detection_done").fetchall()
+        orphans = conn.execute(
+            """SELECT count(*) FROM streetaudit.detection AS d
+               WHERE NOT EXISTS (SELECT 1 FROM streetaudit.detection_done AS f
+                                 WHERE f.image_id = d.image_id AND f.model_id = d.model_id)"""
+        ).fetchone()[0]
+    assert sorted(r[0] for r in done) == sorted(ids) and orphans == 0
 
 
 def test_a_database_that_is_not_there_is_one_line_and_exit_3(tmp_path):
