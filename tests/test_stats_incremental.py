@@ -11,34 +11,12 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from streetaudit.flows.stats import refresh_stats, summary_line
 from streetaudit.sql.migrate import migrate
 from streetaudit.sql.rows import scalar
 from streetaudit.testing.grid_city import add_model, build, grow
-
-# Everything a reader sees of the statistics, each in a fixed order.
-PUBLISHED = {
-    "api.point_elements": "point_id",
-    "api.road_stats": "road_id",
-    "api.street_stats": "street_id",
-    "api.area_stats": "area_id NULLS FIRST",
-    "api.area_comparison": "area_id NULLS FIRST, element",
-    "streetaudit.road_overview": "z, road_id",
-    "streetaudit.prebuilt_tile": "layer, z, x, y",
-}
-
-
-def published(url: str) -> dict[str, list[dict]]:
-    with psycopg.connect(url) as conn, conn.cursor(row_factory=dict_row) as cur:
-        snapshot = {
-            name: cur.execute(f"SELECT * FROM {name} ORDER BY {order}").fetchall()
-            for name, order in PUBLISHED.items()
-        }
-    for row in snapshot["api.area_comparison"]:
-        row.pop("computed_at")
-    return snapshot
+from streetaudit.testing.published_stats import published
 
 
 def version(url: str) -> int:
