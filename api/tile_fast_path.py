@@ -61,9 +61,10 @@ class TileFastPath:
                 state, layer, z, x, y, props, budget, query.get("v"), if_none_match
             )
         except Exception as error:
-            status = error_status(error)
-            if status is None:
+            answered = error_status(error)
+            if answered is None:
                 raise
+            status = answered
             body = json.dumps(
                 {"detail": error_detail(error)}, ensure_ascii=False, separators=(",", ":")
             ).encode()

@@ -17,6 +17,7 @@ import psycopg
 import torch
 
 from streetaudit.flows.database_loss import CONNECT_OPTIONS
+from streetaudit.sql.rows import one
 
 # The load table's columns in COPY order; a box's label is its class index (1 = the first
 # label), named in SQL from the model's label list.
@@ -139,15 +140,17 @@ class DetectionWriter:
             if sum(counts):
                 with conn.cursor().copy("COPY detection_load FROM STDIN (FORMAT BINARY)") as copy:
                     copy.write(copy_data(results))
-            alive, stored = conn.execute(
-                _STORE,
-                {
-                    "ids": ids,
-                    "counts": counts,
-                    "model": self.model_id,
-                    "threshold": self.score_threshold,
-                    "labels": self.labels,
-                },
-            ).fetchone()
+            alive, stored = one(
+                conn.execute(
+                    _STORE,
+                    {
+                        "ids": ids,
+                        "counts": counts,
+                        "model": self.model_id,
+                        "threshold": self.score_threshold,
+                        "labels": self.labels,
+                    },
+                )
+            )
         self.vanished += len(ids) - alive
         self.stored += stored
