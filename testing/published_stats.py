@@ -10,6 +10,9 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import dict_row
 
+from streetaudit.flows.stats import refresh_stats
+from streetaudit.testing.grid_city import build
+
 PUBLISHED = {
     "api.point_elements": "point_id",
     "api.road_stats": "road_id",
@@ -36,3 +39,14 @@ def published(url: str) -> dict[str, list[dict]]:
     for row in snapshot["api.area_comparison"]:
         row.pop("computed_at")
     return snapshot
+
+
+def published_grid_city(url: str, grid: int = 10) -> str:
+    """A grid city (testing/grid_city.py) with its streets built and its statistics published
+    once (99 permutations, enough for the tests' p-values to exist): the starting point of a
+    test that changes it and refreshes again."""
+    build(url, grid)
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT * FROM streetaudit.build_streets()")
+    refresh_stats(url, permutations=99)
+    return url

@@ -16,7 +16,7 @@ from streetaudit.flows.stats import refresh_stats, summary_line
 from streetaudit.sql.migrate import migrate
 from streetaudit.sql.rows import scalar
 from streetaudit.testing.grid_city import add_model, build, grow
-from streetaudit.testing.published_stats import published
+from streetaudit.testing.published_stats import published, published_grid_city
 
 
 def version(url: str) -> int:
@@ -26,11 +26,7 @@ def version(url: str) -> int:
 
 @pytest.fixture
 def city(fresh_db_url: str) -> str:
-    build(fresh_db_url, 10)
-    with psycopg.connect(fresh_db_url) as conn:
-        conn.execute("SELECT * FROM streetaudit.build_streets()")
-    refresh_stats(fresh_db_url, permutations=99)
-    return fresh_db_url
+    return published_grid_city(fresh_db_url)
 
 
 def change_one_percent(url: str) -> None:

@@ -16,8 +16,8 @@ import pytest
 
 from streetaudit.flows.stats import mode_line, refresh_stats, summary_line
 from streetaudit.sql.rows import scalar
-from streetaudit.testing.grid_city import build, grow
-from streetaudit.testing.published_stats import PUBLISHED, published
+from streetaudit.testing.grid_city import grow
+from streetaudit.testing.published_stats import PUBLISHED, published, published_grid_city
 
 
 def dirty_points(url: str) -> set[int]:
@@ -27,11 +27,7 @@ def dirty_points(url: str) -> set[int]:
 
 @pytest.fixture
 def city(fresh_db_url: str) -> str:
-    build(fresh_db_url, 10)
-    with psycopg.connect(fresh_db_url) as conn:
-        conn.execute("SELECT * FROM streetaudit.build_streets()")
-    refresh_stats(fresh_db_url, permutations=99)
-    return fresh_db_url
+    return published_grid_city(fresh_db_url)
 
 
 def change_one_percent(url: str) -> set[int]:
