@@ -88,6 +88,23 @@ def assert_one_line_stop(output: str, returncode: int, stage: str) -> None:
     assert "rerun" in errors[0]
 
 
+def stop_mid_run(
+    cluster: LocalCluster, args: list[str], env: dict, url: str, written: str, at_least: int, stage: str
+) -> str:
+    """Run `streetaudit ARGS`, stop the database once `written` counts `at_least` rows, check the
+    command's prompt one-line exit, and start the database again; returns its new URL (the
+    port may differ after a restart)."""
+    process = subprocess.Popen(
+        [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    wait_for_rows(process, url, written, at_least)
+    took, output = stop_and_time_exit(cluster, process)
+    print(f"\n{stage} exited {took:.1f} s after the database stopped")
+    assert took < EXIT_BOUND_S, f"exit took {took:.1f} s"
+    assert_one_line_stop(output, process.returncode, stage)
+    return cluster.up()
+
+
 @pytest.mark.slow
 def test_collect_stops_within_seconds_when_the_database_goes_and_resumes_exactly(
     own_cluster, tmp_path, monkeypatch
@@ -105,20 +122,15 @@ def test_collect_stops_within_seconds_when_the_database_goes_and_resumes_exactly
     env.pop("STREETAUDIT_IMAGES_URL", None)
     with LocalProviders(key=KEY, latency=0.03) as server:
         env["STREETAUDIT_BAIDU_URL"] = f"{server.url}/panorama/v2"
-        process = subprocess.Popen(
-            [*CLI, "collect", "--provider", "baidu", "--concurrency", "4", "--no-progress"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        url = stop_mid_run(
+            cluster,
+            ["collect", "--provider", "baidu", "--concurrency", "4", "--no-progress"],
+            env,
+            url,
+            "SELECT count(*) FROM streetaudit.image",
+            40,
+            "collect",
         )
-        wait_for_rows(process, url, "SELECT count(*) FROM streetaudit.image", 40)
-        took, output = stop_and_time_exit(cluster, process)
-        print(f"\ncollect exited {took:.1f} s after the database stopped")
-        assert took < EXIT_BOUND_S, f"exit took {took:.1f} s"
-        assert_one_line_stop(output, process.returncode, "collect")
-
-        url = cluster.up()  # the port may differ after a restart
         env["STREETAUDIT_DATABASE_URL"] = url
         stored_before = count(url, "SELECT count(*) FROM streetaudit.image")
         assert stored_before < n_points * 4, "the stop came too late to test anything"
@@ -145,21 +157,16 @@ def test_segment_stops_within_seconds_when_the_database_goes_and_resumes_exactly
     paths = [street_like_jpeg(tmp_path / f"{i}_0.jpg", seed=i, size=(512, 1024)) for i in range(240)]
     ids = add_images(url, paths)
     env = {**os.environ, "STREETAUDIT_DATABASE_URL": url, "STREETAUDIT_DATA_DIR": str(tmp_path / "data")}
-    command = [*CLI, "segment", "--model", str(model_dir), "--device", "cpu", "--batch-size", "2"]
-    process = subprocess.Popen(
-        [*command, "--workers", "0", "--no-progress"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    args = ["segment", "--model", str(model_dir), "--device", "cpu", "--batch-size", "2"]
+    url = stop_mid_run(
+        cluster,
+        [*args, "--workers", "0", "--no-progress"],
+        env,
+        url,
+        "SELECT count(*) FROM streetaudit.segmentation",
+        6,
+        "segment",
     )
-    wait_for_rows(process, url, "SELECT count(*) FROM streetaudit.segmentation", 6)
-    took, output = stop_and_time_exit(cluster, process)
-    print(f"\nsegment exited {took:.1f} s after the database stopped")
-    assert took < EXIT_BOUND_S, f"exit took {took:.1f} s"
-    assert_one_line_stop(output, process.returncode, "segment")
-
-    url = cluster.up()  # the port may differ after a restart
     done_before = count(url, "SELECT count(*) FROM streetaudit.segmentation")
     assert done_before < len(ids), "the stop came too late to test anything"
     report = segment(url, model=str(model_dir), device="cpu", batch_size=8, workers=0, progress=False)
@@ -184,33 +191,16 @@ def test_detect_predict_stops_within_seconds_when_the_database_goes_and_resumes_
     paths = [street_like_jpeg(tmp_path / f"{i}_0.jpg", seed=i, size=(512, 1024)) for i in range(160)]
     ids = add_images(url, paths)
     env = {**os.environ, "STREETAUDIT_DATABASE_URL": url, "STREETAUDIT_DATA_DIR": str(tmp_path / "data")}
-    process = subprocess.Popen(
-        [
-            *CLI,
-            "detect",
-            "predict",
-            "--model",
-            str(model),
-            "--device",
-            "cpu",
-            "--batch-size",
-            "2",
-            "--score-threshold",
-            "0",
-            "--no-progress",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    args = ["detect", "predict", "--model", str(model), "--device", "cpu", "--batch-size", "2"]
+    url = stop_mid_run(
+        cluster,
+        [*args, "--score-threshold", "0", "--no-progress"],
+        env,
+        url,
+        "SELECT count(*) FROM streetaudit.detection_done",
+        6,
+        "detect predict",
     )
-    wait_for_rows(process, url, "SELECT count(*) FROM streetaudit.detection_done", 6)
-    took, output = stop_and_time_exit(cluster, process)
-    print(f"\ndetect predict exited {took:.1f} s after the database stopped")
-    assert took < EXIT_BOUND_S, f"exit took {took:.1f} s"
-    assert_one_line_stop(output, process.returncode, "detect predict")
-
-    url = cluster.up()  # the port may differ after a restart
     done_before = count(url, "SELECT count(*) FROM streetaudit.detection_done")
     assert done_before < len(ids), "the stop came too late to test anything"
     report = predict(
