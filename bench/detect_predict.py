@@ -86,21 +86,20 @@ def timed(loop) -> tuple[float, float]:
     return time.perf_counter() - start, cpu_time() - cpu_start
 
 
-def bare_decoded(
-    model, decoded: list[torch.Tensor], batch_size: int, device: torch.device
-) -> tuple[float, float]:
-    """(a) images per wall and per CPU second of the model alone on images decoded beforehand."""
+def bare_loop(model, batches, n: int, device: torch.device) -> tuple[float, float]:
+    """Images per wall and per CPU second of model(batch) in inference mode over `batches`
+    (an iterable of image lists, `n` images in all), as a plain torchvision user writes it."""
 
     def loop() -> None:
         with torch.inference_mode(), inference_context(device):
-            for k in range(0, len(decoded), batch_size):
-                outputs = model(decoded[k : k + batch_size])
+            for batch in batches:
+                outputs = model(batch)
                 [o["boxes"].cpu() for o in outputs]
         synchronize(device)
 
     synchronize(device)
     wall, cpu = timed(loop)
-    return len(decoded) / wall, len(decoded) / cpu
+    return n / wall, n / cpu
 
 
 def read_batch(paths: list[Path], device: torch.device) -> list[torch.Tensor]:
@@ -113,20 +112,18 @@ def read_batch(paths: list[Path], device: torch.device) -> list[torch.Tensor]:
     return [image.float().div_(255) for image in images]
 
 
+def bare_decoded(
+    model, decoded: list[torch.Tensor], batch_size: int, device: torch.device
+) -> tuple[float, float]:
+    """(a) the model alone, on images decoded beforehand."""
+    batches = (decoded[k : k + batch_size] for k in range(0, len(decoded), batch_size))
+    return bare_loop(model, batches, len(decoded), device)
+
+
 def bare_files(model, files: list[Path], batch_size: int, device: torch.device) -> tuple[float, float]:
-    """(a') images per wall and per CPU second of a plain loop that reads and decodes the
-    files as it goes."""
-
-    def loop() -> None:
-        with torch.inference_mode(), inference_context(device):
-            for k in range(0, len(files), batch_size):
-                outputs = model(read_batch(files[k : k + batch_size], device))
-                [o["boxes"].cpu() for o in outputs]
-        synchronize(device)
-
-    synchronize(device)
-    wall, cpu = timed(loop)
-    return len(files) / wall, len(files) / cpu
+    """(a') a plain loop that reads and decodes the files as it goes."""
+    batches = (read_batch(files[k : k + batch_size], device) for k in range(0, len(files), batch_size))
+    return bare_loop(model, batches, len(files), device)
 
 
 def ours(url: str, path: Path, args) -> tuple[float, float, int]:
