@@ -34,6 +34,29 @@ LOGIN_ROLES = {"streetaudit_reader": "reader_password", "streetaudit_rater": "ra
 FALLBACK_ROOT = Path("/var/lib/streetaudit")
 # Unix socket paths are limited to 107 bytes; longer data paths put the socket in /tmp.
 _MAX_SOCKET_DIR = 80
+# What the server answers while it starts, stops or replays WAL after a crashed backend
+# (a connection accepted just as the postmaster resets is closed unanswered): the state
+# passes, so a client waiting a little loses nothing.
+_NOT_YET = (
+    "starting up",
+    "in recovery mode",
+    "not yet accepting connections",
+    "shutting down",
+    "server closed the connection unexpectedly",
+)
+# Server log lines saying a server process died or the server had to reset itself.
+_CRASH_MARKS = (
+    "terminated by signal",
+    "exited with exit code",
+    "was terminated",
+    "PANIC:",
+    "out of memory",
+    "could not resize shared memory",
+    "terminating any other active server processes",
+    "all server processes terminated",
+    "database system was interrupted",
+    "database system was not properly shut down",
+)
 
 
 def find_bindir(configured: Path | None = None) -> Path:
@@ -151,6 +174,31 @@ class LocalCluster:
         if state is None:
             raise DatabaseSetupError(f"no local database under {self.root}; run `streetaudit db up` first")
         return state.url(database)
+
+    @property
+    def server_log(self) -> Path | None:
+        state = self.state()
+        return None if state is None else Path(state.pgdata) / "server.log"
+
+    def crash_report(self, limit: int = 60) -> list[str]:
+        """The server log's lines about dead server processes and resets, each with the
+        DETAIL line naming the statement that was running: a crash seen by clients only as
+        "the database system is in recovery mode" is explained here, not in their errors."""
+        log = self.server_log
+        if log is None:
+            return []
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        report: list[str] = []
+        for number, line in enumerate(lines):
+            if any(mark in line for mark in _CRASH_MARKS):
+                report.append(line)
+                following = lines[number + 1] if number + 1 < len(lines) else ""
+                if "DETAIL:" in following:
+                    report.append(following)
+        return report[-limit:]
 
     def login_url(self, role: str, database: str = DATABASE) -> str:
         """URL of one of LOGIN_ROLES: what a less privileged process (the API) connects as."""
@@ -324,6 +372,14 @@ class LocalCluster:
         ]
         if self.fast_unsafe:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+            lines += [
+                # A crashed backend makes the server replay WAL since the last checkpoint
+                # before it takes connections again: keep that replay short.
+                "checkpoint_timeout = '1min'",
+                "max_wal_size = '512MB'",
+                # Parallel queries' shared memory in files, not /dev/shm (64 MB in containers).
+                "dynamic_shared_memory_type = mmap",
+            ]
         conf = Path(state.pgdata) / "streetaudit.conf"
         conf.write_text("\n".join(lines) + "\n")
         self._give(conf, state.os_user)
@@ -390,6 +446,25 @@ class LocalCluster:
                 f"{argv[0]} failed ({result.returncode}): {result.stderr.strip() or result.stdout}"
             )
         return result
+
+
+def connect_when_ready(url: str, timeout: float = 120.0, **kwargs: object):
+    """`psycopg.connect`, waiting while the server is starting, stopping or recovering.
+
+    After a backend dies the postmaster resets every session and replays WAL; that takes
+    seconds to a minute, and a client that gives up at once turns one crash into dozens of
+    failures. Any other connection error (wrong password, no server) is raised at once.
+    """
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
+        except psycopg.OperationalError as error:
+            if not any(state in str(error) for state in _NOT_YET) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

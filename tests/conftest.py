@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from streetaudit.sql.cluster import LocalCluster
+from streetaudit.sql.cluster import LocalCluster, connect_when_ready
 from streetaudit.sql.errors import DatabaseSetupError
 from streetaudit.sql.migrate import migrate
 
@@ -28,6 +28,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 TEMPLATE = "sa_template"
 HELSINKI = "streetaudit_helsinki"
 _counter = itertools.count()
+# The session cluster's crash lines, read at its teardown (its log is deleted with it).
+_crash_lines: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what the session cluster's log says about crashed server processes.
+
+    Tests see a crash only as "the database system is in recovery mode"; the statement that
+    killed the backend (or the OOM killer's signal) is in the server log, which is deleted
+    with the cluster, so it is shown here or never.
+    """
+    if _crash_lines:
+        terminalreporter.section("PostgreSQL server crashes (from the session cluster's log)")
+        for line in _crash_lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -38,13 +53,20 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluste
     except DatabaseSetupError as error:
         pytest.fail(f"cannot start the test PostGIS cluster: {error}", pytrace=False)
     yield cluster
+    _crash_lines.extend(cluster.crash_report())
     cluster.destroy()
+
+
+def admin(cluster: LocalCluster):
+    """An autocommit connection to the cluster's `postgres` database that waits out a
+    crash recovery (one crashed backend must not fail every later module's setup)."""
+    return connect_when_ready(cluster.url("postgres"), autocommit=True)
 
 
 @pytest.fixture(scope="session")
 def template_url(pg_cluster: LocalCluster) -> str:
     """A migrated database every test module clones (cloning is ~10x faster than migrating)."""
-    with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as conn:
+    with admin(pg_cluster) as conn:
         conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
     url = pg_cluster.url(TEMPLATE)
     migrate(url)
@@ -53,7 +75,7 @@ def template_url(pg_cluster: LocalCluster) -> str:
 
 def new_database(cluster: LocalCluster, template: str = TEMPLATE) -> str:
     name = f"t_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
+    with admin(cluster) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return cluster.url(name)
 
@@ -65,7 +87,7 @@ def helsinki_template(pg_cluster: LocalCluster, template_url: str) -> str:
     seconds; cloning costs milliseconds)."""
     from streetaudit.testing.seeded_results import load_helsinki
 
-    with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as conn:
+    with admin(pg_cluster) as conn:
         conn.execute(f'CREATE DATABASE "{HELSINKI}" TEMPLATE "{TEMPLATE}"')
     load_helsinki(pg_cluster.url(HELSINKI))
     return HELSINKI
@@ -94,7 +116,7 @@ def fresh_db_url(pg_cluster: LocalCluster, template_url: str) -> str:
 def empty_db_url(pg_cluster: LocalCluster) -> str:
     """A database with no migrations applied."""
     name = f"e_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as conn:
+    with admin(pg_cluster) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return pg_cluster.url(name)
 

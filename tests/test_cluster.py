@@ -134,3 +134,61 @@ def test_scratch_database_ignores_the_configured_url_and_leaves_nothing(
     assert not Path(data_dir).exists()
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2)
+
+
+def test_a_crashed_backend_is_waited_out_and_named_in_the_crash_report(tmp_path: Path) -> None:
+    """Killing one backend makes the postmaster reset every session and replay WAL; a client
+    that waits connects again, and the crash report names the signal and the statement."""
+    import signal
+    import threading
+
+    from streetaudit.sql.cluster import connect_when_ready
+
+    cluster = LocalCluster(tmp_path / "pg", fast_unsafe=True)
+    cluster.up()
+    try:
+        assert cluster.crash_report() == []
+        with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
+            assert conn.execute("SHOW dynamic_shared_memory_type").fetchone() == ("mmap",)
+            # Written to the WAL file at commit (the cluster's default, off, would leave the
+            # commit in shared memory, which the reset discards): recovery must replay it.
+            conn.execute("SET synchronous_commit = on")
+            conn.execute("CREATE TABLE kept AS SELECT generate_series(1, 10000) AS n")
+        victim = psycopg.connect(cluster.url("postgres"), autocommit=True)
+        pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
+        errors: list[Exception] = []
+
+        def sleep() -> None:
+            try:
+                victim.execute("SELECT pg_sleep(60) AS killed_here")
+            except psycopg.Error as error:
+                errors.append(error)
+
+        sleeper = threading.Thread(target=sleep)
+        sleeper.start()
+        with psycopg.connect(cluster.url("postgres"), autocommit=True) as watcher:
+            while not watcher.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND query LIKE %s", (pid, "%killed_here%")
+            ).fetchone():
+                pass
+        os.kill(pid, signal.SIGKILL)
+        sleeper.join(30)
+        assert errors, "the killed backend's client saw no error"
+        victim.close()
+
+        with connect_when_ready(cluster.url("postgres"), timeout=60, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM kept").fetchone() == (10000,)
+        report = "\n".join(cluster.crash_report())
+        assert f"(PID {pid}) was terminated by signal 9" in report
+        assert "Failed process was running: SELECT pg_sleep(60) AS killed_here" in report
+        assert "terminating any other active server processes" in report
+    finally:
+        cluster.destroy()
+
+
+def test_waiting_for_the_server_does_not_hide_a_wrong_password(pg_cluster: LocalCluster) -> None:
+    from streetaudit.sql.cluster import connect_when_ready
+
+    bad = pg_cluster.url("postgres").replace("://streetaudit:", "://streetaudit:x", 1)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect_when_ready(bad, timeout=600)
