@@ -220,6 +220,7 @@ def step_ratings(url: str, console: Console, *, choices_per_image: int = 6, seed
         raters = add_simulated_raters(url, 3, prefix=f"demo-simulated-{existing}")
         rng = np.random.default_rng(seed)
         latent = {image: float(v) for image, v in zip(pool, rng.normal(0, 1.5, len(pool)), strict=True)}
+        conn.execute("SELECT setseed(%s)", (seed / 100,))  # the pair functions' random(): a repeatable demo
         made = simulate_choices(conn, raters, latent, min(600, choices_per_image * len(pool) // 2), rng)
     report = recompute_ratings(url)
     console.print(f"{made} simulated choices; ratings of {report.images} images recomputed")
