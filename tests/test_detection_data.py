@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import psycopg
 import pytest
 import torch
@@ -94,3 +95,71 @@ def test_image_without_file_is_reported_by_id(db_url, seeded):
         with pytest.raises(InputError, match=rf"{victim} \(missing"):
             read_split(conn, seeded.dataset)
         conn.rollback()
+
+
+def _drawn(seed: int, spread: float, order: int = 1) -> tuple[list[int], list[float]]:
+    """The order and factors Augment.photometric draws after torch.manual_seed(seed)."""
+    torch.manual_seed(seed)
+    steps = torch.randperm(4).tolist()
+    return steps, [float(torch.empty(()).uniform_(1 - spread, 1 + spread)) for _ in range(order)]
+
+
+@pytest.mark.parametrize(
+    ("field", "reference"),
+    [
+        ("brightness", "adjust_brightness"),
+        ("contrast", "adjust_contrast"),
+        ("saturation", "adjust_saturation"),
+    ],
+)
+def test_each_colour_jitter_equals_torchvisions_adjustment(field: str, reference: str) -> None:
+    """One matrix must do what torchvision's op does (no clipping: values kept inside 0…1)."""
+    import torchvision.transforms.functional as F
+
+    image = torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
+    off = {"flip": 0.0, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
+    augment = Augment(**{**off, field: 0.3})
+    _, (drawn,) = _drawn(5, 0.3)
+    torch.manual_seed(5)
+    ours = augment.photometric(image)
+    expected = getattr(F, reference)(image, drawn)
+    assert drawn != 1.0 and not torch.allclose(expected, image, atol=1e-3)
+    assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_the_chain_of_jitters_follows_the_drawn_order() -> None:
+    import torchvision.transforms.functional as F
+
+    image = torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(2)) * 0.4 + 0.3
+    augment = Augment(flip=0.0, brightness=0.15, contrast=0.15, saturation=0.15, hue=0.0)
+    for seed in range(6):
+        steps, factors = _drawn(seed, 0.15, order=3)
+        expected, ops = image, iter(factors)
+        for step in steps:
+            op = {0: F.adjust_brightness, 1: F.adjust_contrast, 2: F.adjust_saturation}.get(step)
+            if op is not None:
+                expected = op(expected, next(ops))
+        torch.manual_seed(seed)
+        assert torch.allclose(augment.photometric(image), expected, atol=1e-5), steps
+
+
+def test_hue_rotation_moves_hsv_hue_by_the_drawn_amount_and_keeps_grey() -> None:
+    """Checked against the standard library's HSV conversion, pixel by pixel."""
+    import colorsys
+
+    from streetaudit.flows.detection_data import hue_rotation
+
+    rng = np.random.default_rng(0)
+    for hue in (0.02, -0.02, 0.01):
+        turn = hue_rotation(hue).numpy()
+        np.testing.assert_allclose(turn @ np.full(3, 0.4), np.full(3, 0.4), atol=1e-12)
+        np.testing.assert_allclose(turn @ turn.T, np.eye(3), atol=1e-12)
+        np.testing.assert_allclose(hue_rotation(-hue).numpy() @ turn, np.eye(3), atol=1e-12)
+        errors = []
+        for colour in rng.uniform(0.2, 0.8, (500, 3)):
+            before = colorsys.rgb_to_hsv(*colour)
+            if before[1] < 0.2:  # hue is ill-defined near grey
+                continue
+            after = colorsys.rgb_to_hsv(*(turn @ colour))
+            errors.append(abs((after[0] - before[0] - hue + 0.5) % 1 - 0.5))
+        assert max(errors) < 0.004 and len(errors) > 200
